@@ -1,0 +1,370 @@
+"""Label metrics: per object (area, shape, position, duplicates, invalid geometry) and per image
+(object count, union density, class count), all computed from the annotation tables alone.
+
+Every function takes one dataset's ``objects`` and ``images`` DataFrames (docs/ARCHITECTURE.md)
+and returns one float per row, in row order, NaN where it cannot be computed. The annotated
+``width``/``height`` of the image record define the frame, so these metrics work even when the
+image files are missing (TACO is distributed without them).
+
+Masks are pycocotools RLEs at the annotated image size (never dense 8 MP arrays); they are built
+once per (objects, images) pair and shared by all metrics of one pass (see :func:`object_geometry`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metrics import geometry
+from metrics.registry import image_table_metric, object_metric
+
+BORDER_TOLERANCE_PX = 1.0  # points this far outside the frame are rounding, not errors
+BBOX_SEG_MIN_IOU = 0.9  # bbox vs segmentation extents below this IoU: the two disagree
+
+_BBOX = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]
+
+
+@dataclass(frozen=True)
+class ObjectGeometry:
+    """Per-object geometry shared by the metrics of one pass (row order of ``objects``)."""
+
+    boxes: np.ndarray  # (n, 4) xywh float64
+    img_h: np.ndarray  # annotated image height per object, NaN when the image record is unknown
+    img_w: np.ndarray
+    segs: list[Any]  # parsed segmentation (None when there is none)
+    rles: list[dict | None]  # segmentation as RLE (None when no usable segmentation)
+    mask_area: np.ndarray  # pixels of the segmentation mask, NaN when there is no mask
+
+    def frame_rle(self, i: int) -> dict | None:
+        """Mask in the image frame: the segmentation if it has the image size, else the box."""
+        h, w = self.img_h[i], self.img_w[i]
+        if not (h > 0 and w > 0):
+            return None
+        rle = self.rles[i]
+        if rle is not None and list(rle["size"]) == [int(h), int(w)]:
+            return rle
+        box = self.boxes[i]
+        if not (np.isfinite(box).all() and box[2] > 0 and box[3] > 0):
+            return None
+        return geometry.bbox_to_rle(box, int(h), int(w))
+
+    def has_frame_mask(self, i: int) -> bool:
+        rle = self.rles[i]
+        return rle is not None and list(rle["size"]) == [int(self.img_h[i] or 0), int(self.img_w[i] or 0)]
+
+
+_cache: dict[str, Any] = {"key": None, "value": None}
+
+
+def _fingerprint(objects: pd.DataFrame, images: pd.DataFrame) -> tuple:
+    obj_cols = [c for c in ["image_id", *_BBOX, "segmentation"] if c in objects.columns]
+    img_cols = [c for c in ["image_id", "width", "height"] if c in images.columns]
+    obj_hash = int(pd.util.hash_pandas_object(objects[obj_cols], index=False).sum()) if len(objects) else 0
+    img_hash = int(pd.util.hash_pandas_object(images[img_cols], index=False).sum()) if len(images) else 0
+    return (len(objects), obj_hash, len(images), img_hash)
+
+
+def image_sizes(objects: pd.DataFrame, images: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Annotated (height, width) of each object's image, NaN when the image record is absent."""
+    sizes = images.drop_duplicates("image_id").set_index("image_id")
+    ids = objects["image_id"]
+    height = ids.map(sizes["height"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    width = ids.map(sizes["width"]).to_numpy(dtype=np.float64, na_value=np.nan)
+    return height, width
+
+
+def object_geometry(objects: pd.DataFrame, images: pd.DataFrame) -> ObjectGeometry:
+    """Parse and rasterise every object once; reused while the same tables are passed again."""
+    key = _fingerprint(objects, images)
+    if _cache["key"] == key:
+        return _cache["value"]
+    img_h, img_w = image_sizes(objects, images)
+    boxes = objects[_BBOX].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 4)
+    texts = objects["segmentation"].tolist() if "segmentation" in objects.columns else [""] * len(objects)
+    segs = [geometry.parse_segmentation(t) for t in texts]
+    rles: list[dict | None] = []
+    for seg, h, w in zip(segs, img_h, img_w, strict=True):
+        size_known = h > 0 and w > 0
+        rles.append(
+            None
+            if seg is None
+            else geometry.segmentation_to_rle(
+                seg, int(h) if size_known else None, int(w) if size_known else None
+            )
+        )
+    mask_area = np.full(len(rles), np.nan)
+    have = [i for i, r in enumerate(rles) if r is not None]
+    if have:
+        mask_area[have] = geometry.rle_area([rles[i] for i in have])
+    value = ObjectGeometry(boxes, img_h, img_w, segs, rles, mask_area)
+    _cache["key"], _cache["value"] = key, value
+    return value
+
+
+def _box_area(boxes: np.ndarray) -> np.ndarray:
+    w, h = boxes[:, 2], boxes[:, 3]
+    return np.where((w > 0) & (h > 0), w * h, np.nan)
+
+
+def object_area_source(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    """'mask' or 'bbox' per object: which geometry ``object_area`` measured."""
+    geo = object_geometry(objects, images)
+    return np.where(np.isfinite(geo.mask_area), "mask", "bbox")
+
+
+@object_metric(
+    description="Object size in pixels: area of its segmentation mask (pycocotools rasterisation at the "
+    "annotated image size, as COCO's `area`), or bbox w×h for box-only objects.",
+    low=0.0,
+    unit="px²",
+    group="label",
+)
+def object_area(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    geo = object_geometry(objects, images)
+    return np.where(np.isfinite(geo.mask_area), geo.mask_area, _box_area(geo.boxes))
+
+
+@object_metric(
+    description="Object area (mask, or bbox when box-only) as a fraction of the annotated image area; "
+    "tiny objects are hard to detect.",
+    low=0.0,
+    high=1.0,
+    unit="fraction of image",
+    group="label",
+)
+def object_area_relative(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    geo = object_geometry(objects, images)
+    image_area = np.where((geo.img_h > 0) & (geo.img_w > 0), geo.img_h * geo.img_w, np.nan)
+    return np.clip(object_area(objects, images) / image_area, 0.0, 1.0)
+
+
+@object_metric(
+    description="Bounding-box width / height (1 = square, > 1 = wide, < 1 = tall).",
+    low=0.0,
+    unit="w/h",
+    group="label",
+)
+def object_aspect_ratio(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    w = objects["bbox_w"].to_numpy(dtype=np.float64, na_value=np.nan)
+    h = objects["bbox_h"].to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((w > 0) & (h > 0), w / h, np.nan)
+
+
+@object_metric(
+    description="How close the bbox is to the image border: 1 − (bbox's smallest gap to any border) / "
+    "(half the shorter image side), clipped; 1 = touches the border (likely cut off), 0 = centred.",
+    low=0.0,
+    high=1.0,
+    direction="lower_better",
+    group="label",
+)
+def border_closeness(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    img_h, img_w = image_sizes(objects, images)
+    x, y, w, h = objects[_BBOX].to_numpy(dtype=np.float64, na_value=np.nan).T
+    half_side = np.minimum(img_w, img_h) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.minimum.reduce([x, y, img_w - (x + w), img_h - (y + h)])
+        score = 1.0 - np.clip(gap, 0.0, None) / half_side
+    return np.where((half_side > 0) & np.isfinite(gap), np.clip(score, 0.0, 1.0), np.nan)
+
+
+@object_metric(
+    description="Largest IoU with another object of the same class in the same image (mask IoU when both "
+    "have masks, else box IoU; 0 when alone); near 1 = probably annotated twice.",
+    low=0.0,
+    high=1.0,
+    direction="lower_better",
+    group="label",
+)
+def annotation_duplicate_iou(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    """Crowd regions legitimately cover many instances, so crowd/non-crowd pairs are not compared."""
+    geo = object_geometry(objects, images)
+    out = np.zeros(len(objects), dtype=np.float64)
+    out[~np.isfinite(geo.boxes).all(axis=1)] = np.nan
+    crowd = objects["iscrowd"].to_numpy() if "iscrowd" in objects.columns else np.zeros(len(objects))
+    crowd = np.nan_to_num(np.asarray(crowd, dtype=np.float64)).astype(bool)
+    groups = objects.groupby(["image_id", "category_id"], sort=False).indices
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        iou = geometry.box_iou_matrix(geo.boxes[rows], geo.boxes[rows])
+        masked = [k for k, i in enumerate(rows) if geo.has_frame_mask(i)]
+        if len(masked) >= 2:
+            sub = np.asarray(masked)
+            if (iou[np.ix_(sub, sub)] > 0).sum() > len(sub):  # some distinct masked pair can overlap
+                mask_iou = geometry.mask_iou_matrix(
+                    [geo.rles[rows[k]] for k in masked], [geo.rles[rows[k]] for k in masked]
+                )
+                iou[np.ix_(sub, sub)] = mask_iou
+            else:
+                iou[np.ix_(sub, sub)] = 0.0
+        same_kind = crowd[rows][:, None] == crowd[rows][None, :]
+        iou = np.where(same_kind, iou, 0.0)
+        np.fill_diagonal(iou, 0.0)
+        best = iou.max(axis=1)
+        out[rows] = np.where(np.isfinite(out[rows]), best, np.nan)
+    return out
+
+
+def _ring_problems(seg: Any, img_h: float, img_w: float) -> tuple[list[str], np.ndarray | None]:
+    """Problems of a polygon segmentation, and the extents box (xywh) of its usable rings."""
+    problems: list[str] = []
+    rings = seg if seg and isinstance(seg[0], list) else [seg]
+    points = []
+    for ring in rings:
+        coords = np.asarray(ring) if isinstance(ring, list) else np.zeros(0, dtype=object)
+        if coords.ndim != 1 or coords.dtype.kind not in "iuf" or not np.isfinite(coords).all():
+            problems.append("polygon with non-numeric coordinates")
+            continue
+        if len(ring) % 2:
+            problems.append("polygon with an odd number of coordinates")
+        if len(ring) < 6:
+            problems.append("polygon with fewer than 3 points")
+            continue
+        points.append(coords[: len(ring) // 2 * 2].astype(np.float64).reshape(-1, 2))
+    if not points:
+        return problems, None
+    pts = np.concatenate(points)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    if img_w > 0 and img_h > 0:
+        tol = BORDER_TOLERANCE_PX
+        if lo[0] < -tol or lo[1] < -tol or hi[0] > img_w + tol or hi[1] > img_h + tol:
+            problems.append("polygon points outside the image")
+    return problems, np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
+def _rle_problems(
+    seg: dict, rle: dict | None, img_h: float, img_w: float
+) -> tuple[list[str], np.ndarray | None]:
+    if rle is None:
+        return ["RLE unreadable (bad size, or counts that do not sum to height×width)"], None
+    problems = []
+    size = [int(v) for v in rle["size"]]
+    if img_h > 0 and img_w > 0 and size != [int(img_h), int(img_w)]:
+        problems.append(f"RLE size {size[0]}x{size[1]} differs from image size {int(img_h)}x{int(img_w)}")
+    try:
+        box = geometry.rle_bbox(rle)
+    except Exception:  # noqa: BLE001 - corrupt compressed counts surface here
+        return [*problems, "RLE counts cannot be decoded"], None
+    if box[2] <= 0 or box[3] <= 0:
+        problems.append("empty mask")
+        return problems, None
+    return problems, box
+
+
+def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> list[str]:
+    """Why each object's geometry is invalid ('' when valid); reasons joined by '; '.
+
+    Checks: bbox not finite or with width/height <= 0; bbox or polygon points more than
+    ``BORDER_TOLERANCE_PX`` outside the annotated image; polygon rings that are non-numeric, have an
+    odd number of coordinates or fewer than 3 points; unparseable segmentation JSON; RLE whose size
+    differs from the image or whose counts cannot be decoded; empty mask; a bbox whose IoU with the
+    segmentation's own box (polygon extents, or the RLE mask's tight box) is below
+    ``BBOX_SEG_MIN_IOU`` (COCO tools derive the bbox from the segmentation, so they should agree).
+    """
+    geo = object_geometry(objects, images)
+    texts = objects["segmentation"].tolist() if "segmentation" in objects.columns else [""] * len(objects)
+    reasons = []
+    tol = BORDER_TOLERANCE_PX
+    for i, (text, seg) in enumerate(zip(texts, geo.segs, strict=True)):
+        problems: list[str] = []
+        box = geo.boxes[i]
+        h, w = geo.img_h[i], geo.img_w[i]
+        box_ok = bool(np.isfinite(box).all())
+        if not box_ok:
+            problems.append("bbox not finite")
+        elif box[2] <= 0 or box[3] <= 0:
+            problems.append("non-positive bbox size")
+            box_ok = False
+        elif (
+            h > 0
+            and w > 0
+            and (box[0] < -tol or box[1] < -tol or box[0] + box[2] > w + tol or box[1] + box[3] > h + tol)
+        ):
+            problems.append("bbox outside the image")
+        seg_box = None
+        if seg is None:
+            if isinstance(text, str) and text.strip() and text.strip() != "[]":
+                problems.append("segmentation is not valid JSON")
+        elif isinstance(seg, dict):
+            more, seg_box = _rle_problems(seg, geo.rles[i], h, w)
+            problems += more
+        elif isinstance(seg, list):
+            more, seg_box = _ring_problems(seg, h, w)
+            problems += more
+        else:
+            problems.append("segmentation is neither polygons nor RLE")
+        if box_ok and seg_box is not None:
+            agreement = geometry.box_iou(box, seg_box)
+            if agreement < BBOX_SEG_MIN_IOU:
+                problems.append(f"bbox disagrees with the segmentation (IoU {agreement:.2f})")
+        reasons.append("; ".join(dict.fromkeys(problems)))
+    return reasons
+
+
+@object_metric(
+    description="1 when the annotation's geometry is broken (degenerate polygon or box, points outside the "
+    "image, RLE of the wrong size, bbox not matching the mask), else 0; the reason is listed per object.",
+    low=0.0,
+    high=1.0,
+    direction="lower_better",
+    unit="flag",
+    group="label",
+)
+def invalid_geometry(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    return np.array([1.0 if r else 0.0 for r in invalid_geometry_reasons(objects, images)])
+
+
+def _per_image(objects: pd.DataFrame, images: pd.DataFrame, per_image: pd.Series, fill: float) -> np.ndarray:
+    values = per_image.reindex(images["image_id"].to_numpy())
+    return values.fillna(fill).to_numpy(dtype=np.float64) if len(values) else np.zeros(0)
+
+
+@image_table_metric(
+    description="Number of annotated objects in the image (crowd regions included).",
+    low=0.0,
+    unit="objects",
+    group="label",
+)
+def object_count(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    return _per_image(objects, images, objects.groupby("image_id").size(), 0.0)
+
+
+@image_table_metric(
+    description="Distinct classes annotated in the image.",
+    low=0.0,
+    unit="classes",
+    group="label",
+)
+def class_count(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    return _per_image(objects, images, objects.groupby("image_id")["category_id"].nunique(), 0.0)
+
+
+@image_table_metric(
+    description="Fraction of the image covered by the union of its objects (masks, or boxes for box-only "
+    "objects; overlaps counted once); 0 = empty frame, 1 = fully covered.",
+    low=0.0,
+    high=1.0,
+    unit="fraction of image",
+    group="label",
+)
+def frame_object_density(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
+    geo = object_geometry(objects, images)
+    heights = images["height"].to_numpy(dtype=np.float64, na_value=np.nan)
+    widths = images["width"].to_numpy(dtype=np.float64, na_value=np.nan)
+    known = (heights > 0) & (widths > 0)
+    out = np.where(known, 0.0, np.nan)
+    rows_by_image = objects.groupby("image_id", sort=False).indices
+    for k, image_id in enumerate(images["image_id"].tolist()):
+        rows = rows_by_image.get(image_id)
+        if rows is None or not known[k]:
+            continue
+        rles = [r for r in (geo.frame_rle(i) for i in rows) if r is not None]
+        union = geometry.rle_union(rles)
+        if union is not None:
+            out[k] = float(geometry.rle_area([union])[0]) / (heights[k] * widths[k])
+    return out
