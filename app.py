@@ -1,0 +1,55 @@
+"""cocolens app entry: navigation and the sidebar project/dataset picker, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages.state import default_project, reader, set_query
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="cocolens", page_icon="🔎", layout="wide")
+
+
+def _sidebar() -> None:
+    with st.sidebar:
+        st.markdown("### 🔎 cocolens")
+        if "project" not in st.session_state:
+            st.session_state["project"] = default_project()
+        st.text_input("Project folder", key="project", help="A folder made by `cocolens import coco --project DIR`.")
+        project_reader = reader()
+        datasets = project_reader.datasets()
+        if not project_reader.project.exists() or not datasets:
+            st.warning("No datasets in this project yet. Import one with `cocolens import coco …` or run `cocolens demo`.")
+            return
+        if "datasets" not in st.session_state:
+            wanted = st.query_params.get_all("ds")
+            st.session_state["datasets"] = [d for d in wanted if d in datasets] or datasets
+        st.multiselect("Datasets", datasets, key="datasets", help="Every page shows these datasets.")
+        set_query(project=st.session_state["project"], ds=st.session_state["datasets"])
+
+
+PAGES = [
+    ("summary.py", "Summary", "📋", True),
+    ("data_quality.py", "Data quality", "🖼️", False),
+    ("label_quality.py", "Label quality", "🏷️", False),
+    ("compare.py", "Compare datasets", "⚖️", False),
+    ("embeddings.py", "Embeddings", "🧭", False),
+    ("model_quality.py", "Model quality", "🎯", False),
+    ("performance.py", "Performance by metric", "📈", False),
+    ("explorer.py", "Prediction explorer", "🔬", False),
+    ("training.py", "Training", "🏋️", False),
+    ("export.py", "Filter & export", "📦", False),
+]
+
+_sidebar()
+navigation = st.navigation(
+    [
+        st.Page(str(PAGES_DIR / file), title=title, icon=icon, default=default, url_path=file.removesuffix(".py"))
+        for file, title, icon, default in PAGES
+        if (PAGES_DIR / file).is_file()
+    ]
+)
+navigation.run()

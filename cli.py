@@ -1,0 +1,255 @@
+"""The ``cocolens`` command. Imports nothing heavy at start-up: ``cocolens --help`` stays instant.
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming file, record and field; the
+project is left as it was), 3 the project is busy with another writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 8501
+
+
+def _progress_printer() -> Callable[[str, int, int], None]:
+    """A tqdm bar per stage, created lazily so that --help never imports tqdm."""
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="it", file=sys.stderr, leave=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def cmd_import_coco(args: argparse.Namespace) -> int:
+    from store.coco_import import import_coco
+
+    summary = import_coco(
+        args.images, args.annotations, args.project, dataset=args.dataset, workers=args.workers,
+        progress=None if args.quiet else _progress_printer(),
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_import_predictions(args: argparse.Namespace) -> int:
+    from store.predictions_import import import_predictions
+
+    summary = import_predictions(
+        args.file, args.project, model=args.model, dataset=args.dataset,
+        progress=None if args.quiet else _progress_printer(),
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from store.project import Project
+    from store.report import build_report
+
+    if not Project(args.project).exists():
+        from store.errors import InputError
+
+        raise InputError(args.project, "not a cocolens project (no project.json)", field="--project")
+    report = build_report(args.project)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, counts in report["datasets"].items():
+            print(f"{name}: {counts['images']} images, {counts['objects']} objects, "
+                  f"{counts['categories_used']}/{counts['categories']} categories used, "
+                  f"{counts['missing_images']} missing, {counts['unreadable_images']} unreadable")
+        for issue, count in report["issues"].items():
+            print(f"  {issue}: {count}")
+    return 0
+
+
+def cmd_export_csv(args: argparse.Namespace) -> int:
+    from store.csv_export import export_csv
+
+    rows = export_csv(args.project, args.out, args.level, dataset=args.dataset)
+    print(json.dumps({"out": str(args.out), "rows": rows}))
+    return 0
+
+
+def cmd_export_coco(args: argparse.Namespace) -> int:
+    from store.coco_export import export_coco
+
+    summary = export_coco(
+        args.project, args.out, dataset=args.dataset, where=args.where, max_side=args.max_side,
+        with_metrics=args.with_metrics,
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from store.metrics_update import update_metrics
+
+    summary = update_metrics(args.project, add=args.add or [], workers=args.workers, embeddings=args.embeddings)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.jobs import train_foreground
+
+    summary = train_foreground(args.project, args.train, args.val, config_path=args.config)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from models.jobs import predict_and_import
+
+    summary = predict_and_import(args.project, args.checkpoint, args.dataset, args.model)
+    print(json.dumps(summary))
+    return 0
+
+
+def _streamlit_command(project: str | None, port: int, address: str) -> list[str]:
+    app = Path(__file__).resolve().parent / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app),
+        "--server.address", address, "--server.port", str(port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]
+    if project:
+        command += ["--", "--project", str(Path(project).resolve())]
+    return command
+
+
+def cmd_visualise(args: argparse.Namespace) -> int:
+    import subprocess
+
+    command = _streamlit_command(args.project, args.port, args.address)
+    print(f"cocolens: open http://{args.address}:{args.port}", file=sys.stderr)
+    return subprocess.call(command)  # an argument list: no shell, no string built from user input
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from store.demo import build_demo_project
+
+    project = build_demo_project(args.project, progress=_progress_printer())
+    print(f"cocolens: demo project at {project}", file=sys.stderr)
+    if args.no_open:
+        return 0
+    args.project = str(project)
+    return cmd_visualise(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cocolens", description="Data-centric explorer for COCO datasets.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="import a COCO dataset or a model's predictions")
+    imp_sub = imp.add_subparsers(dest="what", required=True)
+    coco = imp_sub.add_parser("coco", help="import images + COCO annotations as a dataset")
+    coco.add_argument("--images", required=True, help="folder the file_name entries are relative to")
+    coco.add_argument("--annotations", required=True, help="COCO annotations JSON")
+    coco.add_argument("--project", required=True, help="project folder (created if absent)")
+    coco.add_argument("--dataset", help="dataset name (default: the annotations file name)")
+    coco.add_argument("--workers", type=int, default=2, help="processes for the image pass (default 2)")
+    coco.add_argument("--quiet", action="store_true", help="no progress bar")
+    coco.set_defaults(func=cmd_import_coco)
+    preds = imp_sub.add_parser("predictions", help="import COCO results JSON as a model")
+    preds.add_argument("file", help="COCO results JSON (list of {image_id, category_id, score, bbox, ...})")
+    preds.add_argument("--project", required=True)
+    preds.add_argument("--model", required=True, help="model name")
+    preds.add_argument("--dataset", help="dataset the predictions are for (default: the only one)")
+    preds.add_argument("--quiet", action="store_true")
+    preds.set_defaults(func=cmd_import_predictions)
+
+    rep = sub.add_parser("report", help="summary of a project")
+    rep.add_argument("--project", required=True)
+    rep.add_argument("--json", action="store_true", help="machine-readable JSON")
+    rep.set_defaults(func=cmd_report)
+
+    exp = sub.add_parser("export", help="export COCO or CSV")
+    exp_sub = exp.add_subparsers(dest="what", required=True)
+    ecoco = exp_sub.add_parser("coco", help="export (a filtered subset of) a dataset as COCO JSON")
+    ecoco.add_argument("--project", required=True)
+    ecoco.add_argument("--out", required=True)
+    ecoco.add_argument("--dataset")
+    ecoco.add_argument("--where", help="SQL condition over image/object columns and metrics, e.g. \"brightness < 0.3\"")
+    ecoco.add_argument("--max-side", type=int, help="downscale images so the longest side is at most PX")
+    ecoco.add_argument("--with-metrics", action="store_true", help="add metric values as attributes")
+    ecoco.set_defaults(func=cmd_export_coco)
+    ecsv = exp_sub.add_parser("csv", help="one row per image / object / prediction with every metric")
+    ecsv.add_argument("--project", required=True)
+    ecsv.add_argument("--out", required=True)
+    ecsv.add_argument("--level", required=True, choices=["image", "object", "prediction"])
+    ecsv.add_argument("--dataset")
+    ecsv.set_defaults(func=cmd_export_csv)
+
+    met = sub.add_parser("metrics", help="compute new or changed metrics (custom ones with --add)")
+    met.add_argument("--project", required=True)
+    met.add_argument("--add", action="append", help="module path or .py file with custom metrics (repeatable)")
+    met.add_argument("--workers", type=int, default=2)
+    met.add_argument("--embeddings", action="store_true", help="also compute embeddings and annotation quality")
+    met.set_defaults(func=cmd_metrics)
+
+    tr = sub.add_parser("train", help="train Mask R-CNN in the foreground")
+    tr.add_argument("--project", required=True)
+    tr.add_argument("--train", required=True, help="training dataset name")
+    tr.add_argument("--val", required=True, help="validation dataset name")
+    tr.add_argument("--config", help="TOML config (defaults: models/default_config.toml)")
+    tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="run a checkpoint on a dataset and import its predictions")
+    pr.add_argument("--project", required=True)
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--dataset", required=True)
+    pr.add_argument("--model", required=True)
+    pr.set_defaults(func=cmd_predict)
+
+    for name in ("visualise", "visualize"):
+        vis = sub.add_parser(name, help="open the app" if name == "visualise" else argparse.SUPPRESS)
+        vis.add_argument("--project", help="project folder")
+        vis.add_argument("--port", type=int, default=DEFAULT_PORT)
+        vis.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+        vis.set_defaults(func=cmd_visualise)
+
+    demo = sub.add_parser("demo", help="build a generated demo project and open the app")
+    demo.add_argument("--project", default=os.path.join(os.getcwd(), "demo_project"))
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT)
+    demo.add_argument("--address", default="127.0.0.1")
+    demo.add_argument("--no-open", action="store_true", help="build only")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from store.errors import InputError, ProjectBusyError
+
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"cocolens: error: {exc}", file=sys.stderr)
+        return 2
+    except ProjectBusyError as exc:
+        print(f"cocolens: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("cocolens: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

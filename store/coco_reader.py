@@ -1,0 +1,264 @@
+"""Read and validate a COCO annotations file into flat tables.
+
+Every problem becomes one ``InputError`` naming the file, the record (``annotations[12] (id=345)``)
+and the field, before anything is written. Geometry that is well-formed but odd (a polygon of
+two points, points outside the image) is not an error here: the label metrics flag it, because a
+user wants to see those labels, not lose the whole import over them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+from store.errors import InputError
+
+MAX_ANNOTATION_BYTES = 4 * 1024**3  # json.load needs ~10× the file in memory; refuse beyond this
+
+
+@dataclass
+class CocoTables:
+    images: pd.DataFrame
+    objects: pd.DataFrame
+    categories: pd.DataFrame
+    info: dict[str, Any]
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
+    )
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file with a one-line error for every way it can be unreadable."""
+    if not path.exists():
+        raise InputError(str(path), "file not found")
+    if not path.is_file():
+        raise InputError(str(path), "not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(str(path), "file is empty")
+    if size > MAX_ANNOTATION_BYTES:
+        raise InputError(str(path), f"file is {size / 1e9:.1f} GB; the limit is {MAX_ANNOTATION_BYTES / 1e9:.0f} GB")
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), f"not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise InputError(str(path), f"cannot be read: {exc.strerror}") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except ValueError as exc:
+        raise InputError(str(path), str(exc)) from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON value {name} (NaN and Infinity are not allowed)")
+
+
+class _Checker:
+    """Small helpers that raise InputError naming the current record."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def fail(self, record: str, field: str | None, message: str) -> None:
+        raise InputError(self.file, message, record=record, field=field)
+
+    def int_field(self, rec: dict, key: str, where: str, minimum: int | None = None, required: bool = True):
+        if key not in rec:
+            if required:
+                self.fail(where, key, "missing")
+            return None
+        value = rec[key]
+        if not _is_int(value):
+            self.fail(where, key, f"expected an integer, got {_short(value)}")
+        value = int(value)
+        if minimum is not None and value < minimum:
+            self.fail(where, key, f"must be ≥ {minimum}, got {value}")
+        return value
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _where(section: str, index: int, rec: Any) -> str:
+    if isinstance(rec, dict) and "id" in rec and _is_int(rec.get("id")):
+        return f"{section}[{index}] (id={int(rec['id'])})"
+    return f"{section}[{index}]"
+
+
+def _safe_file_name(check: _Checker, where: str, name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        check.fail(where, "file_name", f"expected a non-empty string, got {_short(name)}")
+    if "\x00" in name:
+        check.fail(where, "file_name", "contains a NUL byte")
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts:
+        check.fail(where, "file_name", f"{name!r} leaves the images folder")
+    return name
+
+
+def _check_segmentation(check: _Checker, where: str, seg: Any, width: int, height: int) -> tuple[str, str]:
+    """Return (json text, seg_type); raise on malformed structure."""
+    if seg is None or seg == [] or seg == {}:
+        return "", "none"
+    if isinstance(seg, list):
+        for k, poly in enumerate(seg):
+            if not isinstance(poly, list):
+                check.fail(where, "segmentation", f"polygon {k} is not a list of numbers")
+            if not all(_is_number(v) for v in poly):
+                check.fail(where, "segmentation", f"polygon {k} holds a value that is not a finite number")
+            if len(poly) % 2:
+                check.fail(where, "segmentation", f"polygon {k} has an odd number of coordinates ({len(poly)})")
+        if all(len(p) == 0 for p in seg):
+            return "", "none"
+        return json.dumps(seg, separators=(",", ":")), "polygon"
+    if isinstance(seg, dict):
+        size = seg.get("size")
+        counts = seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v >= 0 for v in size)):
+            check.fail(where, "segmentation.size", f"expected [height, width], got {_short(size)}")
+        if [int(size[0]), int(size[1])] != [height, width]:
+            check.fail(
+                where, "segmentation.size", f"RLE size {size} differs from the image's [height, width] [{height}, {width}]"
+            )
+        if isinstance(counts, list):
+            if not all(_is_int(v) and v >= 0 for v in counts):
+                check.fail(where, "segmentation.counts", "uncompressed RLE counts must be non-negative integers")
+            if sum(int(v) for v in counts) != height * width:
+                check.fail(where, "segmentation.counts", f"RLE counts sum to {sum(counts)}, not height×width {height * width}")
+            return json.dumps({"size": size, "counts": [int(v) for v in counts]}, separators=(",", ":")), "rle"
+        if isinstance(counts, str):
+            if not counts or not all(48 <= ord(c) <= 111 for c in counts):
+                check.fail(where, "segmentation.counts", "compressed RLE counts hold characters outside the RLE alphabet")
+            return json.dumps({"size": size, "counts": counts}, separators=(",", ":")), "rle_compressed"
+        check.fail(where, "segmentation.counts", f"expected a list or a string, got {_short(counts)}")
+    check.fail(where, "segmentation", f"expected polygons (list) or RLE (object), got {_short(seg)}")
+    raise AssertionError("unreachable")
+
+
+def read_coco(path: str | Path, dataset: str) -> CocoTables:
+    """Validate a COCO file completely, then return its tables (ids as in the file)."""
+    path = Path(path)
+    data = load_json(path)
+    check = _Checker(str(path))
+    if not isinstance(data, dict):
+        check.fail("top level", None, f"expected a JSON object with images/annotations/categories, got {type(data).__name__}")
+    for key in ("images", "categories"):
+        if key not in data:
+            check.fail("top level", key, "missing")
+        if not isinstance(data[key], list):
+            check.fail("top level", key, f"expected a list, got {type(data[key]).__name__}")
+    annotations = data.get("annotations", [])
+    if not isinstance(annotations, list):
+        check.fail("top level", "annotations", f"expected a list, got {type(annotations).__name__}")
+
+    categories = []
+    seen_cat: set[int] = set()
+    for i, rec in enumerate(data["categories"]):
+        where = _where("categories", i, rec)
+        if not isinstance(rec, dict):
+            check.fail(where, None, f"expected an object, got {_short(rec)}")
+        cid = check.int_field(rec, "id", where)
+        if cid in seen_cat:
+            check.fail(where, "id", f"duplicate category id {cid}")
+        seen_cat.add(cid)
+        name = rec.get("name")
+        if not isinstance(name, str) or not name.strip():
+            check.fail(where, "name", f"expected a non-empty string, got {_short(name)}")
+        supercategory = rec.get("supercategory", "")
+        categories.append((dataset, cid, name, supercategory if isinstance(supercategory, str) else ""))
+
+    images = []
+    sizes: dict[int, tuple[int, int]] = {}
+    for i, rec in enumerate(data["images"]):
+        where = _where("images", i, rec)
+        if not isinstance(rec, dict):
+            check.fail(where, None, f"expected an object, got {_short(rec)}")
+        iid = check.int_field(rec, "id", where, minimum=0)
+        if iid in sizes:
+            check.fail(where, "id", f"duplicate image id {iid}")
+        file_name = _safe_file_name(check, where, rec.get("file_name"))
+        width = check.int_field(rec, "width", where, minimum=1)
+        height = check.int_field(rec, "height", where, minimum=1)
+        sizes[iid] = (width, height)
+        images.append((dataset, iid, file_name, width, height))
+
+    objects = []
+    seen_ann: set[int] = set()
+    for i, rec in enumerate(annotations):
+        where = _where("annotations", i, rec)
+        if not isinstance(rec, dict):
+            check.fail(where, None, f"expected an object, got {_short(rec)}")
+        aid = check.int_field(rec, "id", where, minimum=0)
+        if aid in seen_ann:
+            check.fail(where, "id", f"duplicate annotation id {aid}")
+        seen_ann.add(aid)
+        image_id = check.int_field(rec, "image_id", where)
+        if image_id not in sizes:
+            check.fail(where, "image_id", f"no image has id {image_id}")
+        category_id = check.int_field(rec, "category_id", where)
+        if category_id not in seen_cat:
+            check.fail(where, "category_id", f"no category has id {category_id}")
+        bbox = rec.get("bbox")
+        if "bbox" not in rec:
+            check.fail(where, "bbox", "missing")
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            check.fail(where, "bbox", f"expected [x, y, width, height], got {_short(bbox)}")
+        if not all(_is_number(v) for v in bbox):
+            check.fail(where, "bbox", f"holds a value that is not a finite number: {_short(bbox)}")
+        if bbox[2] < 0 or bbox[3] < 0:
+            check.fail(where, "bbox", f"negative width or height: {_short(bbox)}")
+        iscrowd = rec.get("iscrowd", 0)
+        if iscrowd not in (0, 1) or isinstance(iscrowd, bool):
+            check.fail(where, "iscrowd", f"expected 0 or 1, got {_short(iscrowd)}")
+        width, height = sizes[image_id]
+        seg_text, seg_type = _check_segmentation(check, where, rec.get("segmentation"), width, height)
+        if iscrowd == 1 and seg_type == "polygon":
+            pass  # pycocotools accepts crowd polygons; kept as given
+        area = rec.get("area")
+        if area is None:
+            area = float(bbox[2]) * float(bbox[3])
+        elif not _is_number(area) or area < 0:
+            check.fail(where, "area", f"expected a non-negative finite number, got {_short(area)}")
+        objects.append(
+            (dataset, aid, image_id, category_id, *(float(v) for v in bbox), float(area), int(iscrowd), seg_text, seg_type)
+        )
+
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    return CocoTables(
+        images=pd.DataFrame(images, columns=["dataset", "image_id", "file_name", "width", "height"]).astype(
+            {"image_id": "int64", "width": "int64", "height": "int64"}
+        ),
+        objects=pd.DataFrame(
+            objects,
+            columns=[
+                "dataset", "object_id", "image_id", "category_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
+                "area", "iscrowd", "segmentation", "seg_type",
+            ],
+        ).astype({"object_id": "int64", "image_id": "int64", "category_id": "int64", "iscrowd": "int64"}),
+        categories=pd.DataFrame(categories, columns=["dataset", "category_id", "name", "supercategory"]).astype(
+            {"category_id": "int64"}
+        ),
+        info=info,
+    )

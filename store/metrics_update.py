@@ -1,0 +1,71 @@
+"""``cocolens metrics``: compute new or changed metrics without re-importing.
+
+A metric is recomputed when its stored version differs from the registry's (or it is absent);
+results are keyed by name + version. Custom modules named with ``--add`` are remembered in
+project.json so that later imports and recomputations include them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from metrics import registry
+from store.errors import InputError
+from store.metric_runner import compute_table_metrics, stale_metrics, write_pixel_metrics
+from store.project import Project
+
+
+def _load_plugins(project: Project, add: list[str]) -> list[str]:
+    plugins = list(project.meta().get("plugins", []))
+    for target in add:
+        stored = str(Path(target).resolve()) if target.endswith(".py") else target
+        try:
+            registry.load_plugin(stored)
+        except Exception as exc:  # the user's module: name it and say what went wrong, in one line
+            raise InputError(target, f"cannot load custom metrics: {type(exc).__name__}: {exc}", field="--add") from exc
+        if stored not in plugins:
+            plugins.append(stored)
+    for target in plugins:
+        if target not in [str(Path(a).resolve()) if a.endswith(".py") else a for a in add]:
+            registry.load_plugin(target)
+    return plugins
+
+
+def update_metrics(
+    project_dir: str | Path, add: list[str] | None = None, workers: int = 2, embeddings: bool = False
+) -> dict[str, Any]:
+    project = Project(project_dir)
+    if not project.exists():
+        raise InputError(str(project_dir), "not a cocolens project (no project.json)", field="--project")
+    plugins = _load_plugins(project, add or [])
+    summary: dict[str, Any] = {}
+    with project.writing():
+        for dataset in project.datasets():
+            folder = project.dataset_dir(dataset)
+            pixel, table = stale_metrics(folder)
+            images = pd.read_parquet(folder / "images.parquet")
+            objects = pd.read_parquet(folder / "objects.parquet")
+            if pixel:
+                from metrics.pipeline import run_image_pass
+
+                records = [
+                    {"path": p, "width": int(w), "height": int(h)}
+                    for p, w, h in zip(images["path"], images["width"], images["height"], strict=True)
+                ]
+                results: list[dict] = [{} for _ in records]
+                for index, result in run_image_pass(records, workers=workers, plugins=plugins):
+                    results[index] = result.get("metrics", {})
+                write_pixel_metrics(dataset, folder, images["image_id"].to_numpy(), results, only=pixel)
+            if table:
+                compute_table_metrics(dataset, folder, objects, images, only=table)
+            summary[dataset] = {"pixel_metrics": pixel, "table_metrics": table}
+            if embeddings:
+                from store.embedding_store import compute_dataset_embeddings
+
+                summary[dataset]["embeddings"] = compute_dataset_embeddings(project, dataset)
+        project.update_meta(plugins=plugins)
+    return {"plugins": plugins, "datasets": summary, "registry": json.loads(json.dumps(sorted(registry.specs_by_name())))}

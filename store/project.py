@@ -1,0 +1,193 @@
+"""A cocolens project on disk: layout, atomic writes and the single-writer lock.
+
+Bulk data is immutable Parquet (replaced atomically), so readers never lock and never see a
+half-written file; a whole dataset becomes visible in one directory rename. See
+docs/ARCHITECTURE.md for why this beats one DuckDB file when the app and a job run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from store.errors import InputError, ProjectBusyError
+
+PROJECT_VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Dataset and model names become folder names: keep them safe (no path escapes)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in {".", ".."}:
+        raise InputError(
+            f"--{kind}", f"{name!r} is not a valid {kind} name (letters, digits, '_', '-', '.'; max 100)"
+        )
+    return name
+
+
+class Project:
+    """Paths and safe writes inside one project folder."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().resolve()
+
+    # ----- layout -------------------------------------------------------------------------
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / ".staging"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.root / "thumbs"
+
+    @property
+    def tags_db(self) -> Path:
+        return self.root / "tags.sqlite"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / "project.json"
+
+    def dataset_dir(self, name: str) -> Path:
+        return self.datasets_dir / check_name("dataset", name)
+
+    def model_dir(self, name: str) -> Path:
+        return self.models_dir / check_name("model", name)
+
+    def exists(self) -> bool:
+        return self.meta_path.is_file()
+
+    def datasets(self) -> list[str]:
+        if not self.datasets_dir.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.datasets_dir.iterdir() if (p / "dataset.json").is_file() and p.is_dir()
+        )
+
+    def models(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.models_dir.iterdir() if (p / "model.json").is_file())
+
+    # ----- metadata -----------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        if not self.meta_path.is_file():
+            return {"version": PROJECT_VERSION, "plugins": [], "settings": {}}
+        return json.loads(self.meta_path.read_text())
+
+    def ensure(self) -> None:
+        """Create the project folder on first write (readers never create anything)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.meta_path.is_file():
+            write_json_atomic(self.meta_path, {"version": PROJECT_VERSION, "plugins": [], "settings": {}})
+
+    def update_meta(self, **changes: Any) -> None:
+        meta = self.meta()
+        meta.update(changes)
+        write_json_atomic(self.meta_path, meta)
+
+    def dataset_meta(self, name: str) -> dict[str, Any]:
+        return json.loads((self.dataset_dir(name) / "dataset.json").read_text())
+
+    def model_meta(self, name: str) -> dict[str, Any]:
+        return json.loads((self.model_dir(name) / "model.json").read_text())
+
+    # ----- the one-writer lock --------------------------------------------------------------
+    @contextlib.contextmanager
+    def writing(self, wait: bool = True) -> Iterator[Project]:
+        """Hold the project's write lock (fcntl, released by the OS if the process dies)."""
+        self.ensure()
+        lock_path = self.root / ".write.lock"
+        with open(lock_path, "a+") as handle:
+            flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
+            try:
+                fcntl.flock(handle, flags)
+            except BlockingIOError as exc:
+                raise ProjectBusyError(f"{self.root}: another cocolens process is writing") from exc
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ----- atomic file helpers ----------------------------------------------------------------------
+
+
+def _tmp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = _tmp_beside(path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
+    """Readers see the old file or the new one, never a torn one."""
+    tmp = _tmp_beside(path)
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def replace_dir_atomic(staged: Path, final: Path) -> None:
+    """Swap a fully written directory into place; the old one (if any) disappears after."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        trash = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(staged, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+    _fsync_dir(final.parent)

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real data folder and small COCO datasets made on the fly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def shared(*parts: str) -> Path:
+    """Path inside ../shared/data, skipping the test when the real data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (tests use ../shared/data beside the repo)")
+    return path
+
+
+def write_small_coco(folder: Path, n_images: int = 4, seed: int = 0) -> tuple[Path, Path]:
+    """A tiny valid dataset: JPEG images with squares, polygons matching them. Returns (images, json)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images_dir = folder / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    ann_id = 1
+    for image_id in range(n_images):
+        width, height = 160, 120
+        pixels = np.full((height, width, 3), 90 + 30 * image_id, np.uint8)
+        for k in range(2):
+            x, y = int(rng.integers(5, 90)), int(rng.integers(5, 60))
+            size = int(rng.integers(15, 40))
+            pixels[y : y + size, x : x + size] = (200, 40 * k, 30)
+            annotations.append(
+                {
+                    "id": ann_id, "image_id": image_id, "category_id": 1 + k,
+                    "bbox": [x, y, size, size], "area": size * size, "iscrowd": 0,
+                    "segmentation": [[x, y, x + size, y, x + size, y + size, x, y + size]],
+                }
+            )
+            ann_id += 1
+        name = f"img_{image_id}.jpg"
+        cv2.imwrite(str(images_dir / name), pixels)
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+    coco = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "red"}, {"id": 2, "name": "orange"}],
+    }
+    path = folder / "annotations.json"
+    path.write_text(json.dumps(coco))
+    return images_dir, path
+
+
+@pytest.fixture
+def small_coco(tmp_path: Path) -> tuple[Path, Path]:
+    return write_small_coco(tmp_path / "src")
