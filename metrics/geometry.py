@@ -77,7 +77,10 @@ def polygon_rings(seg: Any) -> list[list[float]]:
 
 def polygon_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> Rle | None:
     """Rasterise polygon rings (union of all rings) to one RLE of the given image size."""
-    rings = polygon_rings(list(polygons))
+    return _rings_to_rle(polygon_rings(list(polygons)), height, width)
+
+
+def _rings_to_rle(rings: list[list[float]], height: int, width: int) -> Rle | None:
     if not rings:
         return None
     parts = mask_utils.frPyObjects(rings, int(height), int(width))
@@ -120,7 +123,7 @@ def segmentation_to_rle(seg: Any, height: int | None, width: int | None) -> Rle 
         coords = np.concatenate([np.asarray(r) for r in rings])
         width = int(np.ceil(max(coords[0::2].max(), 1.0))) + 1
         height = int(np.ceil(max(coords[1::2].max(), 1.0))) + 1
-    return polygon_to_rle(rings, int(height), int(width))
+    return _rings_to_rle(rings, int(height), int(width))
 
 
 def bbox_to_rle(bbox: Sequence[float], height: int, width: int) -> Rle:
@@ -262,9 +265,23 @@ def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(iou, nan=0.0)
 
 
+def box_iou_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Row-by-row IoU of two equally long lists of xywh boxes (0 where undefined)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        iw = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+        ih = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+        inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+        union = np.clip(a[:, 2], 0, None) * np.clip(a[:, 3], 0, None)
+        union = union + np.clip(b[:, 2], 0, None) * np.clip(b[:, 3], 0, None) - inter
+        iou = np.where(union > 0, inter / union, 0.0)
+    return np.nan_to_num(iou, nan=0.0)
+
+
 def box_iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
     """IoU of two xywh boxes."""
-    return float(box_iou_matrix(np.asarray(box_a), np.asarray(box_b))[0, 0])
+    return float(box_iou_pairs(np.asarray(box_a), np.asarray(box_b))[0])
 
 
 def mask_iou_matrix(

@@ -12,6 +12,7 @@ once per (objects, images) pair and shared by all metrics of one pass (see :func
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,11 +61,21 @@ _cache: dict[str, Any] = {"key": None, "value": None}
 
 
 def _fingerprint(objects: pd.DataFrame, images: pd.DataFrame) -> tuple:
-    obj_cols = [c for c in ["image_id", *_BBOX, "segmentation"] if c in objects.columns]
-    img_cols = [c for c in ["image_id", "width", "height"] if c in images.columns]
-    obj_hash = int(pd.util.hash_pandas_object(objects[obj_cols], index=False).sum()) if len(objects) else 0
-    img_hash = int(pd.util.hash_pandas_object(images[img_cols], index=False).sum()) if len(images) else 0
-    return (len(objects), obj_hash, len(images), img_hash)
+    """Order-sensitive digest of the columns the geometry depends on (a reordered or edited table misses)."""
+
+    def digest(frame: pd.DataFrame, columns: list[str]) -> str:
+        present = [c for c in columns if c in frame.columns]
+        rows = (
+            pd.util.hash_pandas_object(frame[present], index=False).to_numpy() if len(frame) else np.zeros(0)
+        )
+        return hashlib.blake2b(rows.tobytes(), digest_size=16).hexdigest()
+
+    return (
+        len(objects),
+        digest(objects, ["image_id", *_BBOX, "segmentation"]),
+        len(images),
+        digest(images, ["image_id", "width", "height"]),
+    )
 
 
 def image_sizes(objects: pd.DataFrame, images: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -268,42 +279,45 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
     """
     geo = object_geometry(objects, images)
     texts = objects["segmentation"].tolist() if "segmentation" in objects.columns else [""] * len(objects)
-    reasons = []
+    all_problems: list[list[str]] = []
+    seg_boxes = np.full((len(texts), 4), np.nan)
+    box_ok = np.isfinite(geo.boxes).all(axis=1) & (geo.boxes[:, 2] > 0) & (geo.boxes[:, 3] > 0)
     tol = BORDER_TOLERANCE_PX
+    with np.errstate(invalid="ignore"):
+        outside = box_ok & (
+            (geo.boxes[:, 0] < -tol)
+            | (geo.boxes[:, 1] < -tol)
+            | (geo.boxes[:, 0] + geo.boxes[:, 2] > geo.img_w + tol)
+            | (geo.boxes[:, 1] + geo.boxes[:, 3] > geo.img_h + tol)
+        )
     for i, (text, seg) in enumerate(zip(texts, geo.segs, strict=True)):
         problems: list[str] = []
-        box = geo.boxes[i]
-        h, w = geo.img_h[i], geo.img_w[i]
-        box_ok = bool(np.isfinite(box).all())
-        if not box_ok:
+        if not np.isfinite(geo.boxes[i]).all():
             problems.append("bbox not finite")
-        elif box[2] <= 0 or box[3] <= 0:
+        elif not box_ok[i]:
             problems.append("non-positive bbox size")
-            box_ok = False
-        elif (
-            h > 0
-            and w > 0
-            and (box[0] < -tol or box[1] < -tol or box[0] + box[2] > w + tol or box[1] + box[3] > h + tol)
-        ):
+        elif outside[i]:
             problems.append("bbox outside the image")
         seg_box = None
         if seg is None:
             if isinstance(text, str) and text.strip() and text.strip() != "[]":
                 problems.append("segmentation is not valid JSON")
         elif isinstance(seg, dict):
-            more, seg_box = _rle_problems(seg, geo.rles[i], h, w)
+            more, seg_box = _rle_problems(seg, geo.rles[i], geo.img_h[i], geo.img_w[i])
             problems += more
         elif isinstance(seg, list):
-            more, seg_box = _ring_problems(seg, h, w)
+            more, seg_box = _ring_problems(seg, geo.img_h[i], geo.img_w[i])
             problems += more
         else:
             problems.append("segmentation is neither polygons nor RLE")
-        if box_ok and seg_box is not None:
-            agreement = geometry.box_iou(box, seg_box)
-            if agreement < BBOX_SEG_MIN_IOU:
-                problems.append(f"bbox disagrees with the segmentation (IoU {agreement:.2f})")
-        reasons.append("; ".join(dict.fromkeys(problems)))
-    return reasons
+        if seg_box is not None:
+            seg_boxes[i] = seg_box
+        all_problems.append(problems)
+    agreement = geometry.box_iou_pairs(geo.boxes, seg_boxes)
+    compared = box_ok & np.isfinite(seg_boxes).all(axis=1)
+    for i in np.flatnonzero(compared & (agreement < BBOX_SEG_MIN_IOU)):
+        all_problems[i].append(f"bbox disagrees with the segmentation (IoU {agreement[i]:.2f})")
+    return ["; ".join(dict.fromkeys(p)) for p in all_problems]
 
 
 @object_metric(
