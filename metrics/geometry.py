@@ -131,6 +131,12 @@ def bbox_to_rle(bbox: Sequence[float], height: int, width: int) -> Rle:
     return mask_utils.frPyObjects(np.asarray([bbox], dtype=np.float64), int(height), int(width))[0]
 
 
+def bboxes_to_rles(boxes: np.ndarray, height: int, width: int) -> list[Rle]:
+    """Many xywh boxes of one image → RLEs in one pycocotools call."""
+    boxes = np.ascontiguousarray(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    return list(mask_utils.frPyObjects(boxes, int(height), int(width))) if len(boxes) else []
+
+
 def object_rle(seg: Any, bbox: Sequence[float], height: int | None, width: int | None) -> Rle | None:
     """An object's mask as RLE: its segmentation, else its box (None when neither is usable)."""
     rle = segmentation_to_rle(seg, height, width)
@@ -263,6 +269,33 @@ def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         union = area_a[:, None] + area_b[None, :] - inter
         iou = np.where(union > 0, inter / union, 0.0)
     return np.nan_to_num(iou, nan=0.0)
+
+
+def box_union_area(boxes: np.ndarray, height: float, width: float) -> float:
+    """Exact area covered by the union of xywh boxes clipped to the frame (overlaps counted once).
+
+    Coordinate compression: the box edges cut the frame into at most (2n)² cells, each either
+    covered or not, so n boxes cost O(n³) worst case on tiny arrays instead of a dense mask.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    b = b[np.isfinite(b).all(axis=1)]
+    x0, y0 = np.clip(b[:, 0], 0, width), np.clip(b[:, 1], 0, height)
+    x1, y1 = np.clip(b[:, 0] + b[:, 2], 0, width), np.clip(b[:, 1] + b[:, 3], 0, height)
+    keep = (x1 > x0) & (y1 > y0)
+    x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
+    if not len(x0):
+        return 0.0
+    xs, ys = np.unique(np.concatenate([x0, x1])), np.unique(np.concatenate([y0, y1]))
+    covered = np.zeros((len(ys) - 1, len(xs) - 1), dtype=bool)
+    for i0, i1, j0, j1 in zip(
+        np.searchsorted(xs, x0),
+        np.searchsorted(xs, x1),
+        np.searchsorted(ys, y0),
+        np.searchsorted(ys, y1),
+        strict=True,
+    ):
+        covered[j0:j1, i0:i1] = True
+    return float(np.diff(ys) @ (covered @ np.diff(xs)))
 
 
 def box_iou_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:

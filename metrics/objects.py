@@ -39,22 +39,26 @@ class ObjectGeometry:
     rles: list[dict | None]  # segmentation as RLE (None when no usable segmentation)
     mask_area: np.ndarray  # pixels of the segmentation mask, NaN when there is no mask
 
-    def frame_rle(self, i: int) -> dict | None:
-        """Mask in the image frame: the segmentation if it has the image size, else the box."""
-        h, w = self.img_h[i], self.img_w[i]
-        if not (h > 0 and w > 0):
-            return None
-        rle = self.rles[i]
-        if rle is not None and list(rle["size"]) == [int(h), int(w)]:
-            return rle
-        box = self.boxes[i]
-        if not (np.isfinite(box).all() and box[2] > 0 and box[3] > 0):
-            return None
-        return geometry.bbox_to_rle(box, int(h), int(w))
+    @property
+    def mask_in_frame(self) -> np.ndarray:
+        """True where the segmentation RLE has exactly the annotated image size."""
+        return np.array(
+            [
+                r is not None and h > 0 and w > 0 and list(r["size"]) == [int(h), int(w)]
+                for r, h, w in zip(self.rles, self.img_h, self.img_w, strict=True)
+            ],
+            dtype=bool,
+        )
 
-    def has_frame_mask(self, i: int) -> bool:
-        rle = self.rles[i]
-        return rle is not None and list(rle["size"]) == [int(self.img_h[i] or 0), int(self.img_w[i] or 0)]
+    def frame_rles(self, rows: np.ndarray, in_frame: np.ndarray, height: int, width: int) -> list[dict]:
+        """Masks of ``rows`` in a height×width frame: the segmentation when it fits, else the box."""
+        rles = [self.rles[i] for i in rows if in_frame[i]]
+        box_rows = [i for i in rows if not in_frame[i]]
+        boxes = self.boxes[box_rows]
+        boxes = boxes[np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)]
+        if len(boxes):
+            rles += geometry.bboxes_to_rles(boxes, height, width)
+        return rles
 
 
 _cache: dict[str, Any] = {"key": None, "value": None}
@@ -192,32 +196,35 @@ def border_closeness(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
     group="label",
 )
 def annotation_duplicate_iou(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
-    """Crowd regions legitimately cover many instances, so crowd/non-crowd pairs are not compared."""
+    """Vectorised over all same-image, same-class pairs; masks are compared only where boxes overlap.
+
+    Crowd regions legitimately cover many instances, so crowd/non-crowd pairs are not compared.
+    """
     geo = object_geometry(objects, images)
-    out = np.zeros(len(objects), dtype=np.float64)
-    out[~np.isfinite(geo.boxes).all(axis=1)] = np.nan
-    crowd = objects["iscrowd"].to_numpy() if "iscrowd" in objects.columns else np.zeros(len(objects))
+    n = len(objects)
+    crowd = objects["iscrowd"].to_numpy() if "iscrowd" in objects.columns else np.zeros(n)
     crowd = np.nan_to_num(np.asarray(crowd, dtype=np.float64)).astype(bool)
-    groups = objects.groupby(["image_id", "category_id"], sort=False).indices
-    for rows in groups.values():
-        if len(rows) < 2:
-            continue
-        iou = geometry.box_iou_matrix(geo.boxes[rows], geo.boxes[rows])
-        masked = [k for k, i in enumerate(rows) if geo.has_frame_mask(i)]
-        if len(masked) >= 2:
-            sub = np.asarray(masked)
-            if (iou[np.ix_(sub, sub)] > 0).sum() > len(sub):  # some distinct masked pair can overlap
-                mask_iou = geometry.mask_iou_matrix(
-                    [geo.rles[rows[k]] for k in masked], [geo.rles[rows[k]] for k in masked]
-                )
-                iou[np.ix_(sub, sub)] = mask_iou
-            else:
-                iou[np.ix_(sub, sub)] = 0.0
-        same_kind = crowd[rows][:, None] == crowd[rows][None, :]
-        iou = np.where(same_kind, iou, 0.0)
-        np.fill_diagonal(iou, 0.0)
-        best = iou.max(axis=1)
-        out[rows] = np.where(np.isfinite(out[rows]), best, np.nan)
+    keys = pd.DataFrame(
+        {
+            "image_id": objects["image_id"].to_numpy(),
+            "category_id": objects["category_id"].to_numpy(),
+            "row": np.arange(n),
+        }
+    )
+    pairs = keys.merge(keys, on=["image_id", "category_id"], suffixes=("_a", "_b"))
+    a, b = pairs["row_a"].to_numpy(), pairs["row_b"].to_numpy()
+    keep = (a < b) & (crowd[a] == crowd[b])
+    a, b = a[keep], b[keep]
+    iou = geometry.box_iou_pairs(geo.boxes[a], geo.boxes[b])
+    in_frame = geo.mask_in_frame
+    both_masks = in_frame[a] & in_frame[b]
+    for k in np.flatnonzero(both_masks & (iou > 0)):
+        iou[k] = geometry.mask_iou_matrix([geo.rles[a[k]]], [geo.rles[b[k]]])[0, 0]
+    iou[both_masks & ~(iou > 0)] = 0.0
+    out = np.zeros(n, dtype=np.float64)
+    np.maximum.at(out, a, iou)
+    np.maximum.at(out, b, iou)
+    out[~np.isfinite(geo.boxes).all(axis=1)] = np.nan
     return out
 
 
@@ -373,12 +380,17 @@ def frame_object_density(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndar
     known = (heights > 0) & (widths > 0)
     out = np.where(known, 0.0, np.nan)
     rows_by_image = objects.groupby("image_id", sort=False).indices
+    in_frame = geo.mask_in_frame
     for k, image_id in enumerate(images["image_id"].tolist()):
         rows = rows_by_image.get(image_id)
         if rows is None or not known[k]:
             continue
-        rles = [r for r in (geo.frame_rle(i) for i in rows) if r is not None]
-        union = geometry.rle_union(rles)
+        if not in_frame[rows].any():  # box-only image: exact union of boxes, no rasterising
+            out[k] = geometry.box_union_area(geo.boxes[rows], heights[k], widths[k]) / (
+                heights[k] * widths[k]
+            )
+            continue
+        union = geometry.rle_union(geo.frame_rles(rows, in_frame, int(heights[k]), int(widths[k])))
         if union is not None:
             out[k] = float(geometry.rle_area([union])[0]) / (heights[k] * widths[k])
     return out

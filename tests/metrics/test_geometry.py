@@ -111,3 +111,13 @@ def test_scale_rle_keeps_its_form_and_scales_area(compressed):
     assert isinstance(scaled["counts"], str if compressed else list)
     out = geometry.rle_to_mask(scaled)
     assert out.sum() == 25 and out[2:7, 1:6].all()
+
+
+def test_box_union_area_exact_and_equal_to_rasterised_union_for_whole_pixel_boxes():
+    assert geometry.box_union_area(np.array([[0, 0, 10, 10], [5, 0, 10, 10]]), 20, 20) == 150.0
+    assert geometry.box_union_area(np.array([[15, 15, 10, 10]]), 20, 20) == 25.0  # clipped to the frame
+    assert geometry.box_union_area(np.array([[0, 0, 0, 5], [np.inf, 0, 1, 1]]), 20, 20) == 0.0
+    rng = np.random.default_rng(0)
+    boxes = np.column_stack([rng.integers(0, 50, (40, 2)), rng.integers(1, 30, (40, 2))]).astype(float)
+    union = geometry.rle_union(geometry.bboxes_to_rles(boxes, 60, 70))
+    assert geometry.box_union_area(boxes, 60, 70) == geometry.rle_area([union])[0]
