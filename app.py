@@ -18,11 +18,15 @@ def _sidebar() -> None:
         st.markdown("### 🔎 cocolens")
         if "project" not in st.session_state:
             st.session_state["project"] = default_project()
-        st.text_input("Project folder", key="project", help="A folder made by `cocolens import coco --project DIR`.")
+        st.text_input(
+            "Project folder", key="project", help="A folder made by `cocolens import coco --project DIR`."
+        )
         project_reader = reader()
         datasets = project_reader.datasets()
         if not project_reader.project.exists() or not datasets:
-            st.warning("No datasets in this project yet. Import one with `cocolens import coco …` or run `cocolens demo`.")
+            st.warning(
+                "No datasets in this project yet. Import one with `cocolens import coco …` or run `cocolens demo`."
+            )
             return
         if "datasets" not in st.session_state:
             wanted = st.query_params.get_all("ds")
@@ -47,7 +51,9 @@ PAGES = [
 _sidebar()
 navigation = st.navigation(
     [
-        st.Page(str(PAGES_DIR / file), title=title, icon=icon, default=default, url_path=file.removesuffix(".py"))
+        st.Page(
+            str(PAGES_DIR / file), title=title, icon=icon, default=default, url_path=file.removesuffix(".py")
+        )
         for file, title, icon, default in PAGES
         if (PAGES_DIR / file).is_file()
     ]

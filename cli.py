@@ -40,7 +40,11 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
     from store.coco_import import import_coco
 
     summary = import_coco(
-        args.images, args.annotations, args.project, dataset=args.dataset, workers=args.workers,
+        args.images,
+        args.annotations,
+        args.project,
+        dataset=args.dataset,
+        workers=args.workers,
         progress=None if args.quiet else _progress_printer(),
     )
     print(json.dumps(summary))
@@ -51,7 +55,10 @@ def cmd_import_predictions(args: argparse.Namespace) -> int:
     from store.predictions_import import import_predictions
 
     summary = import_predictions(
-        args.file, args.project, model=args.model, dataset=args.dataset,
+        args.file,
+        args.project,
+        model=args.model,
+        dataset=args.dataset,
         progress=None if args.quiet else _progress_printer(),
     )
     print(json.dumps(summary))
@@ -71,9 +78,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         for name, counts in report["datasets"].items():
-            print(f"{name}: {counts['images']} images, {counts['objects']} objects, "
-                  f"{counts['categories_used']}/{counts['categories']} categories used, "
-                  f"{counts['missing_images']} missing, {counts['unreadable_images']} unreadable")
+            print(
+                f"{name}: {counts['images']} images, {counts['objects']} objects, "
+                f"{counts['categories_used']}/{counts['categories']} categories used, "
+                f"{counts['missing_images']} missing, {counts['unreadable_images']} unreadable"
+            )
         for issue, count in report["issues"].items():
             print(f"  {issue}: {count}")
     return 0
@@ -91,7 +100,11 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
     from store.coco_export import export_coco
 
     summary = export_coco(
-        args.project, args.out, dataset=args.dataset, where=args.where, max_side=args.max_side,
+        args.project,
+        args.out,
+        dataset=args.dataset,
+        where=args.where,
+        max_side=args.max_side,
         with_metrics=args.with_metrics,
     )
     print(json.dumps(summary))
@@ -101,7 +114,9 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from store.metrics_update import update_metrics
 
-    summary = update_metrics(args.project, add=args.add or [], workers=args.workers, embeddings=args.embeddings)
+    summary = update_metrics(
+        args.project, add=args.add or [], workers=args.workers, embeddings=args.embeddings
+    )
     print(json.dumps(summary))
     return 0
 
@@ -125,9 +140,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _streamlit_command(project: str | None, port: int, address: str) -> list[str]:
     app = Path(__file__).resolve().parent / "app.py"
     command = [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.address", address, "--server.port", str(port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
     ]
     if project:
         command += ["--", "--project", str(Path(project).resolve())]
@@ -186,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     ecoco.add_argument("--project", required=True)
     ecoco.add_argument("--out", required=True)
     ecoco.add_argument("--dataset")
-    ecoco.add_argument("--where", help="SQL condition over image/object columns and metrics, e.g. \"brightness < 0.3\"")
+    ecoco.add_argument(
+        "--where", help='SQL condition over image/object columns and metrics, e.g. "brightness < 0.3"'
+    )
     ecoco.add_argument("--max-side", type=int, help="downscale images so the longest side is at most PX")
     ecoco.add_argument("--with-metrics", action="store_true", help="add metric values as attributes")
     ecoco.set_defaults(func=cmd_export_coco)
@@ -199,9 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     met = sub.add_parser("metrics", help="compute new or changed metrics (custom ones with --add)")
     met.add_argument("--project", required=True)
-    met.add_argument("--add", action="append", help="module path or .py file with custom metrics (repeatable)")
+    met.add_argument(
+        "--add", action="append", help="module path or .py file with custom metrics (repeatable)"
+    )
     met.add_argument("--workers", type=int, default=2)
-    met.add_argument("--embeddings", action="store_true", help="also compute embeddings and annotation quality")
+    met.add_argument(
+        "--embeddings", action="store_true", help="also compute embeddings and annotation quality"
+    )
     met.set_defaults(func=cmd_metrics)
 
     tr = sub.add_parser("train", help="train Mask R-CNN in the foreground")
@@ -222,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         vis = sub.add_parser(name, help="open the app" if name == "visualise" else argparse.SUPPRESS)
         vis.add_argument("--project", help="project folder")
         vis.add_argument("--port", type=int, default=DEFAULT_PORT)
-        vis.add_argument("--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+        vis.add_argument(
+            "--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)"
+        )
         vis.set_defaults(func=cmd_visualise)
 
     demo = sub.add_parser("demo", help="build a generated demo project and open the app")

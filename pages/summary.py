@@ -12,11 +12,26 @@ from pages.state import reader, selected_datasets
 from store.report import ISSUE_THRESHOLDS, issue_counts
 
 ISSUE_HELP = {
-    "exact_duplicate_images": ("Images whose decoded pixels are identical to another image's.", "data_quality"),
-    "near_duplicate_groups": ("Groups of images whose perceptual hashes are within a small Hamming radius.", "data_quality"),
-    "missing_images": ("Images listed in the annotations but not found on disk; geometry metrics still computed.", "data_quality"),
-    "unreadable_images": ("Files that exist but could not be decoded (corrupt, truncated, unsupported).", "data_quality"),
-    "classes_under_10_objects": ("Classes with fewer than 10 labelled objects: too few to learn or to evaluate.", "label_quality"),
+    "exact_duplicate_images": (
+        "Images whose decoded pixels are identical to another image's.",
+        "data_quality",
+    ),
+    "near_duplicate_groups": (
+        "Groups of images whose perceptual hashes are within a small Hamming radius.",
+        "data_quality",
+    ),
+    "missing_images": (
+        "Images listed in the annotations but not found on disk; geometry metrics still computed.",
+        "data_quality",
+    ),
+    "unreadable_images": (
+        "Files that exist but could not be decoded (corrupt, truncated, unsupported).",
+        "data_quality",
+    ),
+    "classes_under_10_objects": (
+        "Classes with fewer than 10 labelled objects: too few to learn or to evaluate.",
+        "label_quality",
+    ),
 }
 
 PAGES_DIR = Path(__file__).resolve().parent
@@ -25,14 +40,18 @@ st.title("📋 Summary")
 project_reader = reader()
 datasets = selected_datasets()
 if not datasets:
-    st.info("This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`.")
+    st.info(
+        "This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`."
+    )
     st.stop()
 
 counts = project_reader.dataset_counts()
 counts = counts[counts["dataset"].isin(datasets)]
 st.subheader("Datasets")
 st.dataframe(
-    counts.rename(columns=lambda c: c.replace("_", " ")), hide_index=True, use_container_width=True,
+    counts.rename(columns=lambda c: c.replace("_", " ")),
+    hide_index=True,
+    use_container_width=True,
 )
 
 st.subheader("Issues")
@@ -47,7 +66,11 @@ for index, (issue, count) in enumerate(issues.items()):
             help_text = f"`{metric}` {side} {threshold}. " + (
                 registry.get(metric).help_text() if metric in registry.specs_by_name() else ""
             )
-            page = "label_quality" if registry.specs_by_name().get(metric) and registry.get(metric).level == "object" else "data_quality"
+            page = (
+                "label_quality"
+                if registry.specs_by_name().get(metric) and registry.get(metric).level == "object"
+                else "data_quality"
+            )
         else:
             help_text, page = ISSUE_HELP.get(issue, ("", "data_quality"))
         st.metric(issue.replace("_", " ").capitalize(), f"{count:,}", help=help_text)
@@ -55,17 +78,39 @@ for index, (issue, count) in enumerate(issues.items()):
             st.page_link(f"pages/{page}.py", label="open gallery →", query_params={"issue": issue})
 
 st.subheader("Metrics")
-st.caption("Every metric with its distribution summary and IQR outliers (moderate: 1.5–2.5×IQR beyond the quartiles; severe: beyond 2.5×IQR).")
+st.caption(
+    "Every metric with its distribution summary and IQR outliers (moderate: 1.5–2.5×IQR beyond the quartiles; severe: beyond 2.5×IQR)."
+)
 summary = project_reader.metric_summary(datasets)
 specs = registry.specs_by_name()
 if len(summary):
     summary["range"] = summary["metric"].map(lambda m: specs[m].range_text if m in specs else "")
     summary["direction"] = summary["metric"].map(lambda m: specs[m].direction_text if m in specs else "")
-    summary["meaning"] = summary["metric"].map(lambda m: specs[m].description if m in specs else "custom metric")
-    table = summary[["metric", "level", "count", "mean", "median", "min", "max", "moderate_outliers", "severe_outliers",
-                     "range", "direction", "meaning"]]
-    st.dataframe(table, hide_index=True, use_container_width=True,
-                 column_config={"meaning": st.column_config.TextColumn(width="large")})
+    summary["meaning"] = summary["metric"].map(
+        lambda m: specs[m].description if m in specs else "custom metric"
+    )
+    table = summary[
+        [
+            "metric",
+            "level",
+            "count",
+            "mean",
+            "median",
+            "min",
+            "max",
+            "moderate_outliers",
+            "severe_outliers",
+            "range",
+            "direction",
+            "meaning",
+        ]
+    ]
+    st.dataframe(
+        table,
+        hide_index=True,
+        use_container_width=True,
+        column_config={"meaning": st.column_config.TextColumn(width="large")},
+    )
 else:
     st.info("No metric values yet.")
 

@@ -25,12 +25,22 @@ from store.errors import InputError
 from store.metric_runner import compute_table_metrics, write_pixel_metrics
 from store.project import Project, check_name, replace_dir_atomic, write_json_atomic, write_parquet_atomic
 
-CHUNK = int(os.environ.get("COCOLENS_IMPORT_CHUNK", "128"))  # images per checkpoint: a kill loses seconds, not minutes
+CHUNK = int(
+    os.environ.get("COCOLENS_IMPORT_CHUNK", "128")
+)  # images per checkpoint: a kill loses seconds, not minutes
 Progress = Callable[[str, int, int], None]
 
 IMAGE_RESULT_COLUMNS = [
-    "status", "error", "decoded_width", "decoded_height", "exif_orientation", "orientation_applied",
-    "file_size", "content_hash", "pixel_hash", "phash",
+    "status",
+    "error",
+    "decoded_width",
+    "decoded_height",
+    "exif_orientation",
+    "orientation_applied",
+    "file_size",
+    "content_hash",
+    "pixel_hash",
+    "phash",
 ]
 
 
@@ -111,9 +121,16 @@ def _image_table(tables_images: pd.DataFrame, paths: list[str], results: pd.Data
         images[key] = results[key].to_numpy()
     images = images.astype(
         {
-            "status": "string", "error": "string", "content_hash": "string", "pixel_hash": "string",
-            "decoded_width": "Int64", "decoded_height": "Int64", "exif_orientation": "Int64",
-            "file_size": "Int64", "phash": "Int64", "orientation_applied": "boolean",
+            "status": "string",
+            "error": "string",
+            "content_hash": "string",
+            "pixel_hash": "string",
+            "decoded_width": "Int64",
+            "decoded_height": "Int64",
+            "exif_orientation": "Int64",
+            "file_size": "Int64",
+            "phash": "Int64",
+            "orientation_applied": "boolean",
         }
     )
     images["error"] = images["error"].fillna("")
@@ -173,7 +190,9 @@ def import_coco(
         paths = [path for path, _ in resolved]
         records = [
             {"path": path, "width": int(w), "height": int(h), "escape_error": err}
-            for (path, err), w, h in zip(resolved, tables.images["width"], tables.images["height"], strict=True)
+            for (path, err), w, h in zip(
+                resolved, tables.images["width"], tables.images["height"], strict=True
+            )
         ]
         image_ids = tables.images["image_id"].to_numpy()
         results, resumed = _run_image_pass(records, image_ids, stage / "chunks", workers, plugins, progress)
@@ -188,7 +207,9 @@ def import_coco(
         write_parquet_atomic(out / "categories.parquet", tables.categories)
         write_parquet_atomic(out / "images.parquet", images)
         write_parquet_atomic(out / "objects.parquet", tables.objects)
-        metric_dicts = [json.loads(text) for text in results.set_index("image_id").reindex(image_ids)["metrics_json"]]
+        metric_dicts = [
+            json.loads(text) for text in results.set_index("image_id").reindex(image_ids)["metrics_json"]
+        ]
         write_pixel_metrics(dataset, out, image_ids, metric_dicts)
         compute_table_metrics(dataset, out, tables.objects, images)
         write_parquet_atomic(out / "duplicates.parquet", _duplicates(dataset, images))
@@ -212,6 +233,7 @@ def import_coco(
                 "resumed_images": resumed,
                 "counts": counts,
                 "info": tables.info,
+                "warnings": tables.warnings,
             },
         )
         if progress:

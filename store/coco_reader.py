@@ -27,6 +27,7 @@ class CocoTables:
     objects: pd.DataFrame
     categories: pd.DataFrame
     info: dict[str, Any]
+    warnings: dict[str, int]
 
 
 def _is_int(value: Any) -> bool:
@@ -38,9 +39,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
 def load_json(path: Path) -> Any:
@@ -53,7 +52,9 @@ def load_json(path: Path) -> Any:
     if size == 0:
         raise InputError(str(path), "file is empty")
     if size > MAX_ANNOTATION_BYTES:
-        raise InputError(str(path), f"file is {size / 1e9:.1f} GB; the limit is {MAX_ANNOTATION_BYTES / 1e9:.0f} GB")
+        raise InputError(
+            str(path), f"file is {size / 1e9:.1f} GB; the limit is {MAX_ANNOTATION_BYTES / 1e9:.0f} GB"
+        )
     try:
         raw = path.read_bytes()
         text = raw.decode("utf-8-sig")
@@ -62,15 +63,13 @@ def load_json(path: Path) -> Any:
     except OSError as exc:
         raise InputError(str(path), f"cannot be read: {exc.strerror}") from exc
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        raise InputError(
+            str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
     except ValueError as exc:
         raise InputError(str(path), str(exc)) from exc
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid JSON value {name} (NaN and Infinity are not allowed)")
 
 
 class _Checker:
@@ -129,7 +128,9 @@ def _check_segmentation(check: _Checker, where: str, seg: Any, width: int, heigh
             if not all(_is_number(v) for v in poly):
                 check.fail(where, "segmentation", f"polygon {k} holds a value that is not a finite number")
             if len(poly) % 2:
-                check.fail(where, "segmentation", f"polygon {k} has an odd number of coordinates ({len(poly)})")
+                check.fail(
+                    where, "segmentation", f"polygon {k} has an odd number of coordinates ({len(poly)})"
+                )
         if all(len(p) == 0 for p in seg):
             return "", "none"
         return json.dumps(seg, separators=(",", ":")), "polygon"
@@ -140,17 +141,31 @@ def _check_segmentation(check: _Checker, where: str, seg: Any, width: int, heigh
             check.fail(where, "segmentation.size", f"expected [height, width], got {_short(size)}")
         if [int(size[0]), int(size[1])] != [height, width]:
             check.fail(
-                where, "segmentation.size", f"RLE size {size} differs from the image's [height, width] [{height}, {width}]"
+                where,
+                "segmentation.size",
+                f"RLE size {size} differs from the image's [height, width] [{height}, {width}]",
             )
         if isinstance(counts, list):
             if not all(_is_int(v) and v >= 0 for v in counts):
-                check.fail(where, "segmentation.counts", "uncompressed RLE counts must be non-negative integers")
+                check.fail(
+                    where, "segmentation.counts", "uncompressed RLE counts must be non-negative integers"
+                )
             if sum(int(v) for v in counts) != height * width:
-                check.fail(where, "segmentation.counts", f"RLE counts sum to {sum(counts)}, not height×width {height * width}")
-            return json.dumps({"size": size, "counts": [int(v) for v in counts]}, separators=(",", ":")), "rle"
+                check.fail(
+                    where,
+                    "segmentation.counts",
+                    f"RLE counts sum to {sum(counts)}, not height×width {height * width}",
+                )
+            return json.dumps(
+                {"size": size, "counts": [int(v) for v in counts]}, separators=(",", ":")
+            ), "rle"
         if isinstance(counts, str):
             if not counts or not all(48 <= ord(c) <= 111 for c in counts):
-                check.fail(where, "segmentation.counts", "compressed RLE counts hold characters outside the RLE alphabet")
+                check.fail(
+                    where,
+                    "segmentation.counts",
+                    "compressed RLE counts hold characters outside the RLE alphabet",
+                )
             return json.dumps({"size": size, "counts": counts}, separators=(",", ":")), "rle_compressed"
         check.fail(where, "segmentation.counts", f"expected a list or a string, got {_short(counts)}")
     check.fail(where, "segmentation", f"expected polygons (list) or RLE (object), got {_short(seg)}")
@@ -163,7 +178,11 @@ def read_coco(path: str | Path, dataset: str) -> CocoTables:
     data = load_json(path)
     check = _Checker(str(path))
     if not isinstance(data, dict):
-        check.fail("top level", None, f"expected a JSON object with images/annotations/categories, got {type(data).__name__}")
+        check.fail(
+            "top level",
+            None,
+            f"expected a JSON object with images/annotations/categories, got {type(data).__name__}",
+        )
     for key in ("images", "categories"):
         if key not in data:
             check.fail("top level", key, "missing")
@@ -205,18 +224,26 @@ def read_coco(path: str | Path, dataset: str) -> CocoTables:
         images.append((dataset, iid, file_name, width, height))
 
     objects = []
-    seen_ann: set[int] = set()
+    seen_ann: set[tuple[int, int]] = set()
+    ids_seen: set[int] = set()
+    reused_ids = 0
+    empty_geometry = 0
     for i, rec in enumerate(annotations):
         where = _where("annotations", i, rec)
         if not isinstance(rec, dict):
             check.fail(where, None, f"expected an object, got {_short(rec)}")
         aid = check.int_field(rec, "id", where, minimum=0)
-        if aid in seen_ann:
-            check.fail(where, "id", f"duplicate annotation id {aid}")
-        seen_ann.add(aid)
         image_id = check.int_field(rec, "image_id", where)
         if image_id not in sizes:
             check.fail(where, "image_id", f"no image has id {image_id}")
+        # Objects are keyed by (image_id, id): an id reused on another image (TACO has two) is
+        # kept and counted; reused within one image it is ambiguous and refused.
+        if (image_id, aid) in seen_ann:
+            check.fail(where, "id", f"duplicate annotation id {aid} in image {image_id}")
+        seen_ann.add((image_id, aid))
+        if aid in ids_seen:
+            reused_ids += 1
+        ids_seen.add(aid)
         category_id = check.int_field(rec, "category_id", where)
         if category_id not in seen_cat:
             check.fail(where, "category_id", f"no category has id {category_id}")
@@ -225,9 +252,15 @@ def read_coco(path: str | Path, dataset: str) -> CocoTables:
             check.fail(where, "bbox", "missing")
         if not (isinstance(bbox, list) and len(bbox) == 4):
             check.fail(where, "bbox", f"expected [x, y, width, height], got {_short(bbox)}")
-        if not all(_is_number(v) for v in bbox):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox):
             check.fail(where, "bbox", f"holds a value that is not a finite number: {_short(bbox)}")
-        if bbox[2] < 0 or bbox[3] < 0:
+        if not all(math.isfinite(v) for v in bbox):
+            # Tools write [inf, inf, -inf, -inf] for a label with no geometry (TACO's crowd split
+            # has 15). One such label must not sink thousands: kept with a NaN box, flagged by the
+            # invalid_geometry metric, counted in the dataset's warnings.
+            bbox = [math.nan] * 4
+            empty_geometry += 1
+        elif bbox[2] < 0 or bbox[3] < 0:
             check.fail(where, "bbox", f"negative width or height: {_short(bbox)}")
         iscrowd = rec.get("iscrowd", 0)
         if iscrowd not in (0, 1) or isinstance(iscrowd, bool):
@@ -242,10 +275,28 @@ def read_coco(path: str | Path, dataset: str) -> CocoTables:
         elif not _is_number(area) or area < 0:
             check.fail(where, "area", f"expected a non-negative finite number, got {_short(area)}")
         objects.append(
-            (dataset, aid, image_id, category_id, *(float(v) for v in bbox), float(area), int(iscrowd), seg_text, seg_type)
+            (
+                dataset,
+                aid,
+                image_id,
+                category_id,
+                *(float(v) for v in bbox),
+                float(area),
+                int(iscrowd),
+                seg_text,
+                seg_type,
+            )
         )
 
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    warnings = {
+        key: value
+        for key, value in (
+            ("annotation_ids_reused_across_images", reused_ids),
+            ("annotations_without_geometry", empty_geometry),
+        )
+        if value
+    }
     return CocoTables(
         images=pd.DataFrame(images, columns=["dataset", "image_id", "file_name", "width", "height"]).astype(
             {"image_id": "int64", "width": "int64", "height": "int64"}
@@ -253,12 +304,23 @@ def read_coco(path: str | Path, dataset: str) -> CocoTables:
         objects=pd.DataFrame(
             objects,
             columns=[
-                "dataset", "object_id", "image_id", "category_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-                "area", "iscrowd", "segmentation", "seg_type",
+                "dataset",
+                "object_id",
+                "image_id",
+                "category_id",
+                "bbox_x",
+                "bbox_y",
+                "bbox_w",
+                "bbox_h",
+                "area",
+                "iscrowd",
+                "segmentation",
+                "seg_type",
             ],
         ).astype({"object_id": "int64", "image_id": "int64", "category_id": "int64", "iscrowd": "int64"}),
-        categories=pd.DataFrame(categories, columns=["dataset", "category_id", "name", "supercategory"]).astype(
-            {"category_id": "int64"}
-        ),
+        categories=pd.DataFrame(
+            categories, columns=["dataset", "category_id", "name", "supercategory"]
+        ).astype({"category_id": "int64"}),
         info=info,
+        warnings=warnings,
     )

@@ -33,7 +33,9 @@ def export_csv(project_dir: str | Path, out: str | Path, level: str, dataset: st
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     cur = reader.cursor()
     try:
-        cur.execute(f"COPY ({sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (HEADER, DELIMITER ',')", params)
+        cur.execute(
+            f"COPY ({sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (HEADER, DELIMITER ',')", params
+        )
         rows = cur.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
         os.replace(tmp, out)
     finally:

@@ -53,7 +53,9 @@ def _scene(rng: np.random.Generator, width: int, height: int, n_objects: int, ti
     return image, objects
 
 
-def _annotation(ann_id: int, image_id: int, kind: str, poly: np.ndarray, jitter: float = 0.0) -> dict[str, Any]:
+def _annotation(
+    ann_id: int, image_id: int, kind: str, poly: np.ndarray, jitter: float = 0.0
+) -> dict[str, Any]:
     x0, y0 = poly.min(axis=0)
     x1, y1 = poly.max(axis=0)
     bbox = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
@@ -62,9 +64,13 @@ def _annotation(ann_id: int, image_id: int, kind: str, poly: np.ndarray, jitter:
     xs, ys = poly[:, 0], poly[:, 1]
     area = 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
     return {
-        "id": ann_id, "image_id": image_id, "category_id": CLASSES.index(kind) + 1,
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": CLASSES.index(kind) + 1,
         "segmentation": [[round(float(v), 2) for v in poly.reshape(-1)]],
-        "bbox": [round(v, 2) for v in bbox], "area": round(area, 2), "iscrowd": 0,
+        "bbox": [round(v, 2) for v in bbox],
+        "area": round(area, 2),
+        "iscrowd": 0,
     }
 
 
@@ -93,7 +99,11 @@ def generate_demo_dataset(folder: Path, name: str, n_images: int, seed: int, noi
         if image_id % 17 == 0 and previous is not None:
             image, objects, (width, height) = previous  # exact duplicate of the previous image
         file_name = f"{name}_{image_id:04d}.jpg"
-        cv2.imwrite(str(images_dir / file_name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(
+            str(images_dir / file_name),
+            cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 90],
+        )
         images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
         for index, (kind, poly) in enumerate(objects):
             label, jitter = kind, 0.0
@@ -120,7 +130,9 @@ def generate_demo_dataset(folder: Path, name: str, n_images: int, seed: int, noi
     return path
 
 
-def build_demo_project(project_dir: str | Path, progress: Callable[[str, int, int], None] | None = None) -> Path:
+def build_demo_project(
+    project_dir: str | Path, progress: Callable[[str, int, int], None] | None = None
+) -> Path:
     """Generate two datasets and import them; rebuilding an existing demo project is a no-op."""
     from store.coco_import import import_coco
     from store.project import Project

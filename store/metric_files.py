@@ -68,8 +68,14 @@ def describe_to_json(specs: list[MetricSpec]) -> str:
     return json.dumps(
         {
             s.name: {
-                "level": s.level, "version": s.version, "low": s.low, "high": s.high,
-                "direction": s.direction, "unit": s.unit, "description": s.description, "group": s.group,
+                "level": s.level,
+                "version": s.version,
+                "low": s.low,
+                "high": s.high,
+                "direction": s.direction,
+                "unit": s.unit,
+                "description": s.description,
+                "group": s.group,
             }
             for s in specs
         }

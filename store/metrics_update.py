@@ -26,7 +26,9 @@ def _load_plugins(project: Project, add: list[str]) -> list[str]:
         try:
             registry.load_plugin(stored)
         except Exception as exc:  # the user's module: name it and say what went wrong, in one line
-            raise InputError(target, f"cannot load custom metrics: {type(exc).__name__}: {exc}", field="--add") from exc
+            raise InputError(
+                target, f"cannot load custom metrics: {type(exc).__name__}: {exc}", field="--add"
+            ) from exc
         if stored not in plugins:
             plugins.append(stored)
     for target in plugins:
@@ -68,4 +70,8 @@ def update_metrics(
 
                 summary[dataset]["embeddings"] = compute_dataset_embeddings(project, dataset)
         project.update_meta(plugins=plugins)
-    return {"plugins": plugins, "datasets": summary, "registry": json.loads(json.dumps(sorted(registry.specs_by_name())))}
+    return {
+        "plugins": plugins,
+        "datasets": summary,
+        "registry": json.loads(json.dumps(sorted(registry.specs_by_name()))),
+    }

@@ -52,11 +52,14 @@ def issue_counts(reader: ProjectReader, datasets: list[str] | None = None) -> di
         ),
         "near_duplicate_groups": int(
             reader.scalar(
-                f"SELECT count(DISTINCT (dataset, group_id)) FROM duplicates WHERE kind = 'near'{where}", params
+                f"SELECT count(DISTINCT (dataset, group_id)) FROM duplicates WHERE kind = 'near'{where}",
+                params,
             )
             or 0
         ),
-        "missing_images": int(reader.scalar(f"SELECT count(*) FROM images WHERE status = 'missing'{where}", params) or 0),
+        "missing_images": int(
+            reader.scalar(f"SELECT count(*) FROM images WHERE status = 'missing'{where}", params) or 0
+        ),
         "unreadable_images": int(
             reader.scalar(f"SELECT count(*) FROM images WHERE status = 'unreadable'{where}", params) or 0
         ),

@@ -17,7 +17,9 @@ def _in_list(column: str, values: list[Any] | None) -> tuple[str, list[Any]]:
 
 
 def image_metric_names(reader: ProjectReader) -> list[str]:
-    return reader.df("SELECT DISTINCT metric FROM metric_values WHERE object_id IS NULL ORDER BY 1")["metric"].tolist()
+    return reader.df("SELECT DISTINCT metric FROM metric_values WHERE object_id IS NULL ORDER BY 1")[
+        "metric"
+    ].tolist()
 
 
 def object_metric_names(reader: ProjectReader) -> list[str]:
@@ -27,7 +29,7 @@ def object_metric_names(reader: ProjectReader) -> list[str]:
 
 
 def _pivot_columns(names: list[str], alias: str) -> str:
-    return ", ".join(f'max({alias}.value) FILTER (WHERE {alias}.metric = \'{n}\') AS "{n}"' for n in names)
+    return ", ".join(f"max({alias}.value) FILTER (WHERE {alias}.metric = '{n}') AS \"{n}\"" for n in names)
 
 
 def image_table_sql(reader: ProjectReader, datasets: list[str] | None = None) -> tuple[str, list[Any]]:

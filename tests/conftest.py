@@ -38,8 +38,12 @@ def write_small_coco(folder: Path, n_images: int = 4, seed: int = 0) -> tuple[Pa
             pixels[y : y + size, x : x + size] = (200, 40 * k, 30)
             annotations.append(
                 {
-                    "id": ann_id, "image_id": image_id, "category_id": 1 + k,
-                    "bbox": [x, y, size, size], "area": size * size, "iscrowd": 0,
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": 1 + k,
+                    "bbox": [x, y, size, size],
+                    "area": size * size,
+                    "iscrowd": 0,
                     "segmentation": [[x, y, x + size, y, x + size, y + size, x, y + size]],
                 }
             )

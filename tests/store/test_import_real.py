@@ -23,9 +23,22 @@ def real_project(tmp_path_factory: pytest.TempPathFactory):
         (taco, taco / "annotations.json", "taco_official"),
         (taco, taco / "annotations_unofficial.json", "taco_unofficial"),
     ]
-    for images, annotations, name in jobs:
-        code = main(["import", "coco", "--images", str(images), "--annotations", str(annotations),
-                     "--project", str(project), "--dataset", name, "--quiet"])
+    for images, annotation_file, name in jobs:
+        code = main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(images),
+                "--annotations",
+                str(annotation_file),
+                "--project",
+                str(project),
+                "--dataset",
+                name,
+                "--quiet",
+            ]
+        )
         assert code == 0, name
     return project
 
@@ -34,15 +47,26 @@ def real_project(tmp_path_factory: pytest.TempPathFactory):
 def report(real_project):
     out = subprocess.run(
         [sys.executable, str(REPO / "cli.py"), "report", "--project", str(real_project), "--json"],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     return json.loads(out.stdout)
 
 
 def test_dataset_counts(report):
     ds = report["datasets"]
-    assert (ds["fruits_nuts"]["images"], ds["fruits_nuts"]["objects"], ds["fruits_nuts"]["categories"]) == (18, 165, 3)
-    assert (ds["blood_cells"]["images"], ds["blood_cells"]["objects"], ds["blood_cells"]["categories_used"]) == (240, 5638, 2)
+    assert (ds["fruits_nuts"]["images"], ds["fruits_nuts"]["objects"], ds["fruits_nuts"]["categories"]) == (
+        18,
+        165,
+        3,
+    )
+    assert (
+        ds["blood_cells"]["images"],
+        ds["blood_cells"]["objects"],
+        ds["blood_cells"]["categories_used"],
+    ) == (240, 5638, 2)
     assert ds["blood_cells"]["categories"] == 3  # the unused placeholder class is still listed
     assert (ds["taco_official"]["images"], ds["taco_official"]["objects"]) == (1500, 4784)
     assert ds["taco_official"]["categories_used"] == 59
@@ -61,13 +85,34 @@ def test_taco_geometry_without_pixels(report):
 
 
 def test_report_contract(report):
-    required = {"width", "height", "area", "aspect_ratio", "brightness", "contrast", "sharpness", "object_area",
-                "object_area_relative", "object_aspect_ratio", "object_count", "frame_object_density",
-                "border_closeness", "annotation_duplicate_iou"}
+    required = {
+        "width",
+        "height",
+        "area",
+        "aspect_ratio",
+        "brightness",
+        "contrast",
+        "sharpness",
+        "object_area",
+        "object_area_relative",
+        "object_aspect_ratio",
+        "object_count",
+        "frame_object_density",
+        "border_closeness",
+        "annotation_duplicate_iou",
+    }
     assert required <= set(report["metrics"])
     for name, summary in report["metrics"].items():
         assert summary["level"] in {"image", "object", "prediction"}, name
-        assert set(summary) >= {"count", "mean", "median", "min", "max", "moderate_outliers", "severe_outliers"}
+        assert set(summary) >= {
+            "count",
+            "mean",
+            "median",
+            "min",
+            "max",
+            "moderate_outliers",
+            "severe_outliers",
+        }
     assert report["metrics"]["object_area"]["level"] == "object"
     assert report["metrics"]["brightness"]["count"] == 18 + 240
     assert "exact_duplicate_images" in report["issues"] and "near_duplicate_groups" in report["issues"]
@@ -77,16 +122,36 @@ def test_report_contract(report):
 
 def test_export_csv_levels(real_project, tmp_path):
     out = tmp_path / "objects.csv"
-    assert main(["export", "csv", "--project", str(real_project), "--out", str(out),
-                 "--level", "object", "--dataset", "fruits_nuts"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "csv",
+                "--project",
+                str(real_project),
+                "--out",
+                str(out),
+                "--level",
+                "object",
+                "--dataset",
+                "fruits_nuts",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 165
-    assert {"dataset", "image_id", "object_id", "file_name", "category", "object_area_relative"} <= set(rows[0])
+    assert {"dataset", "image_id", "object_id", "file_name", "category", "object_area_relative"} <= set(
+        rows[0]
+    )
     assert {r["category"] for r in rows} == {"date", "fig", "hazelnut"}
     original = json.loads(shared("fruits_nuts", "annotations.json").read_text())
     assert {int(r["object_id"]) for r in rows} == {a["id"] for a in original["annotations"]}
     out_images = tmp_path / "images.csv"
-    assert main(["export", "csv", "--project", str(real_project), "--out", str(out_images), "--level", "image"]) == 0
+    assert (
+        main(["export", "csv", "--project", str(real_project), "--out", str(out_images), "--level", "image"])
+        == 0
+    )
     image_rows = list(csv.DictReader(out_images.open()))
     assert len(image_rows) == 18 + 240 + 1500 + 3831
     assert {"brightness", "width", "content_hash", "object_count"} <= set(image_rows[0])

@@ -27,8 +27,24 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("base")
     images_dir, ann = write_small_coco(folder)
     project = folder / "project"
-    assert main(["import", "coco", "--images", str(images_dir), "--annotations", str(ann),
-                 "--project", str(project), "--dataset", "good", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(images_dir),
+                "--annotations",
+                str(ann),
+                "--project",
+                str(project),
+                "--dataset",
+                "good",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return {"images": images_dir, "coco": json.loads(ann.read_text()), "project": project}
 
 
@@ -79,37 +95,97 @@ CASES = [
     ("image-height-nan-string", _set(["images", 2, "height"], "NaN"), ["'height'", "integer"]),
     ("file-name-missing", _delete(["images", 3, "file_name"]), ["images[3] (id=3)", "'file_name'"]),
     ("file-name-empty", _set(["images", 3, "file_name"], ""), ["'file_name'", "non-empty"]),
-    ("file-name-escape", _set(["images", 3, "file_name"], "../../etc/passwd"), ["'file_name'", "leaves the images folder"]),
-    ("file-name-absolute", _set(["images", 3, "file_name"], "/etc/passwd"), ["'file_name'", "leaves the images folder"]),
-    ("category-id-duplicate", _append("categories", 0, {}), ["categories[2] (id=1)", "duplicate category id"]),
+    (
+        "file-name-escape",
+        _set(["images", 3, "file_name"], "../../etc/passwd"),
+        ["'file_name'", "leaves the images folder"],
+    ),
+    (
+        "file-name-absolute",
+        _set(["images", 3, "file_name"], "/etc/passwd"),
+        ["'file_name'", "leaves the images folder"],
+    ),
+    (
+        "category-id-duplicate",
+        _append("categories", 0, {}),
+        ["categories[2] (id=1)", "duplicate category id"],
+    ),
     ("category-name-missing", _delete(["categories", 1, "name"]), ["categories[1] (id=2)", "'name'"]),
     ("ann-not-object", _set(["annotations", 0], [1, 2]), ["annotations[0]", "expected an object"]),
     ("ann-id-missing", _delete(["annotations", 1, "id"]), ["annotations[1]", "'id'", "missing"]),
-    ("ann-id-duplicate", _set(["annotations", 1, "id"], 1), ["annotations[1] (id=1)", "duplicate annotation id"]),
-    ("ann-image-dangling", _set(["annotations", 2, "image_id"], 999), ["annotations[2] (id=3)", "'image_id'", "no image has id 999"]),
-    ("ann-category-dangling", _set(["annotations", 2, "category_id"], 42), ["'category_id'", "no category has id 42"]),
+    (
+        "ann-id-duplicate",
+        _set(["annotations", 1, "id"], 1),
+        ["annotations[1] (id=1)", "duplicate annotation id"],
+    ),
+    (
+        "ann-image-dangling",
+        _set(["annotations", 2, "image_id"], 999),
+        ["annotations[2] (id=3)", "'image_id'", "no image has id 999"],
+    ),
+    (
+        "ann-category-dangling",
+        _set(["annotations", 2, "category_id"], 42),
+        ["'category_id'", "no category has id 42"],
+    ),
     ("ann-image-id-missing", _delete(["annotations", 2, "image_id"]), ["'image_id'", "missing"]),
     ("bbox-missing", _delete(["annotations", 3, "bbox"]), ["annotations[3] (id=4)", "'bbox'", "missing"]),
     ("bbox-short", _set(["annotations", 3, "bbox"], [1, 2, 3]), ["'bbox'", "expected [x, y, width, height]"]),
     ("bbox-string", _set(["annotations", 3, "bbox"], [1, "a", 3, 4]), ["'bbox'", "not a finite number"]),
-    ("bbox-negative", _set(["annotations", 3, "bbox"], [1, 2, -3, 4]), ["'bbox'", "negative width or height"]),
+    (
+        "bbox-negative",
+        _set(["annotations", 3, "bbox"], [1, 2, -3, 4]),
+        ["'bbox'", "negative width or height"],
+    ),
     ("bbox-null", _set(["annotations", 3, "bbox"], None), ["'bbox'", "expected [x, y, width, height]"]),
     ("iscrowd-two", _set(["annotations", 0, "iscrowd"], 2), ["'iscrowd'", "expected 0 or 1"]),
     ("area-negative", _set(["annotations", 0, "area"], -5), ["'area'", "non-negative"]),
     ("area-string", _set(["annotations", 0, "area"], "big"), ["'area'", "non-negative"]),
-    ("poly-odd", _set(["annotations", 0, "segmentation"], [[1, 2, 3, 4, 5]]), ["'segmentation'", "odd number of coordinates"]),
-    ("poly-string-value", _set(["annotations", 0, "segmentation"], [[1, 2, "x", 4, 5, 6]]), ["'segmentation'", "not a finite number"]),
-    ("poly-not-list", _set(["annotations", 0, "segmentation"], [5]), ["'segmentation'", "polygon 0 is not a list"]),
-    ("seg-wrong-type", _set(["annotations", 0, "segmentation"], "polygon"), ["'segmentation'", "expected polygons"]),
-    ("rle-size-mismatch", _set(["annotations", 0, "segmentation"], {"size": [10, 10], "counts": [100]}),
-     ["'segmentation.size'", "differs from the image"]),
-    ("rle-size-missing", _set(["annotations", 0, "segmentation"], {"counts": [100]}), ["'segmentation.size'"]),
-    ("rle-counts-sum", _set(["annotations", 0, "segmentation"], {"size": [120, 160], "counts": [5, 5]}),
-     ["'segmentation.counts'", "sum to 10"]),
-    ("rle-counts-bad-chars", _set(["annotations", 0, "segmentation"], {"size": [120, 160], "counts": "~~~ "}),
-     ["'segmentation.counts'", "RLE alphabet"]),
-    ("rle-counts-number", _set(["annotations", 0, "segmentation"], {"size": [120, 160], "counts": 7}),
-     ["'segmentation.counts'", "expected a list or a string"]),
+    (
+        "poly-odd",
+        _set(["annotations", 0, "segmentation"], [[1, 2, 3, 4, 5]]),
+        ["'segmentation'", "odd number of coordinates"],
+    ),
+    (
+        "poly-string-value",
+        _set(["annotations", 0, "segmentation"], [[1, 2, "x", 4, 5, 6]]),
+        ["'segmentation'", "not a finite number"],
+    ),
+    (
+        "poly-not-list",
+        _set(["annotations", 0, "segmentation"], [5]),
+        ["'segmentation'", "polygon 0 is not a list"],
+    ),
+    (
+        "seg-wrong-type",
+        _set(["annotations", 0, "segmentation"], "polygon"),
+        ["'segmentation'", "expected polygons"],
+    ),
+    (
+        "rle-size-mismatch",
+        _set(["annotations", 0, "segmentation"], {"size": [10, 10], "counts": [100]}),
+        ["'segmentation.size'", "differs from the image"],
+    ),
+    (
+        "rle-size-missing",
+        _set(["annotations", 0, "segmentation"], {"counts": [100]}),
+        ["'segmentation.size'"],
+    ),
+    (
+        "rle-counts-sum",
+        _set(["annotations", 0, "segmentation"], {"size": [120, 160], "counts": [5, 5]}),
+        ["'segmentation.counts'", "sum to 10"],
+    ),
+    (
+        "rle-counts-bad-chars",
+        _set(["annotations", 0, "segmentation"], {"size": [120, 160], "counts": "~~~ "}),
+        ["'segmentation.counts'", "RLE alphabet"],
+    ),
+    (
+        "rle-counts-number",
+        _set(["annotations", 0, "segmentation"], {"size": [120, 160], "counts": 7}),
+        ["'segmentation.counts'", "expected a list or a string"],
+    ),
 ]
 
 
@@ -120,8 +196,21 @@ def test_malformed_annotations_leave_project_unchanged(base, tmp_path, capsys, c
     bad = tmp_path / f"{case_id}.json"
     bad.write_text(json.dumps(coco))
     before = snapshot(base["project"])
-    code = main(["import", "coco", "--images", str(base["images"]), "--annotations", str(bad),
-                 "--project", str(base["project"]), "--dataset", "bad", "--quiet"])
+    code = main(
+        [
+            "import",
+            "coco",
+            "--images",
+            str(base["images"]),
+            "--annotations",
+            str(bad),
+            "--project",
+            str(base["project"]),
+            "--dataset",
+            "bad",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1, err
@@ -135,7 +224,17 @@ RAW_CASES = [
     ("empty-file", b"", "file is empty"),
     ("truncated-json", b'{"images": [{"id": 1, "file_na', "invalid JSON at line 1"),
     ("not-utf8", b'{"images": [], "categories": [], "x": "\xff\xfe"}', "not UTF-8"),
-    ("nan-literal", b'{"images": [{"id": 0, "file_name": "a.jpg", "width": NaN, "height": 2}], "categories": []}', "NaN"),
+    (
+        "nan-literal",
+        b'{"images": [{"id": 0, "file_name": "a.jpg", "width": NaN, "height": 2}], "categories": []}',
+        "'width': expected an integer, got NaN",
+    ),
+    (
+        "infinite-area",
+        b'{"images": [{"id": 0, "file_name": "a.jpg", "width": 4, "height": 2}], "categories": [{"id": 1, "name": "a"}],'
+        b' "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [0, 0, 1, 1], "area": Infinity}]}',
+        "'area': expected a non-negative finite number",
+    ),
     ("top-level-list", b"[1, 2, 3]", "expected a JSON object"),
 ]
 
@@ -145,8 +244,19 @@ def test_unparseable_files(base, tmp_path, capsys, case_id, raw, fragment):
     bad = tmp_path / f"{case_id}.json"
     bad.write_bytes(raw)
     before = snapshot(base["project"])
-    code = main(["import", "coco", "--images", str(base["images"]), "--annotations", str(bad),
-                 "--project", str(base["project"]), "--quiet"])
+    code = main(
+        [
+            "import",
+            "coco",
+            "--images",
+            str(base["images"]),
+            "--annotations",
+            str(bad),
+            "--project",
+            str(base["project"]),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and fragment in err and str(bad) in err, err
     assert snapshot(base["project"]) == before
@@ -154,11 +264,39 @@ def test_unparseable_files(base, tmp_path, capsys, case_id, raw, fragment):
 
 def test_missing_annotations_file_and_images_dir(base, tmp_path, capsys):
     before = snapshot(base["project"])
-    assert main(["import", "coco", "--images", str(base["images"]), "--annotations", str(tmp_path / "nope.json"),
-                 "--project", str(base["project"]), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(base["images"]),
+                "--annotations",
+                str(tmp_path / "nope.json"),
+                "--project",
+                str(base["project"]),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "file not found" in capsys.readouterr().err
-    assert main(["import", "coco", "--images", str(tmp_path / "no_dir"), "--annotations", str(tmp_path / "x.json"),
-                 "--project", str(base["project"]), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(tmp_path / "no_dir"),
+                "--annotations",
+                str(tmp_path / "x.json"),
+                "--project",
+                str(base["project"]),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "images folder not found" in capsys.readouterr().err
     assert snapshot(base["project"]) == before
 
@@ -167,8 +305,24 @@ def test_bad_dataset_name_is_refused(base, tmp_path, capsys):
     ann = tmp_path / "a.json"
     ann.write_text(json.dumps(base["coco"]))
     before = snapshot(base["project"])
-    assert main(["import", "coco", "--images", str(base["images"]), "--annotations", str(ann),
-                 "--project", str(base["project"]), "--dataset", "../evil", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(base["images"]),
+                "--annotations",
+                str(ann),
+                "--project",
+                str(base["project"]),
+                "--dataset",
+                "../evil",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "not a valid dataset name" in capsys.readouterr().err
     assert snapshot(base["project"]) == before
 
@@ -179,6 +333,20 @@ def test_new_project_is_not_created_on_bad_input(tmp_path, capsys):
     images = tmp_path / "imgs"
     images.mkdir()
     project = tmp_path / "fresh"
-    assert main(["import", "coco", "--images", str(images), "--annotations", str(bad),
-                 "--project", str(project), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(images),
+                "--annotations",
+                str(bad),
+                "--project",
+                str(project),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert not project.exists()

@@ -31,24 +31,51 @@ def _big_dataset(folder: Path, n_images: int) -> tuple[Path, Path]:
         pixels[:10, :10] = image_id % 255  # distinct files
         cv2.imwrite(str(images_dir / name), pixels)
         images.append({"id": image_id, "file_name": name, "width": 1600, "height": 1200})
-        annotations.append({"id": image_id + 1, "image_id": image_id, "category_id": 1,
-                            "bbox": [10, 10, 100, 80], "area": 8000, "iscrowd": 0, "segmentation": []})
+        annotations.append(
+            {
+                "id": image_id + 1,
+                "image_id": image_id,
+                "category_id": 1,
+                "bbox": [10, 10, 100, 80],
+                "area": 8000,
+                "iscrowd": 0,
+                "segmentation": [],
+            }
+        )
     coco.update(images=images, annotations=annotations)
     ann.write_text(json.dumps(coco))
     return images_dir, ann
 
 
 def _import_command(images: Path, ann: Path, project: Path) -> list[str]:
-    return [sys.executable, str(REPO / "cli.py"), "import", "coco", "--images", str(images),
-            "--annotations", str(ann), "--project", str(project), "--dataset", "big", "--quiet"]
+    return [
+        sys.executable,
+        str(REPO / "cli.py"),
+        "import",
+        "coco",
+        "--images",
+        str(images),
+        "--annotations",
+        str(ann),
+        "--project",
+        str(project),
+        "--dataset",
+        "big",
+        "--quiet",
+    ]
 
 
 def test_kill_during_import_then_resume(tmp_path):
     images, ann = _big_dataset(tmp_path / "src", n_images=96)
     project = tmp_path / "project"
     env = {**os.environ, "COCOLENS_IMPORT_CHUNK": "8"}
-    proc = subprocess.Popen(_import_command(images, ann, project), env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _import_command(images, ann, project),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     staging = project / ".staging"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -63,7 +90,9 @@ def test_kill_during_import_then_resume(tmp_path):
     reader = ProjectReader(project)
     assert reader.datasets() == []
 
-    done = subprocess.run(_import_command(images, ann, project), env=env, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        _import_command(images, ann, project), env=env, cwd=REPO, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     meta = json.loads((project / "datasets" / "big" / "dataset.json").read_text())
     assert meta["resumed_images"] >= 16, "the rerun must reuse the checkpoints of the killed run"
@@ -78,13 +107,21 @@ def test_kill_during_import_then_resume(tmp_path):
 def test_reader_keeps_working_while_a_writer_imports(tmp_path, small_coco):
     images, ann = small_coco
     project = tmp_path / "project"
-    first = subprocess.run(_import_command(images, ann, project)[:-3] + ["--dataset", "one", "--quiet"],
-                           cwd=REPO, capture_output=True, text=True)
+    first = subprocess.run(
+        _import_command(images, ann, project)[:-3] + ["--dataset", "one", "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert first.returncode == 0, first.stderr
     reader = ProjectReader(project)
     big_images, big_ann = _big_dataset(tmp_path / "src2", n_images=40)
-    proc = subprocess.Popen(_import_command(big_images, big_ann, project), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _import_command(big_images, big_ann, project),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     seen_counts = set()
     while proc.poll() is None:
         counts = reader.dataset_counts()
