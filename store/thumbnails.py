@@ -81,6 +81,7 @@ class DrawOptions:
     labels: bool = False  # class names beside the boxes (detail view)
     legend: bool = False  # a strip under the picture naming each class drawn
     crop_object: int | None = None  # object_id to crop around (object galleries)
+    highlight_object: int | None = None  # object_id drawn bolder (an object opened in its image)
 
 
 def class_colour(category_id: int) -> tuple[int, int, int]:
@@ -300,8 +301,9 @@ def _draw_objects(
     boxes: list[tuple[list[float], tuple[int, int, int], int, str]] = []
     for row in objects.itertuples(index=False):
         colour = class_colour(row.category_id)
-        highlighted = options.crop_object is not None and int(row.object_id) == int(options.crop_object)
-        width = 3 if highlighted else 2 if options.crop_object is None else 1
+        focus = options.crop_object if options.crop_object is not None else options.highlight_object
+        highlighted = focus is not None and int(row.object_id) == int(focus)
+        width = 4 if highlighted else 2 if focus is None else 1
         geometry = _rings(row.segmentation) if options.masks else None
         mask = None
         if isinstance(geometry, dict):

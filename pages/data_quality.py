@@ -1,0 +1,81 @@
+"""Data quality: any image metric's distribution with its outliers, and the images behind any range.
+
+URL: ``?metric=brightness&lo=0.1&hi=0.3&sort=sharpness&order=desc&page=2&issue=dark_images&tag=review``
+reproduces the view; ``&detail=DATASET|IMAGE_ID`` opens one image's detail.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import gallery
+from pages.state import query_value, reader, selected_datasets
+from store import gallery_queries as gq
+
+PREFIX = "dq"
+DEFAULT_METRIC = "brightness"
+
+st.title("🖼️ Data quality")
+project_reader = reader()
+datasets = selected_datasets()
+if not datasets:
+    st.info(
+        "This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`."
+    )
+    st.stop()
+names = gq.metric_level_names(project_reader, "image")
+if not names:
+    st.info("No image metrics in this project yet.")
+    st.stop()
+
+issue = query_value("issue")
+if issue and (issue not in gq.IMAGE_ISSUES):
+    st.warning(f"`{issue}` is not an image issue; showing all images.")
+    issue = None
+if issue:
+    with st.container(border=True):
+        left, right = st.columns([5, 1])
+        left.markdown(f"**Issue: {issue.replace('_', ' ')}** — {gq.issue_rule(issue)}.")
+        right.button(
+            "✕ Clear issue", key=f"{PREFIX}_clear_issue", on_click=gallery.reset_view(PREFIX, "issue")
+        )
+
+chart_col, side_col = st.columns([3, 1])
+with side_col:
+    metric = gallery.metric_picker(
+        "Image metric",
+        names,
+        f"{PREFIX}_metric",
+        DEFAULT_METRIC,
+        on_change=gallery.reset_view(PREFIX, "sort", "order"),
+    )
+with chart_col:
+    chosen, _bounds = gallery.distribution_section(PREFIX, project_reader, metric, "image", datasets)
+
+st.divider()
+st.subheader("Images")
+root = str(project_reader.project.root)
+sort_metric, descending = gallery.sort_controls(PREFIX, names, metric)
+tag_name, tag_keys, tag_filter = gallery.tag_controls(PREFIX, root)
+gallery_filter = gq.GalleryFilter(
+    level="image",
+    datasets=datasets,
+    metric=metric if chosen else None,
+    low=chosen[0] if chosen else None,
+    high=chosen[1] if chosen else None,
+    issue=issue,
+    tag_keys=tag_keys,
+)
+total = gq.count_items(project_reader, gallery_filter)
+filters = [
+    f"`{metric}` in [{chosen[0]:.4g}, {chosen[1]:.4g}]" if chosen else "",
+    issue or "",
+    f"tag {tag_filter}" if tag_filter else "",
+]
+st.markdown(f"**{total:,} images** " + (" · ".join(f for f in filters if f) or "(no filter)"))
+page, size = gallery.page_controls(PREFIX, total)
+gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name)
+items = gq.page_items(project_reader, gallery_filter, sort_metric, descending, page, size)
+gallery.image_cards(project_reader, items, sort_metric, tag_name, PREFIX)
+gallery.write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
+gallery.show_detail_from_url()

@@ -1,0 +1,684 @@
+"""Gallery widgets shared by the quality pages: metric picker, distribution chart, range, sort,
+pagination, image and crop cards with annotations drawn, the detail dialog, and tagging.
+
+Every control keeps its value in the URL (``?metric=…&lo=…&hi=…&sort=…&order=…&page=…``) so a
+copied link reproduces the view; widgets read the URL once per session and write it on every run.
+Data comes from :mod:`store.gallery_queries` (one page of rows per run), pictures from
+:mod:`store.thumbnails` (disk cache).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from metrics import registry
+from pages.state import query_value, reader, set_query
+from store import gallery_queries as gq
+from store import tags as tag_store
+from store import thumbnails
+from store.queries import ProjectReader
+
+PAGE_SIZES = [12, 24, 48]
+COLUMNS = 4
+CARD_SIDE = 320  # px of the cached card picture (≈ a quarter of a wide layout)
+CROP_SIDE = 192
+DETAIL_SIDE = 960
+MODERATE_COLOUR = "rgba(255, 165, 0, 0.14)"
+SEVERE_COLOUR = "rgba(220, 40, 40, 0.16)"
+DATASET_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+DEFAULT_TAG = "review"
+
+
+# ----- metric help ---------------------------------------------------------------------------------------------
+
+
+def metric_help(name: str) -> str:
+    """Meaning, range and direction of a metric (from the registry), for every picker and chart."""
+    spec = registry.specs_by_name().get(name)
+    return (
+        spec.help_text() if spec else f"`{name}`: custom metric without a registered spec (meaning unknown)."
+    )
+
+
+def metric_label(name: str) -> str:
+    spec = registry.specs_by_name().get(name)
+    return f"{name} ({spec.unit})" if spec and spec.unit else name
+
+
+def worst_first_descending(name: str) -> bool:
+    """Sort so the worst items come first: high values first for lower-is-better metrics."""
+    spec = registry.specs_by_name().get(name)
+    return bool(spec and spec.direction == "lower_better")
+
+
+# ----- URL-backed state ----------------------------------------------------------------------------------------
+
+
+def init_state(key: str, query_key: str, parse: Callable[[str], Any], default: Any) -> None:
+    """Give a widget its value from the URL the first time this session renders it."""
+    if key in st.session_state:
+        return
+    raw = query_value(query_key)
+    try:
+        st.session_state[key] = parse(raw) if raw is not None else default
+    except (TypeError, ValueError):
+        st.session_state[key] = default
+
+
+def reset_view(prefix: str, *query_keys: str) -> Callable[[], None]:
+    """A callback forgetting range and page (widget state and URL) when what they refer to changes."""
+
+    def reset() -> None:
+        for suffix in ("range", "page", "chart"):
+            st.session_state.pop(f"{prefix}_{suffix}", None)
+        for key in ("lo", "hi", "page", *query_keys):
+            st.query_params.pop(key, None)
+
+    return reset
+
+
+def metric_picker(
+    label: str, names: list[str], key: str, default: str | None, on_change: Callable | None = None
+) -> str:
+    """A selectbox of metrics; its help and the caption under it give meaning, range and direction."""
+    init_state(key, "metric", str, default if default in names else names[0])
+    if st.session_state[key] not in names:
+        st.session_state[key] = default if default in names else names[0]
+    chosen = st.selectbox(
+        label,
+        names,
+        key=key,
+        format_func=metric_label,
+        help="Every metric stored for this level. " + metric_help(st.session_state[key]),
+        on_change=on_change,
+    )
+    st.caption(metric_help(chosen))
+    return chosen
+
+
+# ----- distribution chart and range ----------------------------------------------------------------------------
+
+
+def distribution_figure(
+    histogram: pd.DataFrame,
+    bounds: dict[str, float | int],
+    metric: str,
+    log_y: bool = False,
+    selected: tuple[float, float] | None = None,
+) -> go.Figure:
+    """Overlaid per-dataset histogram with the moderate (1.5×IQR) and severe (2.5×IQR) outlier bands shaded."""
+    fig = go.Figure()
+    for index, (dataset, rows) in enumerate(histogram.groupby("dataset", sort=True)):
+        centres = (rows["bin_low"] + rows["bin_high"]) / 2
+        fig.add_bar(
+            x=centres,
+            y=rows["count"],
+            width=(rows["bin_high"] - rows["bin_low"]) * 0.95,
+            name=str(dataset),
+            marker_color=DATASET_COLOURS[index % len(DATASET_COLOURS)],
+            opacity=0.6,
+            customdata=rows[["bin_low", "bin_high"]].to_numpy(),
+            hovertemplate=f"{dataset}<br>{metric} %{{customdata[0]:.4g}} – %{{customdata[1]:.4g}}<br>"
+            "%{y} items<extra></extra>",
+        )
+    low, high = float(bounds["min"]), float(bounds["max"])
+    pad = (high - low) * 0.02 or 0.5
+    bands = [
+        (bounds["severe_low"], bounds["moderate_low"], MODERATE_COLOUR, "moderate"),
+        (bounds["moderate_high"], bounds["severe_high"], MODERATE_COLOUR, "moderate"),
+        (low - pad, bounds["severe_low"], SEVERE_COLOUR, "severe"),
+        (bounds["severe_high"], high + pad, SEVERE_COLOUR, "severe"),
+    ]
+    for start, end, colour, name in bands:
+        start, end = max(float(start), low - pad), min(float(end), high + pad)
+        if math.isfinite(start) and math.isfinite(end) and end > start:
+            fig.add_vrect(
+                x0=start,
+                x1=end,
+                fillcolor=colour,
+                line_width=0,
+                layer="below",
+                annotation_text=name,
+                annotation_position="top left",
+                annotation_font_size=11,
+            )
+    for fence in ("moderate_low", "moderate_high", "severe_low", "severe_high"):
+        value = float(bounds[fence])
+        if low - pad <= value <= high + pad and math.isfinite(value):
+            dash = "dot" if fence.startswith("moderate") else "dash"
+            fig.add_vline(
+                x=value, line_dash=dash, line_width=1, line_color="#a05000" if dash == "dot" else "#b00000"
+            )
+    if selected is not None:
+        fig.add_vrect(
+            x0=selected[0], x1=selected[1], line_width=2, line_color="#1f4e9e", fillcolor="rgba(0,0,0,0)"
+        )
+    fig.update_layout(
+        barmode="overlay",
+        bargap=0,
+        height=330,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title=metric_label(metric),
+        yaxis_title="count (log)" if log_y else "count",
+        yaxis_type="log" if log_y else "linear",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, title_text=""),
+        dragmode="select",
+        selectdirection="h",
+    )
+    return fig
+
+
+def selection_range(event: Any) -> tuple[float, float] | None:
+    """The x range of a plotly box selection, else the span of the selected bars' bins."""
+    if not event:
+        return None
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    if not selection:
+        return None
+    boxes = selection.get("box") or []
+    for box in boxes:
+        xs = box.get("x") or []
+        if len(xs) >= 2:
+            return float(min(xs)), float(max(xs))
+    points = selection.get("points") or []
+    lows, highs = [], []
+    for point in points:
+        custom = point.get("customdata")
+        if custom is not None and len(custom) >= 2:
+            lows.append(float(custom[0]))
+            highs.append(float(custom[1]))
+        elif point.get("x") is not None:
+            lows.append(float(point["x"]))
+            highs.append(float(point["x"]))
+    if lows:
+        return min(lows), max(highs)
+    return None
+
+
+def slider_step(low: float, high: float) -> float:
+    span = high - low
+    if span <= 0:
+        return 1.0
+    return float(f"{span / 200:.2g}")
+
+
+def range_controls(prefix: str, metric: str, bounds: dict[str, float | int]) -> tuple[float, float] | None:
+    """The chart's selection or the slider: the chosen [low, high], or None for the whole range."""
+    low, high = float(bounds["min"]), float(bounds["max"])
+    key = f"{prefix}_range"
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        st.caption(f"All values of `{metric}` are {low:g}: nothing to narrow.")
+        return None
+    init_state(key, "lo", lambda raw: (float(raw), _url_float("hi", high)), (low, _url_float("hi", high)))
+    current = st.session_state[key]
+    st.session_state[key] = (max(low, min(float(current[0]), high)), min(high, max(float(current[1]), low)))
+    value = st.slider(
+        f"Range of {metric}",
+        min_value=low,
+        max_value=high,
+        step=slider_step(low, high),
+        key=key,
+        format="%.4g",
+        on_change=_reset_page(prefix),
+        help="Narrows the gallery to items in this range (or drag a box over the chart). "
+        + metric_help(metric),
+    )
+    chosen = (float(value[0]), float(value[1]))
+    tolerance = (high - low) * 1e-9
+    if chosen[0] <= low + tolerance and chosen[1] >= high - tolerance:
+        return None
+    return chosen
+
+
+def _url_float(query_key: str, fallback: float) -> float:
+    raw = query_value(query_key)
+    return float(raw) if raw is not None else fallback
+
+
+def _reset_page(prefix: str) -> Callable[[], None]:
+    def reset() -> None:
+        st.session_state[f"{prefix}_page"] = 1
+
+    return reset
+
+
+def chart_selection_callback(prefix: str, bounds: dict[str, float | int]) -> Callable[[], None]:
+    """On a chart selection, move the range slider to it (callbacks run before the script, so this is allowed)."""
+
+    def apply() -> None:
+        picked = selection_range(st.session_state.get(f"{prefix}_chart"))
+        if picked is None:
+            return
+        low, high = float(bounds["min"]), float(bounds["max"])
+        st.session_state[f"{prefix}_range"] = (max(low, picked[0]), min(high, picked[1]))
+        st.session_state[f"{prefix}_page"] = 1
+
+    return apply
+
+
+def distribution_section(
+    prefix: str, project_reader: ProjectReader, metric: str, level: gq.Level, datasets: list[str]
+) -> tuple[tuple[float, float] | None, dict[str, float | int]]:
+    """Chart + log toggle + range slider for one metric; returns (chosen range or None, bounds)."""
+    bounds = gq.metric_bounds(project_reader, metric, level, datasets)
+    if bounds["count"] == 0:
+        st.info(f"No values of `{metric}` in the chosen datasets.")
+        return None, bounds
+    init_state(f"{prefix}_log", "log", lambda raw: raw == "1", False)
+    log_y = st.toggle("Log count axis", key=f"{prefix}_log", help="Makes rare values (outliers) visible.")
+    histogram = gq.metric_histogram(project_reader, metric, level, datasets)
+    current = st.session_state.get(f"{prefix}_range")
+    figure = distribution_figure(histogram, bounds, metric, log_y, tuple(current) if current else None)
+    st.plotly_chart(
+        figure,
+        key=f"{prefix}_chart",
+        on_select=chart_selection_callback(prefix, bounds),
+        selection_mode=("box", "points"),
+        width="stretch",
+    )
+    st.caption(
+        f"**{metric}** — {metric_help(metric)} Shaded: moderate outliers (beyond 1.5×IQR from the quartiles, "
+        f"orange) and severe (beyond 2.5×IQR, red). {bounds['count']:,} values; Q1 {bounds['q1']:.4g}, "
+        f"Q3 {bounds['q3']:.4g}. Drag a box over the chart or use the slider to filter the gallery."
+    )
+    chosen = range_controls(prefix, metric, bounds)
+    return chosen, bounds
+
+
+# ----- sort, pagination, tags ----------------------------------------------------------------------------------
+
+
+def sort_controls(prefix: str, names: list[str], default_metric: str) -> tuple[str, bool]:
+    """Sort metric and direction (URL: sort, order)."""
+    init_state(f"{prefix}_sort", "sort", str, default_metric)
+    if st.session_state[f"{prefix}_sort"] not in names:
+        st.session_state[f"{prefix}_sort"] = default_metric
+    init_state(
+        f"{prefix}_order",
+        "order",
+        lambda raw: "descending" if raw == "desc" else "ascending",
+        "descending" if worst_first_descending(default_metric) else "ascending",
+    )
+    left, right = st.columns([2, 1])
+    with left:
+        sort_metric = st.selectbox(
+            "Sort gallery by",
+            names,
+            key=f"{prefix}_sort",
+            format_func=metric_label,
+            on_change=_reset_page(prefix),
+            help=metric_help(st.session_state[f"{prefix}_sort"]),
+        )
+    with right:
+        order = st.radio(
+            "Order",
+            ["ascending", "descending"],
+            key=f"{prefix}_order",
+            horizontal=True,
+            on_change=_reset_page(prefix),
+            help="Items without a value for the sort metric come last either way.",
+        )
+    return sort_metric, order == "descending"
+
+
+def page_controls(prefix: str, total: int) -> tuple[int, int]:
+    """Page size and 1-based page number (URL: page, size); returns (0-based page, page size)."""
+    init_state(f"{prefix}_size", "size", int, PAGE_SIZES[1])
+    if st.session_state[f"{prefix}_size"] not in PAGE_SIZES:
+        st.session_state[f"{prefix}_size"] = PAGE_SIZES[1]
+    size = int(st.session_state[f"{prefix}_size"])
+    pages = gq.page_count(total, size)
+    init_state(f"{prefix}_page", "page", int, 1)
+    st.session_state[f"{prefix}_page"] = max(1, min(int(st.session_state[f"{prefix}_page"]), pages))
+
+    def step(delta: int) -> Callable[[], None]:
+        def move() -> None:
+            st.session_state[f"{prefix}_page"] = max(
+                1, min(st.session_state[f"{prefix}_page"] + delta, pages)
+            )
+
+        return move
+
+    cols = st.columns([1, 1, 2, 2, 4])
+    cols[0].button(
+        "◀ Prev", key=f"{prefix}_prev", on_click=step(-1), disabled=st.session_state[f"{prefix}_page"] <= 1
+    )
+    cols[1].button(
+        "Next ▶", key=f"{prefix}_next", on_click=step(1), disabled=st.session_state[f"{prefix}_page"] >= pages
+    )
+    cols[2].number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=f"{prefix}_page")
+    cols[3].selectbox("Per page", PAGE_SIZES, key=f"{prefix}_size", on_change=_reset_page(prefix))
+    cols[4].markdown(f"<div style='padding-top:2.1rem'>{total:,} items</div>", unsafe_allow_html=True)
+    return int(st.session_state[f"{prefix}_page"]) - 1, size
+
+
+def tag_controls(prefix: str, project_root: str) -> tuple[str, pd.DataFrame | None, str | None]:
+    """Tag name for the card buttons, and a filter by an existing tag (URL: tag)."""
+    existing = tag_store.all_tags(project_root)
+    init_state(f"{prefix}_tag_filter", "tag", str, "")
+    if st.session_state[f"{prefix}_tag_filter"] not in ["", *existing]:
+        st.session_state[f"{prefix}_tag_filter"] = ""
+    left, right = st.columns(2)
+    with left:
+        tag_name = (
+            st.text_input(
+                "Tag to apply",
+                value=DEFAULT_TAG,
+                key=f"{prefix}_tag_name",
+                help="The tag the 🏷 buttons add or remove; tags are shared by every page and the export.",
+            ).strip()
+            or DEFAULT_TAG
+        )
+    with right:
+        tag_filter = st.selectbox(
+            "Show only items tagged",
+            ["", *existing],
+            key=f"{prefix}_tag_filter",
+            format_func=lambda t: t or "(any: no tag filter)",
+            on_change=_reset_page(prefix),
+        )
+    keys = tag_store.tagged(project_root, tag_filter) if tag_filter else None
+    return tag_name, keys, tag_filter or None
+
+
+def tag_all_button(
+    prefix: str, project_root: str, project_reader: ProjectReader, f: gq.GalleryFilter, tag: str
+) -> None:
+    """Tag every item passing the current filter (all pages), one transaction per dataset."""
+    if not st.button(f"🏷 Tag all in current filter with “{tag}”", key=f"{prefix}_tag_all"):
+        return
+    keys = gq.filter_keys(project_reader, f)
+    added = 0
+    for dataset, rows in keys.groupby("dataset"):
+        object_ids = None if f.level == "image" else rows["object_id"].tolist()
+        added += tag_store.add_tags(project_root, str(dataset), rows["image_id"].tolist(), object_ids, tag)
+    st.toast(f"Tagged {added:,} new items with “{tag}” ({len(keys):,} in the filter).")
+
+
+def _tagged_set(project_root: str, tag: str) -> set[tuple[str, int, int | None]]:
+    frame = tag_store.tagged(project_root, tag)
+    return {
+        (str(r.dataset), int(r.image_id), None if pd.isna(r.object_id) else int(r.object_id))
+        for r in frame.itertuples(index=False)
+    }
+
+
+def _toggle_tag(
+    project_root: str, key: tuple[str, int, int | None], tag: str, present: bool
+) -> Callable[[], None]:
+    def toggle() -> None:
+        dataset, image_id, object_id = key
+        objects = None if object_id is None else [object_id]
+        if present:
+            tag_store.remove_tags(project_root, dataset, [image_id], objects, tag)
+        else:
+            tag_store.add_tags(project_root, dataset, [image_id], objects, tag)
+
+    return toggle
+
+
+# ----- legend and cards -------------------------------------------------------------------------------------
+
+
+def legend(categories: pd.DataFrame) -> None:
+    """Colour chips naming each class drawn (colours as in the pictures)."""
+    if categories.empty:
+        return
+    chips = []
+    for row in (
+        categories[["category_id", "category"]].drop_duplicates().sort_values("category_id").itertuples()
+    ):
+        colour = thumbnails.colour_hex(int(row.category_id))
+        chips.append(
+            f"<span style='display:inline-block;margin:0 12px 4px 0;white-space:nowrap'>"
+            f"<span style='display:inline-block;width:12px;height:12px;background:{colour};"
+            f"border:1px solid #333;margin-right:4px;vertical-align:middle'></span>{html.escape(str(row.category))}</span>"
+        )
+    st.markdown("**Classes:** " + "".join(chips), unsafe_allow_html=True)
+
+
+def _value_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
+        return "—"
+    return f"{float(value):.4g}"
+
+
+def open_detail(dataset: str, image_id: int, object_id: int | None = None) -> Callable[[], None]:
+    def open_() -> None:
+        st.query_params["detail"] = f"{dataset}|{int(image_id)}"
+        if object_id is None:
+            st.query_params.pop("object", None)
+        else:
+            st.query_params["object"] = str(int(object_id))
+
+    return open_
+
+
+def close_detail() -> None:
+    st.query_params.pop("detail", None)
+    st.query_params.pop("object", None)
+
+
+def image_cards(
+    project_reader: ProjectReader, items: pd.DataFrame, sort_metric: str | None, tag: str | None, prefix: str
+) -> None:
+    """A grid of images with annotations drawn; each card opens its detail and toggles the tag."""
+    if items.empty:
+        st.info("No images match these filters.")
+        return
+    root = str(project_reader.project.root)
+    keys = list({(r.dataset, int(r.image_id)) for r in items.itertuples(index=False)})
+    objects = gq.image_objects(project_reader, keys)
+    legend(objects)
+    by_image = {key: group for key, group in objects.groupby(["dataset", "image_id"])}
+    empty = objects.iloc[0:0]
+    jobs = [
+        (
+            row._asdict(),
+            by_image.get((row.dataset, row.image_id), empty),
+            thumbnails.DrawOptions(max_side=CARD_SIDE),
+        )
+        for row in items.itertuples(index=False)
+    ]
+    paths = thumbnails.thumbnail_paths(root, jobs)
+    tagged = _tagged_set(root, tag) if tag else set()
+    columns = st.columns(COLUMNS)
+    for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
+        with columns[index % COLUMNS].container(border=True):
+            st.image(str(path), width="stretch")
+            group = "" if pd.isna(row.duplicate_group) else f" · group {int(row.duplicate_group)}"
+            value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
+            st.caption(
+                f"**{html.escape(str(row.file_name))}** · {row.dataset} #{row.image_id}{group}  \n{value}"
+            )
+            left, right = st.columns(2)
+            left.button(
+                "🔍 Details",
+                key=f"{prefix}_detail_{row.dataset}_{row.image_id}",
+                on_click=open_detail(row.dataset, int(row.image_id)),
+                width="stretch",
+            )
+            if tag:
+                key = (str(row.dataset), int(row.image_id), None)
+                present = key in tagged
+                right.button(
+                    f"{'✓ ' if present else '🏷 '}{tag}",
+                    key=f"{prefix}_tag_{row.dataset}_{row.image_id}",
+                    on_click=_toggle_tag(root, key, tag, present),
+                    width="stretch",
+                    type="primary" if present else "secondary",
+                    help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this image.",
+                )
+
+
+def crop_cards(
+    project_reader: ProjectReader, items: pd.DataFrame, sort_metric: str | None, tag: str | None, prefix: str
+) -> None:
+    """A grid of object crops (with context); each opens its image with the object highlighted."""
+    if items.empty:
+        st.info("No objects match these filters.")
+        return
+    root = str(project_reader.project.root)
+    keys = list({(r.dataset, int(r.image_id)) for r in items.itertuples(index=False)})
+    objects = gq.image_objects(project_reader, keys)
+    legend(items)
+    by_image = {key: group for key, group in objects.groupby(["dataset", "image_id"])}
+    jobs = [
+        (
+            row._asdict(),
+            by_image[(row.dataset, row.image_id)],
+            thumbnails.DrawOptions(max_side=CROP_SIDE, crop_object=int(row.object_id), boxes=True),
+        )
+        for row in items.itertuples(index=False)
+    ]
+    paths = thumbnails.thumbnail_paths(root, jobs)
+    tagged = _tagged_set(root, tag) if tag else set()
+    per_row = COLUMNS + 2
+    columns = st.columns(per_row)
+    for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
+        with columns[index % per_row].container(border=True):
+            st.image(str(path), width="stretch")
+            value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
+            st.caption(
+                f"**{html.escape(str(row.category))}** · {row.dataset} #{row.image_id}/{row.object_id}  \n{value}"
+            )
+            st.button(
+                "🔍 In image",
+                key=f"{prefix}_detail_{row.dataset}_{row.object_id}",
+                on_click=open_detail(row.dataset, int(row.image_id), int(row.object_id)),
+                width="stretch",
+            )
+            if tag:
+                key = (str(row.dataset), int(row.image_id), int(row.object_id))
+                present = key in tagged
+                st.button(
+                    f"{'✓ ' if present else '🏷 '}{tag}",
+                    key=f"{prefix}_tag_{row.dataset}_{row.object_id}",
+                    on_click=_toggle_tag(root, key, tag, present),
+                    width="stretch",
+                    type="primary" if present else "secondary",
+                    help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this object.",
+                )
+
+
+# ----- detail --------------------------------------------------------------------------------------------------
+
+
+def _metric_table(values: pd.DataFrame) -> pd.DataFrame:
+    specs = registry.specs_by_name()
+    table = values.copy()
+    table["range"] = table["metric"].map(lambda m: specs[m].range_text if m in specs else "")
+    table["direction"] = table["metric"].map(lambda m: specs[m].direction_text if m in specs else "")
+    table["meaning"] = table["metric"].map(lambda m: specs[m].description if m in specs else "custom metric")
+    return table[["metric", "value", "range", "direction", "meaning"]]
+
+
+def detail_body(project_reader: ProjectReader, dataset: str, image_id: int, object_id: int | None) -> None:
+    """Everything about one image: the picture with labels and legend, its metrics (with help), its objects."""
+    record = gq.image_record(project_reader, dataset, image_id)
+    if record is None:
+        st.error(f"Image {image_id} is not in dataset {dataset}.")
+        return
+    root = str(project_reader.project.root)
+    objects = gq.image_objects(project_reader, [(dataset, image_id)])
+    options = thumbnails.DrawOptions(
+        max_side=DETAIL_SIDE, labels=True, legend=True, highlight_object=object_id
+    )
+    st.image(str(thumbnails.thumbnail_path(root, record, objects, options)), width="stretch")
+    status = record.get("status")
+    facts = f"**{record['file_name']}** · dataset {dataset} · image id {image_id} · {record['width']}×{record['height']} annotated"
+    if status != "ok":
+        facts += f" · **{status}**: {record.get('error') or ''}"
+    if record.get("exif_orientation") not in (None, 1) and not pd.isna(record.get("exif_orientation")):
+        facts += f" · EXIF orientation {int(record['exif_orientation'])} ({'applied' if record.get('orientation_applied') else 'not applied'})"
+    st.markdown(facts)
+    if tag_store is not None:
+        tags = tag_store.tags_of(root, dataset, image_id)
+        if tags:
+            st.caption("Tags: " + ", ".join(tags))
+    if object_id is not None:
+        row = objects[objects["object_id"] == object_id]
+        if not row.empty:
+            st.markdown(f"**Object {object_id}** ({row.iloc[0]['category']}) — its metrics:")
+            st.dataframe(
+                _metric_table(gq.item_metrics(project_reader, dataset, image_id, object_id)),
+                hide_index=True,
+                width="stretch",
+            )
+    st.markdown("**Image metrics**")
+    st.dataframe(
+        _metric_table(gq.item_metrics(project_reader, dataset, image_id)),
+        hide_index=True,
+        width="stretch",
+        column_config={"meaning": st.column_config.TextColumn(width="large")},
+    )
+    st.markdown(f"**Objects** ({len(objects)})")
+    object_table = gq.image_object_metrics(project_reader, dataset, image_id)
+    st.dataframe(
+        object_table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            name: st.column_config.NumberColumn(help=metric_help(name), format="%.4g")
+            for name in object_table.columns
+            if name in registry.specs_by_name()
+        },
+    )
+    partners = gq.duplicate_partners(project_reader, dataset, image_id)
+    if len(partners):
+        st.markdown("**Duplicates of this image**")
+        st.dataframe(partners, hide_index=True, width="stretch")
+
+
+@st.dialog("Image detail", width="large", on_dismiss=close_detail)
+def detail_dialog(dataset: str, image_id: int, object_id: int | None) -> None:
+    detail_body(reader(), dataset, image_id, object_id)
+    st.button("Close", key="detail_close", on_click=close_detail)
+
+
+def show_detail_from_url() -> None:
+    """Open the detail dialog named by ``?detail=DATASET|IMAGE_ID[&object=ID]`` (a link reproduces it)."""
+    raw = query_value("detail")
+    if not raw or "|" not in raw:
+        return
+    dataset, _, image = raw.rpartition("|")
+    try:
+        image_id = int(image)
+        object_raw = query_value("object")
+        object_id = int(object_raw) if object_raw else None
+    except ValueError:
+        return
+    detail_dialog(dataset, image_id, object_id)
+
+
+def write_url(
+    prefix: str,
+    metric: str | None,
+    chosen: tuple[float, float] | None,
+    sort_metric: str | None,
+    descending: bool,
+    page: int,
+    size: int,
+    issue: str | None,
+    tag_filter: str | None,
+) -> None:
+    """Write the view's state into the URL so a copied link reproduces it."""
+    set_query(
+        metric=metric,
+        lo=None if chosen is None else f"{chosen[0]:.6g}",
+        hi=None if chosen is None else f"{chosen[1]:.6g}",
+        sort=sort_metric,
+        order="desc" if descending else "asc",
+        page=page + 1 if page else None,
+        size=size if size != PAGE_SIZES[1] else None,
+        issue=issue,
+        tag=tag_filter,
+        log="1" if st.session_state.get(f"{prefix}_log") else None,
+    )
