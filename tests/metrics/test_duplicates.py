@@ -1,0 +1,149 @@
+"""Exact and near duplicates: group semantics, flips, scale, and the radius measured on blood_cells."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from metrics.duplicates import (
+    NEAR_DUPLICATE_RADIUS,
+    exact_duplicate_groups,
+    hamming_pairs,
+    near_duplicate_groups,
+)
+from metrics.image import compute_image
+from tests.conftest import shared
+
+
+def test_exact_groups_number_duplicates_and_leave_singletons() -> None:
+    groups = exact_duplicate_groups(["a", "b", "a", "", None, "c", "b", "a"])
+    assert groups == [0, 1, 0, -1, -1, -1, 1, 0]
+    assert exact_duplicate_groups([]) == []
+
+
+def test_near_groups_are_connected_components_within_radius() -> None:
+    base = 0x0123456789ABCDEF
+    hashes = [base, base ^ 0b111, base ^ 0b111 ^ (0b111 << 8), ~base, None, -5]
+    # 0–1 differ by 3 bits, 1–2 by 3 (0–2 by 6): a chain joins all three at radius 3.
+    assert near_duplicate_groups(hashes, radius=3, flips=False) == [0, 0, 0, -1, -1, -1]
+    assert near_duplicate_groups(hashes, radius=2, flips=False) == [-1] * 6
+    pairs = hamming_pairs(hashes, radius=6, flips=False)
+    assert sorted(map(tuple, pairs.tolist())) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_signed_and_unsigned_hash_forms_agree() -> None:
+    unsigned = 0xF000000000000001
+    signed = unsigned - (1 << 64)
+    assert near_duplicate_groups([unsigned, signed], radius=0) == [0, 0]
+
+
+def test_mirrored_copies_are_near_duplicates_only_with_flips(tmp_path: Path) -> None:
+    photo = np.asarray(Image.open(shared("fruits_nuts", "images", "3.jpg")).convert("RGB"))
+    variants = {
+        "orig": photo,
+        "hflip": photo[:, ::-1],
+        "vflip": photo[::-1],
+        "rot180": photo[::-1, ::-1],
+        "brighter": cv2.convertScaleAbs(photo, alpha=1.1, beta=10),
+        "other": np.asarray(Image.open(shared("fruits_nuts", "images", "7.jpg")).convert("RGB")),
+    }
+    hashes = []
+    for name, pixels in variants.items():
+        path = tmp_path / f"{name}.jpg"
+        Image.fromarray(np.ascontiguousarray(pixels)).save(path, quality=90)
+        hashes.append(compute_image({"path": str(path), "width": 800, "height": 600})["phash"])
+    with_flips = near_duplicate_groups(hashes)
+    assert with_flips[:5] == [0] * 5 and with_flips[5] == -1
+    without = near_duplicate_groups(hashes, flips=False)
+    assert without[0] == without[4] == 0 and without[1:4] == [-1, -1, -1] and without[5] == -1
+
+
+def test_real_distinct_photos_are_not_grouped() -> None:
+    folder = shared("fruits_nuts", "images")
+    hashes = [
+        compute_image({"path": str(p), "width": 800, "height": 600})["phash"] for p in folder.glob("*.jpg")
+    ]
+    assert len(hashes) == 18
+    assert near_duplicate_groups(hashes) == [-1] * 18
+
+
+def test_default_radius_on_blood_cells_triplicates() -> None:
+    """blood_cells: 240 files = 100 sources, 70 of them as three augmented (flipped, cut-out) copies.
+
+    Measured at the default radius 12 with flips: 67 groups, 2 false (two sources mixed), 58 of the
+    70 triplicated sources with all three copies in one group, 68 with at least two together.
+    """
+    root = shared("blood_cells")
+    images = json.loads((root / "annotations.json").read_text())["images"]
+    hashes = [
+        compute_image({"path": str(root / "images" / im["file_name"]), "width": 416, "height": 416})["phash"]
+        for im in images
+    ]
+    sources = [re.match(r"(image-\d+)_png", im["file_name"]).group(1) for im in images]
+    groups = near_duplicate_groups(hashes)
+    assert NEAR_DUPLICATE_RADIUS == 12
+    members: dict[int, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        if group >= 0:
+            members[group].append(index)
+    copies: dict[str, list[int]] = defaultdict(list)
+    for index, source in enumerate(sources):
+        copies[source].append(index)
+    triplicated = [s for s, idx in copies.items() if len(idx) == 3]
+    assert len(copies) == 100 and len(triplicated) == 70
+    false_groups = sum(1 for m in members.values() if len({sources[i] for i in m}) > 1)
+    all_three = sum(
+        1 for s in triplicated if groups[copies[s][0]] >= 0 and len({groups[i] for i in copies[s]}) == 1
+    )
+    at_least_two = sum(
+        1
+        for s in triplicated
+        if any(
+            g >= 0 and [groups[i] for i in copies[s]].count(g) >= 2 for g in {groups[i] for i in copies[s]}
+        )
+    )
+    singles_grouped = sum(1 for s, idx in copies.items() if len(idx) == 1 and groups[idx[0]] >= 0)
+    print(
+        f"groups={len(members)} false={false_groups} all3={all_three} >=2={at_least_two} singles={singles_grouped}"
+    )
+    assert all_three >= 55 and at_least_two >= 66
+    assert false_groups <= 3
+    assert len(members) >= 60
+    # Without flip matching the mirrored copy is lost: far fewer complete triplets.
+    plain = near_duplicate_groups(hashes, flips=False)
+    plain_all_three = sum(
+        1 for s in triplicated if plain[copies[s][0]] >= 0 and len({plain[i] for i in copies[s]}) == 1
+    )
+    assert plain_all_three < all_three / 2
+
+
+def test_scales_to_many_hashes_and_matches_chance_rate() -> None:
+    """20k random hashes: planted copies found, and chance pairs at the binomial rate (a popcount check)."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    hashes = rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64)
+    hashes[n - 1] = hashes[0] ^ 0b101  # a near copy, 2 bits away
+    hashes[n - 2] = hashes[5] ^ np.int64(0x0000FFFF0000FFFF)  # a mirrored copy: the left-right mask
+    start = time.perf_counter()
+    pairs = {tuple(p) for p in hamming_pairs(hashes.tolist()).tolist()}
+    elapsed = time.perf_counter() - start
+    assert (0, n - 1) in pairs and (5, n - 2) in pairs
+    # Random 64-bit hashes: P(distance ≤ 12) = Σ C(64, k) / 2⁶⁴, about 4× that with the four flips.
+    chance = sum(math.comb(64, k) for k in range(NEAR_DUPLICATE_RADIUS + 1)) / 2**64
+    expected = n * (n - 1) / 2 * 4 * chance
+    assert 0.7 * expected < len(pairs) - 2 < 1.3 * expected, (len(pairs), expected)
+    assert elapsed < 60, f"20k hashes took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("radius", [0, 5])
+def test_identical_hashes_always_group(radius: int) -> None:
+    assert near_duplicate_groups([7, 7, 8], radius=radius, flips=False)[:2] == [0, 0]

@@ -1,0 +1,67 @@
+"""The parallel image pass: same results as in-process, every index once, plugins loaded in workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from metrics import registry
+from metrics.image import compute_image
+from metrics.pipeline import run_image_pass
+from tests.conftest import shared
+
+PLUGIN = """
+from metrics.registry import image_metric
+
+
+@image_metric(name="test_plugin_mean_red", low=0, high=255, description="Mean of the red channel (test plugin).")
+def mean_red(ctx):
+    return float(ctx.rgb[:, :, 0].mean())
+"""
+
+
+def fruit_records() -> list[dict]:
+    folder = shared("fruits_nuts", "images")
+    return [{"path": str(p), "width": 800, "height": 600} for p in sorted(folder.glob("*.jpg"))]
+
+
+def test_two_workers_match_in_process_results_with_progress(tmp_path: Path) -> None:
+    records = fruit_records()[:10]
+    records.append({"path": str(tmp_path / "missing.jpg"), "width": 10, "height": 20})
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    records.append({"path": str(tmp_path / "empty.jpg"), "width": 10, "height": 20})
+    seen = []
+    parallel = dict(
+        run_image_pass(records, workers=2, chunk_size=3, progress=lambda d, t: seen.append((d, t)))
+    )
+    assert sorted(parallel) == list(range(len(records)))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and seen[-1] == (12, 12)
+    assert all(t == 12 for _, t in seen) and len(seen) == 4  # one call per chunk of 3
+    serial = dict(run_image_pass(records, workers=1, chunk_size=5))
+    for index, record in enumerate(records):
+        assert parallel[index] == serial[index] == compute_image(record)
+    assert parallel[10]["status"] == "missing" and parallel[11]["status"] == "unreadable"
+    assert parallel[10]["metrics"]["area"] == 200
+
+
+def test_workers_load_plugins_and_stream_results(tmp_path: Path) -> None:
+    plugin = tmp_path / "my_metrics.py"
+    plugin.write_text(PLUGIN)
+    pixels = np.zeros((40, 50, 3), np.uint8)
+    pixels[..., 0] = 100
+    records = []
+    for k in range(6):
+        path = tmp_path / f"red_{k}.png"
+        Image.fromarray(pixels).save(path)
+        records.append({"path": str(path), "width": 50, "height": 40})
+    try:
+        stream = run_image_pass(records, workers=2, chunk_size=2, plugins=[str(plugin)])
+        first_index, first = next(stream)  # a result is usable (checkpointable) before the pass ends
+        assert first["status"] == "ok" and 0 <= first_index < 6
+        results = {first_index: first, **dict(stream)}
+        assert sorted(results) == list(range(6))
+        assert all(r["metrics"]["test_plugin_mean_red"] == 100.0 for r in results.values())
+    finally:
+        registry._REGISTRY.pop("test_plugin_mean_red", None)
