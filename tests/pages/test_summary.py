@@ -1,0 +1,94 @@
+"""The app shell and the Summary page, headless through AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cli import main
+from tests.conftest import REPO, write_small_coco
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("summary")
+    images, ann = write_small_coco(folder / "src", n_images=5)
+    root = folder / "project"
+    assert (
+        main(
+            [
+                "import",
+                "coco",
+                "--images",
+                str(images),
+                "--annotations",
+                str(ann),
+                "--project",
+                str(root),
+                "--dataset",
+                "small",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+def _app(project: Path) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.session_state["project"] = str(project)
+    return at
+
+
+def test_summary_shows_counts_issues_and_metric_table(project):
+    at = _app(project).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value.endswith("Summary")
+    counts = at.dataframe[0].value
+    assert counts.iloc[0]["images"] == 5 and counts.iloc[0]["objects"] == 10
+    metric_labels = {m.label for m in at.metric}
+    assert {"Exact duplicate images", "Missing images", "Dark images"} <= metric_labels
+    table = at.dataframe[1].value
+    brightness = table[table["metric"] == "brightness"].iloc[0]
+    assert brightness["count"] == 5 and brightness["level"] == "image"
+    assert "higher" in brightness["direction"] or "neither" in brightness["direction"]
+    assert table[table["metric"] == "object_area"].iloc[0]["count"] == 10
+
+
+def test_empty_project_says_how_to_import(tmp_path):
+    at = _app(tmp_path / "nothing").run()
+    assert not at.exception
+    assert any("No datasets" in w.value for w in at.sidebar.warning)
+
+
+def test_sidebar_dataset_picker_limits_the_summary(tmp_path):
+    project = tmp_path / "two"
+    for name, n_images in (("small", 5), ("other", 3)):
+        images, ann = write_small_coco(tmp_path / name, n_images=n_images, seed=n_images)
+        assert (
+            main(
+                [
+                    "import",
+                    "coco",
+                    "--images",
+                    str(images),
+                    "--annotations",
+                    str(ann),
+                    "--project",
+                    str(project),
+                    "--dataset",
+                    name,
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+    at = _app(project).run()
+    assert len(at.dataframe[0].value) == 2
+    at.sidebar.multiselect[0].set_value(["other"]).run()
+    assert not at.exception
+    counts = at.dataframe[0].value
+    assert counts["dataset"].tolist() == ["other"] and counts.iloc[0]["images"] == 3
