@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from store.errors import InputError
@@ -59,53 +58,66 @@ def _ids_condition(column: str, ids: Iterable[int] | None) -> str:
     return f"{column} IN ({', '.join(str(v) for v in values)})"
 
 
+def _object_condition(object_ids: Iterable[Any] | None) -> str:
+    """Objects by id, or by (image_id, object_id) pairs: ids may repeat on different images (TACO)."""
+    if object_ids is None:
+        return "true"
+    items = list(object_ids)
+    if items and isinstance(items[0], tuple | list):
+        pairs = sorted({(int(i), int(o)) for i, o in items})
+        return (
+            f"(o.image_id, o.object_id) IN ({', '.join(f'({i}, {o})' for i, o in pairs)})"
+            if pairs
+            else "false"
+        )
+    return _ids_condition("o.object_id", items)
+
+
 def _selection(
     reader: ProjectReader,
     dataset: str,
     where: str | None,
     image_ids: Iterable[int] | None,
-    object_ids: Iterable[int] | None,
+    object_ids: Iterable[Any] | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The images and objects to export (all columns), in id order."""
     ds = sql_literal(dataset)
     image_cond = _ids_condition("i.image_id", image_ids)
-    object_cond = _ids_condition("o.object_id", object_ids)
+    object_cond = _object_condition(object_ids)
     if where:
         rows = where_rows_sql(reader, where, [dataset])
         image_cond += f" AND i.image_id IN (SELECT image_id FROM ({rows}))"
-        object_cond += f" AND o.object_id IN (SELECT object_id FROM ({rows}) WHERE object_id IS NOT NULL)"
+        object_cond += f" AND (o.image_id, o.object_id) IN (SELECT (image_id, object_id) FROM ({rows}) WHERE object_id IS NOT NULL)"
     images = reader.df(
         f"SELECT i.* FROM images i WHERE i.dataset = {ds} AND {image_cond} ORDER BY i.image_id"
     )
     objects = reader.df(
         f"SELECT o.* FROM objects o JOIN images i ON i.dataset = o.dataset AND i.image_id = o.image_id "
-        f"WHERE o.dataset = {ds} AND {image_cond} AND {object_cond} ORDER BY o.object_id"
+        f"WHERE o.dataset = {ds} AND {image_cond} AND {object_cond} ORDER BY o.image_id, o.object_id"
     )
     return images, objects
 
 
-def _metric_dicts(
-    reader: ProjectReader, dataset: str, level: str, ids: np.ndarray
-) -> dict[int, dict[str, float]]:
-    """id → {metric: value} for the exported images or objects (nulls left out)."""
-    if len(ids) == 0:
+def _metric_dicts(reader: ProjectReader, dataset: str, keys: pd.DataFrame) -> dict[tuple, dict[str, float]]:
+    """(image_id,) or (image_id, object_id) → {metric: value} for the exported rows (nulls left out)."""
+    if len(keys) == 0:
         return {}
-    key = "image_id" if level == "image" else "object_id"
-    null = "NULL" if level == "image" else "NOT NULL"
+    columns = [c for c in ("image_id", "object_id") if c in keys.columns]
+    on = " AND ".join(f"k.{c} = m.{c}" for c in columns)
+    null = "NULL" if columns == ["image_id"] else "NOT NULL"
     cur = reader.cursor()
     try:
-        cur.register("_ids", pd.DataFrame({"id": ids.astype("int64")}))
+        cur.register("_keys", keys[columns].astype("int64"))
         frame = cur.execute(
-            f"SELECT m.{key} AS id, m.metric, m.value FROM metric_values m JOIN _ids ON _ids.id = m.{key} "
-            f"WHERE m.dataset = {sql_literal(dataset)} AND m.object_id IS {null} AND m.value IS NOT NULL"
+            f"SELECT {', '.join('m.' + c for c in columns)}, m.metric, m.value FROM metric_values m JOIN _keys k"
+            f" ON {on} WHERE m.dataset = {sql_literal(dataset)} AND m.object_id IS {null} AND m.value IS NOT NULL"
         ).df()
     finally:
         cur.close()
-    out: dict[int, dict[str, float]] = {}
-    for ident, metric, value in zip(
-        frame["id"].tolist(), frame["metric"].tolist(), frame["value"].tolist(), strict=True
-    ):
-        out.setdefault(int(ident), {})[metric] = float(value)
+    out: dict[tuple, dict[str, float]] = {}
+    ids = zip(*(frame[c].tolist() for c in columns), strict=True)
+    for key, metric, value in zip(ids, frame["metric"].tolist(), frame["value"].tolist(), strict=True):
+        out.setdefault(tuple(int(k) for k in key), {})[metric] = float(value)
     return {k: dict(sorted(v.items())) for k, v in out.items()}
 
 
@@ -118,14 +130,24 @@ def _scale_factors(width: int, height: int, max_side: int | None) -> tuple[int, 
     return new_w, new_h, new_w / width, new_h / height
 
 
-def _annotation(row: Any, sx: float, sy: float) -> dict[str, Any]:
+def _finite(value: Any, replaced: list[int]) -> float:
+    number = float(value) if value is not None else math.nan
+    if math.isfinite(number):
+        return number
+    replaced[0] += 1
+    return 0.0
+
+
+def _annotation(row: Any, sx: float, sy: float, replaced: list[int]) -> dict[str, Any]:
+    """One COCO annotation scaled by (sx, sy); non-finite numbers become 0 (JSON has no inf) and are counted."""
     from metrics.geometry import parse_segmentation, scale_segmentation
 
     seg = parse_segmentation(row.segmentation)
     if seg is not None and (sx != 1.0 or sy != 1.0):
         seg = scale_segmentation(seg, sx, sy)
-    bbox = [float(row.bbox_x) * sx, float(row.bbox_y) * sy, float(row.bbox_w) * sx, float(row.bbox_h) * sy]
-    area = float(row.area) * sx * sy if row.area is not None and math.isfinite(row.area) else 0.0
+    x, y, w, h = (_finite(v, replaced) for v in (row.bbox_x, row.bbox_y, row.bbox_w, row.bbox_h))
+    bbox = [x * sx, y * sy, w * sx, h * sy]
+    area = _finite(row.area, replaced) * sx * sy
     return {
         "id": int(row.object_id), "image_id": int(row.image_id), "category_id": int(row.category_id),
         "bbox": bbox, "area": area, "iscrowd": int(row.iscrowd), "segmentation": seg if seg is not None else [],
@@ -169,12 +191,14 @@ def export_coco(
     max_side: int | None = None,
     with_metrics: bool = False,
     image_ids: Iterable[int] | None = None,
-    object_ids: Iterable[int] | None = None,
+    object_ids: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """Write one dataset (or the images/objects selected by ``where`` / ids) as COCO JSON; return counts.
 
     ``where`` is the expression described in :mod:`store.filters`; an image is exported when one of
-    its rows matches, an object when its row matches. ``image_ids`` / ``object_ids`` restrict further.
+    its rows matches, an object when its row matches. ``image_ids`` / ``object_ids`` restrict further;
+    ``object_ids`` are ids or (image_id, object_id) pairs (ids may repeat on different images).
+    Non-finite numbers (TACO has boxes of ``inf``) cannot be written as JSON: they become 0 and are counted.
     """
     reader = project_reader(project)
     dataset = _choose_dataset(reader, dataset)
@@ -187,11 +211,9 @@ def export_coco(
     categories = reader.df(
         f"SELECT category_id, name, supercategory FROM categories WHERE dataset = {sql_literal(dataset)} ORDER BY category_id"
     )
-    image_metrics = (
-        _metric_dicts(reader, dataset, "image", images["image_id"].to_numpy()) if with_metrics else {}
-    )
+    image_metrics = _metric_dicts(reader, dataset, images[["image_id"]]) if with_metrics else {}
     object_metrics = (
-        _metric_dicts(reader, dataset, "object", objects["object_id"].to_numpy()) if with_metrics else {}
+        _metric_dicts(reader, dataset, objects[["image_id", "object_id"]]) if with_metrics else {}
     )
 
     images_dir = out.with_name(f"{out.stem}_images") if max_side else None
@@ -210,7 +232,7 @@ def export_coco(
                 "cocolens_content_hash": row.content_hash or "",
             }  # fmt: skip
             if with_metrics:
-                record["cocolens_metrics"] = image_metrics.get(int(row.image_id), {})
+                record["cocolens_metrics"] = image_metrics.get((int(row.image_id),), {})
             image_records.append(record)
             if staging is None:
                 continue
@@ -220,12 +242,12 @@ def export_coco(
                 continue
             _write_image(row, target, new_w, new_h)
             written += 1
-        annotations = []
+        annotations, replaced = [], [0]
         for row in objects.itertuples(index=False):
             sx, sy = factors[int(row.image_id)]
-            ann = _annotation(row, sx, sy)
+            ann = _annotation(row, sx, sy, replaced)
             if with_metrics:
-                ann["cocolens_metrics"] = object_metrics.get(int(row.object_id), {})
+                ann["cocolens_metrics"] = object_metrics.get((int(row.image_id), int(row.object_id)), {})
             annotations.append(ann)
         meta = reader.project.dataset_meta(dataset)
         info = dict(meta.get("info") or {})
@@ -244,12 +266,12 @@ def export_coco(
         }
         if staging is not None and images_dir is not None:
             replace_dir_atomic(staging, images_dir)
-        write_bytes_atomic(out, json.dumps(coco).encode())
+        write_bytes_atomic(out, json.dumps(coco, allow_nan=False).encode())
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return {
         "out": str(out), "dataset": dataset, "images": len(image_records), "objects": len(annotations),
         "categories": len(categories), "images_dir": str(images_dir) if images_dir else None,
-        "images_written": written, "images_without_file": without_file,
+        "images_written": written, "images_without_file": without_file, "non_finite_values_zeroed": replaced[0],
     }  # fmt: skip

@@ -257,8 +257,9 @@ def where_rows_sql(reader: ProjectReader, expression: str, datasets: list[str] |
             )
         else:
             joins.append(
-                f"LEFT JOIN (SELECT dataset, object_id, value FROM metric_values WHERE metric = {sql_literal(metric)}"
-                f" AND object_id IS NOT NULL) {alias} ON {alias}.dataset = o.dataset AND {alias}.object_id = o.object_id"
+                f"LEFT JOIN (SELECT dataset, image_id, object_id, value FROM metric_values WHERE metric ="
+                f" {sql_literal(metric)} AND object_id IS NOT NULL) {alias} ON {alias}.dataset = o.dataset"
+                f" AND {alias}.image_id = o.image_id AND {alias}.object_id = o.object_id"
             )
         selects.append(f'{alias}.value AS "{column}"')
     dataset_cond = _in("i.dataset", datasets) if datasets else "true"
@@ -307,7 +308,7 @@ def _metric_exists(alias: str, level: str, metric: str, value_cond: str) -> str:
     key = (
         f"m.image_id = {alias}.image_id AND m.object_id IS NULL"
         if level == "image"
-        else f"m.object_id = {alias}.object_id AND m.object_id IS NOT NULL"
+        else f"m.image_id = {alias}.image_id AND m.object_id = {alias}.object_id"
     )
     return (
         f"EXISTS (SELECT 1 FROM metric_values m WHERE m.dataset = {alias}.dataset AND {key}"

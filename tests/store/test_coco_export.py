@@ -115,6 +115,8 @@ def _rle_dataset(folder: Path) -> tuple[Path, Path]:
          "segmentation": mask_to_uncompressed_rle(mask)},
         {"id": 2, "image_id": 6, "category_id": 2, "bbox": [40, 20, 80, 40], "area": 3200, "iscrowd": 0,
          "segmentation": [[40, 20, 120, 20, 120, 60, 40, 60]]},
+        {"id": 1, "image_id": 6, "category_id": 2, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0,
+         "segmentation": []},  # id 1 again, on another image: kept, keyed by (image_id, id)
     ]  # fmt: skip
     coco = json.loads(ann.read_text())
     coco.update(images=images, annotations=anns)
@@ -126,8 +128,16 @@ def test_rle_and_exif_rotation_are_scaled_in_the_annotated_frame(tmp_path: Path)
     images_dir, ann = _rle_dataset(tmp_path / "src")
     import_coco(images_dir, ann, tmp_path / "p", dataset="r", workers=1)
     out = tmp_path / "out" / "r.json"
-    export_coco(tmp_path / "p", out, max_side=100)
+    counts = export_coco(tmp_path / "p", out, max_side=100, with_metrics=True)
+    assert counts["objects"] == 3
     coco = json.loads(out.read_text())
+    reused = [a for a in coco["annotations"] if a["id"] == 1]
+    assert [(a["image_id"], a["cocolens_metrics"]["object_area"]) for a in reused] == [
+        (5, 3200.0),
+        (6, 100.0),
+    ]
+    only = export_coco(tmp_path / "p", tmp_path / "one.json", object_ids=[(6, 1)])
+    assert (only["images"], only["objects"]) == (2, 1)
     assert [(i["width"], i["height"]) for i in coco["images"]] == [(100, 50), (100, 50)]
     with Image.open(out.parent / "r_images" / "rotated.jpg") as img:
         assert img.size == (100, 50)  # rotation applied, as at import
@@ -136,7 +146,7 @@ def test_rle_and_exif_rotation_are_scaled_in_the_annotated_frame(tmp_path: Path)
     mask = rle_to_mask(rle)
     assert mask.sum() == 20 * 40 and mask[10:30, 20:60].all()
     assert coco["annotations"][0]["bbox"] == [20, 10, 40, 20] and coco["annotations"][0]["area"] == 800
-    assert coco["annotations"][1]["segmentation"] == [[20, 10, 60, 10, 60, 30, 20, 30]]
+    assert coco["annotations"][2]["segmentation"] == [[20, 10, 60, 10, 60, 30, 20, 30]]
 
 
 def test_bad_arguments_exit_2_with_one_line(
