@@ -49,9 +49,22 @@ def exact_duplicate_groups(pixel_hashes: Sequence[str | None]) -> list[int]:
     return groups
 
 
+def _is_hash(value: object) -> bool:
+    """False for None, NaN and pandas' NA (whose comparison raises in ``bool``)."""
+    if value is None:
+        return False
+    try:
+        return bool(value == value)
+    except TypeError:
+        return False
+
+
 def _as_uint64(phashes: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Signed/unsigned 64-bit ints (None/NaN = no hash) → uint64 array and a validity mask."""
-    valid = np.array([h is not None and h == h for h in phashes], dtype=bool)  # h == h drops NaN
+    """Signed/unsigned 64-bit ints (None/NaN/NA = no hash) → uint64 array and a validity mask.
+
+    Pass ints (e.g. an Int64 column's ``tolist()``), never floats: float64 keeps only 53 bits.
+    """
+    valid = np.array([_is_hash(h) for h in phashes], dtype=bool)
     masked = [int(h) & 0xFFFFFFFFFFFFFFFF if ok else 0 for h, ok in zip(phashes, valid, strict=True)]
     return np.array(masked, dtype=np.uint64), valid  # explicit dtype: big ints never go through float
 

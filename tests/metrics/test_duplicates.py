@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -38,6 +39,12 @@ def test_near_groups_are_connected_components_within_radius() -> None:
     assert near_duplicate_groups(hashes, radius=2, flips=False) == [-1] * 6
     pairs = hamming_pairs(hashes, radius=6, flips=False)
     assert sorted(map(tuple, pairs.tolist())) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_accepts_a_nullable_int64_column() -> None:
+    column = pd.Series([2**62 + 1, None, 2**62 + 1, -7], dtype="Int64")
+    assert near_duplicate_groups(column.tolist(), radius=0) == [0, -1, 0, -1]
+    assert near_duplicate_groups([float("nan"), np.int64(3), 3], radius=0) == [-1, 0, 0]
 
 
 def test_signed_and_unsigned_hash_forms_agree() -> None:
