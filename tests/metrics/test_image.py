@@ -199,7 +199,7 @@ def test_large_jpeg_is_decoded_reduced_with_the_same_statistics(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "mode",
-    ["CMYK", "I;16", "P+alpha", "RGBA", "LA", "1", "P"],
+    ["CMYK", "I;16", "RGB16", "P+alpha", "RGBA", "LA", "1", "P"],
 )
 def test_unusual_modes_decode_to_sensible_rgb(tmp_path: Path, mode: str) -> None:
     photo = fruit_photo()[:240, :320]
@@ -208,6 +208,10 @@ def test_unusual_modes_decode_to_sensible_rgb(tmp_path: Path, mode: str) -> None
     elif mode == "I;16":
         grey16 = (cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257).astype(np.uint16)
         record = save(tmp_path / "g16.png", Image.fromarray(grey16))  # uint16 → 16-bit PNG
+    elif mode == "RGB16":  # 48-bit PNG (written by OpenCV, BGR order)
+        path = tmp_path / "rgb16.png"
+        cv2.imwrite(str(path), photo[:, :, ::-1].astype(np.uint16) * 257)
+        record = {"path": str(path), "width": 320, "height": 240}
     elif mode == "P+alpha":
         pal = Image.fromarray(photo).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
         pal.info["transparency"] = 0
@@ -228,6 +232,9 @@ def test_unusual_modes_decode_to_sensible_rgb(tmp_path: Path, mode: str) -> None
     reference = compute_image(save(tmp_path / "ref.png", photo))["metrics"]
     if mode in ("CMYK", "RGBA", "P", "P+alpha"):
         assert m["brightness"] == pytest.approx(reference["brightness"], abs=0.08)
+    if mode == "RGB16":
+        assert m["brightness"] == pytest.approx(reference["brightness"], abs=0.01)
+        assert m["red_fraction"] == pytest.approx(reference["red_fraction"], abs=0.01)
     if mode in ("I;16", "LA"):  # 16-bit scaled, not clipped to white
         assert m["brightness"] == pytest.approx(reference["brightness"], abs=0.03)
         assert m["grayscale"] == 1.0
