@@ -146,8 +146,7 @@ def _duplicates(dataset: str, images: pd.DataFrame) -> pd.DataFrame:
     rows = []
     if len(ok):
         exact = exact_duplicate_groups(ok["pixel_hash"].tolist())
-        phashes = ok["phash"].astype("float64").to_numpy()
-        near = near_duplicate_groups([None if np.isnan(v) else int(v) for v in phashes])
+        near = near_duplicate_groups(ok["phash"].tolist())  # Int64 → int or NA: all 64 bits kept
         for kind, groups in (("exact", exact), ("near", near)):
             for image_id, group in zip(ok["image_id"].tolist(), list(groups), strict=True):
                 if group is not None and int(group) >= 0:
