@@ -173,25 +173,29 @@ def accumulate(result: MatchResult, max_dets: Sequence[int] = MAX_DETS_LIST) -> 
     cat_sorted = p_cat[order]
     g_cat = result.gt["category_id"].to_numpy()
     kept_gt = result.gt_evaluated[None, :] & ~result.gt_ignored  # (A, G)
-    matched_all = result.pred_match >= 0
+    # Reordered once: each category is then a contiguous slice (views, no copies).
+    tp_all = ((result.pred_match >= 0) & ~result.pred_ignored)[:, :, order]  # (A, T, n)
+    fp_all = ((result.pred_match < 0) & ~result.pred_ignored)[:, :, order]
+    rank_sorted = result.pred_rank[order]
+    score_sorted = p_score[order]
     for k, cat in enumerate(result.category_ids):
         lo, hi = np.searchsorted(cat_sorted, [cat, cat + 1]) if cat_sorted.size else (0, 0)
-        rows = order[lo:hi]
-        ranks = result.pred_rank[rows]
-        det_scores = p_score[rows]
+        ranks = rank_sorted[lo:hi]
+        det_scores = score_sorted[lo:hi]
         for a in range(n_a):
             npig = int(np.count_nonzero(kept_gt[a] & (g_cat == cat)))
             if npig == 0:
                 continue
-            matched = matched_all[a][:, rows]
-            ignored = result.pred_ignored[a][:, rows]
+            tps_k = tp_all[a, :, lo:hi]
+            fps_k = fp_all[a, :, lo:hi]
             for m, max_det in enumerate(max_dets):
-                keep = ranks < max_det
-                tps = matched[:, keep] & ~ignored[:, keep]
-                fps = ~matched[:, keep] & ~ignored[:, keep]
-                kept_scores = det_scores[keep]
-                tp_sum = np.cumsum(tps, axis=1).astype(float)
-                fp_sum = np.cumsum(fps, axis=1).astype(float)
+                if max_det >= result.max_dets:
+                    tps, fps, kept_scores = tps_k, fps_k, det_scores
+                else:
+                    keep = ranks < max_det
+                    tps, fps, kept_scores = tps_k[:, keep], fps_k[:, keep], det_scores[keep]
+                tp_sum = np.cumsum(tps, axis=1, dtype=float)
+                fp_sum = np.cumsum(fps, axis=1, dtype=float)
                 nd = tp_sum.shape[1]
                 rc = tp_sum / npig
                 pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
