@@ -142,14 +142,14 @@ class MatchResult:
         object_ids = self.gt["object_id"].to_numpy()
         best = self.best_iou_gt
         out["best_iou"] = self.best_iou
-        out["best_iou_object_id"] = np.where(best >= 0, object_ids[np.maximum(best, 0)], -1)
+        out["best_iou_object_id"] = _lookup(object_ids, best)
         for thr in iou_thresholds:
             t = self.threshold_index(thr)
             tag = _tag(self.iou_thresholds[t])
             match = self.pred_match[0, t]
             out[f"tp_{tag}"] = (match >= 0) & ~self.pred_ignored[0, t]
             out[f"ignored_{tag}"] = self.pred_ignored[0, t]
-            out[f"matched_object_id_{tag}"] = np.where(match >= 0, object_ids[np.maximum(match, 0)], -1)
+            out[f"matched_object_id_{tag}"] = _lookup(object_ids, match)
         return out
 
     def objects_frame(self, iou_thresholds: Sequence[float] = (0.5, 0.75)) -> pd.DataFrame:
@@ -161,9 +161,14 @@ class MatchResult:
             t = self.threshold_index(thr)
             tag = _tag(self.iou_thresholds[t])
             match = self.gt_match[0, t]
-            out[f"matched_prediction_id_{tag}"] = np.where(match >= 0, pred_ids[np.maximum(match, 0)], -1)
+            out[f"matched_prediction_id_{tag}"] = _lookup(pred_ids, match)
             out[f"missed_{tag}"] = (match < 0) & ~self.gt_ignored[0] & self.gt_evaluated
         return out
+
+
+def _lookup(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``ids[rows]`` with -1 where ``rows`` is -1 (also when ``ids`` is empty)."""
+    return np.r_[ids, -1].astype(np.int64)[rows]
 
 
 def _tag(threshold: float) -> str:

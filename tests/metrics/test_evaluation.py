@@ -230,3 +230,42 @@ def test_stat_names() -> None:
         "ARm",
         "ARl",
     )
+
+
+def _one_box_tables():
+    import pandas as pd
+
+    box = {"bbox_x": [0.0], "bbox_y": [0.0], "bbox_w": [10.0], "bbox_h": [10.0]}
+    gt = pd.DataFrame(
+        {"image_id": [1], "object_id": [5], "category_id": [1], **box, "area": [100.0], "iscrowd": [0]}
+    )
+    preds = pd.DataFrame({"prediction_id": [1], "image_id": [1], "category_id": [1], "score": [0.5], **box})
+    return gt, preds
+
+
+def test_empty_tables_give_pycocotools_answers() -> None:
+    from metrics.evaluation import accumulate
+
+    gt, preds = _one_box_tables()
+    no_preds = match(gt, preds.iloc[:0])
+    assert accumulate(no_preds).stats["AR100"] == 0.0  # a labelled class with no detections
+    assert confusion_matrix(no_preds).to_numpy().tolist() == [[0, 1], [0, 0]]
+    assert no_preds.objects_frame()["missed_50"].tolist() == [True]
+    no_labels = match(gt.iloc[:0], preds)
+    assert accumulate(no_labels).stats["AP"] == -1.0  # no ground truth: undefined, as pycocotools
+    assert confusion_matrix(no_labels).to_numpy().tolist() == [[0, 0], [1, 0]]
+    assert no_labels.predictions_frame()["matched_object_id_50"].tolist() == [-1]
+
+
+def test_custom_iou_thresholds() -> None:
+    from metrics.evaluation import accumulate
+
+    gt, preds = _one_box_tables()
+    preds["bbox_x"] = 4.0  # IoU 60 / 140 = 0.43
+    result = match(gt, preds, iou_thresholds=[0.3, 0.5])
+    evaluation = accumulate(result)
+    assert evaluation.pr_curve(0.3)["precision"].mean() == pytest.approx(1.0)
+    assert evaluation.stats["AP50"] == 0.0 and evaluation.stats["AP75"] == -1.0
+    assert result.predictions_frame([0.3])["tp_30"].tolist() == [True]
+    with pytest.raises(ValueError, match="not among"):
+        result.threshold_index(0.75)
