@@ -1,0 +1,237 @@
+"""Compare datasets: two datasets side by side on every metric, ranked by how much they differ.
+
+The motivating case is TACO's official split against the crowd-sourced one: the ranking shows at
+once which image and object properties the two disagree on (KS statistic: the largest gap between
+the two cumulative distributions, 0 = same, 1 = disjoint).
+
+URL: ``?cmp_a=DATASET&cmp_b=DATASET&cmp_level=object&cmp_top=12`` reproduces the view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from metrics import registry
+from metrics.distribution_compare import compare, rank, shared_histograms
+from pages.state import query_value, reader, set_query
+from store.filters import metric_levels, sql_literal
+
+# Values per metric and dataset kept for the KS test and histograms: above this a deterministic
+# hash sample is used (KS on 50,000 values is within ~0.01 of the full-data statistic).
+SAMPLE_LIMIT = 50_000
+COLOURS = ("#1f77b4", "#ff7f0e")
+
+
+def _signature(root: str, datasets: tuple[str, ...]) -> tuple:
+    """Changes when a dataset or its metric files are rewritten: the cache key for sampled values."""
+    from pathlib import Path
+
+    out = []
+    for name in datasets:
+        folder = Path(root) / "datasets" / name
+        metrics = folder / "metrics"
+        out.append((name, folder.stat().st_mtime_ns if folder.exists() else 0,
+                    metrics.stat().st_mtime_ns if metrics.exists() else 0))  # fmt: skip
+    return tuple(out)
+
+
+def _sampled_values(project_reader, a: str, b: str) -> pd.DataFrame:
+    """dataset, metric, value for both datasets; each (dataset, metric) capped near SAMPLE_LIMIT values."""
+    counts = project_reader.df(
+        f"SELECT dataset, metric, count(*) AS n FROM metric_values WHERE dataset IN ({sql_literal(a)}, {sql_literal(b)})"
+        " AND value IS NOT NULL GROUP BY dataset, metric"
+    )
+    if not len(counts):
+        return pd.DataFrame(columns=["dataset", "metric", "value"])
+    rates = ", ".join(
+        f"({sql_literal(r.dataset)}, {sql_literal(r.metric)}, {min(1.0, SAMPLE_LIMIT / max(1, r.n))!r})"
+        for r in counts.itertuples(index=False)
+    )
+    return project_reader.df(
+        f"""
+        WITH rates(dataset, metric, rate) AS (VALUES {rates})
+        SELECT m.dataset, m.metric, m.value
+        FROM metric_values m JOIN rates r ON r.dataset = m.dataset AND r.metric = m.metric
+        WHERE m.value IS NOT NULL
+          AND (r.rate >= 1.0 OR hash(m.image_id, coalesce(m.object_id, -1)) % 1000000 < r.rate * 1000000)
+        """
+    )
+
+
+@st.cache_data(show_spinner="Comparing every metric…", max_entries=8)
+def _comparison(
+    root: str, a: str, b: str, signature: tuple, _project_reader
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(sampled values, ranking table); cached per dataset pair until their files change."""
+    values = _sampled_values(_project_reader, a, b)
+    levels = metric_levels(_project_reader)
+    groups = {key: frame["value"].to_numpy() for key, frame in values.groupby(["dataset", "metric"])}
+    empty = np.array([])
+    comparisons = [
+        compare(metric, groups.get((a, metric), empty), groups.get((b, metric), empty))
+        for metric in sorted(set(values["metric"]))
+    ]
+    table = rank(comparisons)
+    table.insert(1, "level", table["metric"].map(levels).fillna("image"))
+    return values, table
+
+
+st.title("⚖️ Compare datasets")
+project_reader = reader()
+datasets = project_reader.datasets()
+if len(datasets) < 2:
+    st.info(
+        "Comparing needs two datasets in the project. Import another with "
+        "`cocolens import coco --images DIR --annotations FILE --project DIR --dataset NAME`."
+    )
+    st.stop()
+
+wanted_a = query_value("cmp_a")
+wanted_b = query_value("cmp_b")
+left, middle, right, far = st.columns([2, 2, 1, 1])
+with left:
+    a = st.selectbox(
+        "Dataset A", datasets, index=datasets.index(wanted_a) if wanted_a in datasets else 0, key="cmp_a"
+    )
+others = [d for d in datasets if d != a]
+with middle:
+    b = st.selectbox(
+        "Dataset B", others, index=others.index(wanted_b) if wanted_b in others else 0, key="cmp_b"
+    )
+level_options = ["all", "image", "object"]
+wanted_level = query_value("cmp_level", "all")
+with right:
+    level = st.selectbox(
+        "Level", level_options, index=level_options.index(wanted_level) if wanted_level in level_options else 0,
+        key="cmp_level", help="Image metrics (one value per image) or object metrics (one per label).",
+    )  # fmt: skip
+with far:
+    top = st.number_input(
+        "Charts", min_value=1, max_value=60, value=int(query_value("cmp_top", "12") or 12), key="cmp_top",
+        help="How many of the most different metrics to draw (the table lists them all).",
+    )  # fmt: skip
+set_query(cmp_a=a, cmp_b=b, cmp_level=None if level == "all" else level, cmp_top=None if top == 12 else top)
+
+root = str(project_reader.project.root)
+values, table = _comparison(root, a, b, _signature(root, (a, b)), project_reader)
+if not len(values):
+    st.info("No metric values in these datasets yet.")
+    st.stop()
+if level != "all":
+    table = table[table["level"] == level].reset_index(drop=True)
+specs = registry.specs_by_name()
+
+
+def _meaning(metric: str) -> str:
+    spec = specs.get(metric)
+    return spec.help_text() if spec else "Custom metric (no description registered)."
+
+
+counts = project_reader.dataset_counts().set_index("dataset")
+summary_cols = st.columns(2)
+for column, name, colour in zip(summary_cols, (a, b), COLOURS, strict=True):
+    row = counts.loc[name] if name in counts.index else None
+    with column:
+        st.markdown(f"<span style='color:{colour}'>■</span> **{name}**", unsafe_allow_html=True)
+        if row is not None:
+            st.caption(
+                f"{int(row['images']):,} images · {int(row['objects']):,} objects · "
+                f"{int(row['categories_used'])}/{int(row['categories'])} classes used · "
+                f"{int(row['missing_images']):,} images missing"
+            )
+
+st.subheader("Metrics ranked by how much they differ")
+st.caption(
+    "KS = two-sample Kolmogorov–Smirnov statistic (scipy `ks_2samp`): the largest vertical gap between the two "
+    "cumulative distributions, from 0 (identical) to 1 (no overlap); unit-free, so metrics of any scale rank "
+    "together. The p-value says whether a gap this large could be chance; with thousands of values almost any "
+    f"gap is 'significant', so read the KS size. Above {SAMPLE_LIMIT:,} values per dataset a fixed random "
+    "sample is used (n columns show how many)."
+)
+shown = table.assign(meaning=table["metric"].map(_meaning))
+st.dataframe(
+    shown[
+        [
+            "metric",
+            "level",
+            "ks",
+            "p_value",
+            "mean_a",
+            "mean_b",
+            "median_a",
+            "median_b",
+            "n_a",
+            "n_b",
+            "meaning",
+        ]
+    ],
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "ks": st.column_config.ProgressColumn("KS", min_value=0.0, max_value=1.0, format="%.3f"),
+        "p_value": st.column_config.NumberColumn("p-value", format="%.2e"),
+        "mean_a": st.column_config.NumberColumn(f"mean {a}", format="%.4g"),
+        "mean_b": st.column_config.NumberColumn(f"mean {b}", format="%.4g"),
+        "median_a": st.column_config.NumberColumn(f"median {a}", format="%.4g"),
+        "median_b": st.column_config.NumberColumn(f"median {b}", format="%.4g"),
+        "n_a": st.column_config.NumberColumn(f"n {a}"),
+        "n_b": st.column_config.NumberColumn(f"n {b}"),
+        "meaning": st.column_config.TextColumn("meaning", width="large"),
+    },
+)
+
+st.subheader("Distributions")
+st.caption(
+    "Normalised histograms on common bins: each bar is the fraction of that dataset's values in the bin."
+)
+groups = {key: frame["value"].to_numpy() for key, frame in values.groupby(["dataset", "metric"])}
+empty = np.array([])
+chart_cols = st.columns(2)
+for index, row in enumerate(table.head(int(top)).itertuples(index=False)):
+    metric = row.metric
+    edges, density_a, density_b = shared_histograms(
+        groups.get((a, metric), empty), groups.get((b, metric), empty)
+    )
+    centres = (edges[:-1] + edges[1:]) / 2
+    width = float(edges[1] - edges[0])
+    figure = go.Figure()
+    for name, density, colour in ((a, density_a, COLOURS[0]), (b, density_b, COLOURS[1])):
+        figure.add_bar(x=centres, y=density, width=width, name=name, marker_color=colour, opacity=0.55)
+    spec = specs.get(metric)
+    unit = f" ({spec.unit})" if spec and spec.unit else ""
+    ks_text = "n/a" if pd.isna(row.ks) else f"{row.ks:.3f}"
+    figure.update_layout(
+        barmode="overlay", height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        title={"text": f"{metric} — KS {ks_text}", "font": {"size": 14}},
+        xaxis_title=f"{metric}{unit}", yaxis_title="fraction", legend={"orientation": "h", "y": -0.3},
+    )  # fmt: skip
+    with chart_cols[index % 2]:
+        st.plotly_chart(figure, width="stretch", key=f"cmp_chart_{metric}")
+        st.caption(f"**{metric}** ({row.level}): {_meaning(metric)}")
+
+st.subheader("Classes")
+st.caption("Share of each dataset's objects per class name; the classes whose share differs most first.")
+shares = project_reader.df(
+    f"""
+    SELECT c.name AS class, o.dataset, count(*) AS objects
+    FROM objects o LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id
+    WHERE o.dataset IN ({sql_literal(a)}, {sql_literal(b)}) GROUP BY ALL
+    """
+)
+if len(shares):
+    wide = shares.pivot_table(index="class", columns="dataset", values="objects", fill_value=0)
+    wide = wide.reindex(columns=[a, b], fill_value=0)
+    fractions = wide / wide.sum().replace(0, 1)
+    fractions["difference"] = (fractions[a] - fractions[b]).abs()
+    fractions = fractions.sort_values("difference", ascending=False).head(25)
+    figure = go.Figure()
+    for name, colour in ((a, COLOURS[0]), (b, COLOURS[1])):
+        figure.add_bar(x=fractions.index, y=fractions[name], name=name, marker_color=colour)
+    figure.update_layout(
+        barmode="group", height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="share of objects",
+        legend={"orientation": "h"},
+    )  # fmt: skip
+    st.plotly_chart(figure, width="stretch", key="cmp_classes")

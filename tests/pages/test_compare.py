@@ -1,0 +1,70 @@
+"""Compare page on TACO official vs unofficial (annotations only, every image missing), through AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from store.coco_import import import_coco
+from tests.conftest import REPO, shared, write_small_coco
+
+
+@pytest.fixture(scope="module")
+def taco(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = shared("taco")
+    base = tmp_path_factory.mktemp("compare")
+    empty_images = base / "no_images"
+    empty_images.mkdir()
+    root = base / "project"
+    import_coco(empty_images, folder / "annotations.json", root, dataset="official", workers=1)
+    import_coco(empty_images, folder / "annotations_unofficial.json", root, dataset="unofficial", workers=1)
+    return root
+
+
+def _page(project: Path, **query: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "pages" / "compare.py"), default_timeout=120)
+    at.session_state["project"] = str(project)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_taco_official_vs_unofficial_ranks_object_metrics(taco: Path) -> None:
+    at = _page(taco)
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value.set_index("metric")
+    assert {"object_area", "object_area_relative", "border_closeness"} <= set(table.index)
+    assert set(table["level"]) == {"image", "object"}
+    assert table["ks"].between(0, 1).all()
+    assert list(table["ks"]) == sorted(table["ks"], reverse=True)  # ranked, most different first
+    rel = table.loc["object_area_relative"]
+    assert rel["n_a"] == 4784 and 0.15 < rel["ks"] < 0.25 and rel["p_value"] < 1e-50
+    assert rel["mean_a"] < rel["mean_b"]  # crowd-sourced photos frame their litter larger
+    assert table.loc["area", "ks"] > 0.3  # image sizes differ most (different cameras)
+    assert table.loc["annotation_duplicate_iou", "ks"] < 0.05
+    assert "Range" in table.loc["object_area", "meaning"]  # every metric carries its description
+    assert len(at.get("plotly_chart")) == 12 + 1  # top-12 distributions + class shares
+    assert at.query_params["cmp_a"] == "official" and at.query_params["cmp_b"] == "unofficial"
+
+
+def test_level_and_order_come_from_the_url(taco: Path) -> None:
+    at = _page(taco, cmp_a="unofficial", cmp_b="official", cmp_level="object", cmp_top="3")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert set(table["level"]) == {"object"}
+    assert table.set_index("metric").loc["object_area_relative", "n_a"] == 8319  # A is now the crowd split
+    assert len(at.get("plotly_chart")) == 3 + 1
+
+
+def test_identical_datasets_have_ks_zero_and_one_dataset_says_why(tmp_path: Path) -> None:
+    images, ann = write_small_coco(tmp_path / "src", n_images=3)
+    root = tmp_path / "p"
+    import_coco(images, ann, root, dataset="one", workers=1)
+    at = _page(root)
+    assert not at.exception and "two datasets" in at.info[0].value
+    import_coco(images, ann, root, dataset="two", workers=1)
+    at = _page(root)
+    assert not at.exception, at.exception
+    assert (at.dataframe[0].value["ks"] == 0).all()
