@@ -130,8 +130,23 @@ class MatchResult:
         a = self.area_labels.index(area)
         return ((self.pred_match[a] < 0) & ~self.pred_ignored[a] & self.pred_evaluated[None, :]).T
 
+    def pair_iou(self, pred_rows: np.ndarray, gt_rows: np.ndarray) -> np.ndarray:
+        """IoU of (prediction row, gt row) pairs; 0 where they do not overlap or the gt row is -1."""
+        n_gt = max(len(self.gt), 1)
+        keys = self.pairs.pred * n_gt + self.pairs.gt
+        order = np.argsort(keys, kind="stable")
+        wanted = np.asarray(pred_rows, np.int64) * n_gt + np.asarray(gt_rows, np.int64)
+        at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
+        found = (
+            (np.asarray(gt_rows) >= 0) & (keys[order][at] == wanted)
+            if len(keys)
+            else np.zeros(len(wanted), bool)
+        )
+        return np.where(found, self.pairs.iou[order][at] if len(keys) else 0.0, 0.0)
+
     def predictions_frame(self, iou_thresholds: Sequence[float] = (0.5, 0.75)) -> pd.DataFrame:
-        """One row per prediction: ``tp_50``, ``matched_object_id_50`` (… per threshold), IoU, rank.
+        """One row per prediction: ``tp_50``, ``matched_object_id_50``, ``matched_iou_50`` (IoU × TP,
+        the graded outcome for precision drivers) … per threshold, best IoU, rank.
 
         ``matched_object_id`` is -1 when unmatched; ``ignored`` means it does not count (matched a
         crowd region); ``evaluated`` is False beyond ``max_dets`` per image and category.
@@ -147,9 +162,11 @@ class MatchResult:
             t = self.threshold_index(thr)
             tag = _tag(self.iou_thresholds[t])
             match = self.pred_match[0, t]
-            out[f"tp_{tag}"] = (match >= 0) & ~self.pred_ignored[0, t]
+            tp = (match >= 0) & ~self.pred_ignored[0, t]
+            out[f"tp_{tag}"] = tp
             out[f"ignored_{tag}"] = self.pred_ignored[0, t]
             out[f"matched_object_id_{tag}"] = _lookup(object_ids, match)
+            out[f"matched_iou_{tag}"] = np.where(tp, self.pair_iou(np.arange(len(match)), match), 0.0)
         return out
 
     def objects_frame(self, iou_thresholds: Sequence[float] = (0.5, 0.75)) -> pd.DataFrame:

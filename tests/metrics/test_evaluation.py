@@ -201,6 +201,9 @@ def test_objects_and_predictions_frames() -> None:
     back = objects.set_index("object_id").loc[matched["matched_object_id_50"], "matched_prediction_id_50"]
     np.testing.assert_array_equal(back.to_numpy(), matched["prediction_id"].to_numpy())
     assert preds["tp_75"].sum() < preds["tp_50"].sum()
+    tp = preds["tp_50"].to_numpy()
+    assert (preds.loc[tp, "matched_iou_50"] >= 0.5).all() and (preds.loc[~tp, "matched_iou_50"] == 0).all()
+    assert (preds["matched_iou_50"] <= preds["best_iou"] + 1e-12).all()
 
 
 def test_predictions_from_results_segm_only_uses_mask_area() -> None:
