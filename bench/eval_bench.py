@@ -53,7 +53,9 @@ def synthetic(n_images: int, n_objects: int, n_predictions: int, n_categories: i
         np.c_[rng.uniform(0, 500, (n_predictions, 2)), rng.uniform(8, 140, (n_predictions, 2))],
     )
     boxes[:, 2:] = np.maximum(boxes[:, 2:], 1.0)
-    pred_cat = np.where(rng.random(n_predictions) < 0.9, cats[source], rng.integers(1, n_categories + 1, n_predictions))
+    pred_cat = np.where(
+        rng.random(n_predictions) < 0.9, cats[source], rng.integers(1, n_categories + 1, n_predictions)
+    )
     results = [
         {
             "image_id": int(image_of[source[i]]),
