@@ -461,3 +461,39 @@ def project_reader(project: str | Path) -> ProjectReader:
     if not reader.project.exists():
         raise InputError(str(project), "not a cocolens project (no project.json)", field="--project")
     return reader
+
+
+def write_filtered_csv(reader: ProjectReader, flt: Filter, out: str | Path, level: str) -> int:
+    """The ``export csv`` table (store.wide: ids + one column per metric) restricted to the filter; row count.
+
+    Streamed by DuckDB's COPY into a temporary file, then renamed: readers never see half a CSV.
+    """
+    import os
+
+    from store.wide import image_table_sql, object_table_sql
+
+    if level not in ("image", "object"):
+        raise InputError("--level", f"expected image or object, got {level!r}")
+    built = build_sql(reader, flt)
+    datasets = flt.datasets or None
+    if level == "image":
+        wide, params = image_table_sql(reader, datasets)
+        keep = f"(w.dataset, w.image_id) IN (SELECT (dataset, image_id) FROM ({built.images}))"
+    else:
+        wide, params = object_table_sql(reader, datasets)
+        keep = f"(w.dataset, w.image_id, w.object_id) IN (SELECT (dataset, image_id, object_id) FROM ({built.objects}))"
+    sql = f"SELECT w.* FROM ({wide}) w WHERE {keep} ORDER BY ALL"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    cur = reader.cursor()
+    try:
+        if built.tags is not None:
+            cur.register("_tagged", built.tags)
+        cur.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} (HEADER, DELIMITER ',')", params)
+        rows = cur.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
+        os.replace(tmp, out)
+    finally:
+        cur.close()
+        tmp.unlink(missing_ok=True)
+    return int(rows)

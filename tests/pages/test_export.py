@@ -1,0 +1,92 @@
+"""Filter & export page through AppTest: URL state, live counts, tagging, COCO and CSV export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from store.coco_import import import_coco
+from store.filters import Filter, match_counts
+from store.queries import ProjectReader
+from store.tags import tagged
+from tests.conftest import REPO, write_small_coco
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("export_page")
+    root = base / "project"
+    for name, seed in (("a", 0), ("b", 3)):
+        images, ann = write_small_coco(base / name, n_images=5, seed=seed)
+        import_coco(images, ann, root, dataset=name, workers=1)
+    return root
+
+
+def _page(project: Path, **query: str | list[str]) -> AppTest:
+    at = AppTest.from_file(str(REPO / "pages" / "export.py"), default_timeout=120)
+    at.session_state["project"] = str(project)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _counts(at: AppTest) -> dict[str, int]:
+    values = {m.label: int(m.value.replace(",", "")) for m in at.metric}
+    return {"images": values["Matching images"], "objects": values["Matching objects"]}
+
+
+def test_filter_from_url_counts_like_the_store(project: Path) -> None:
+    at = _page(project, f_ds="a", f_cls="orange", f_range=["object_area::1000"])
+    assert not at.exception, at.exception
+    expected = match_counts(
+        ProjectReader(project),
+        Filter(datasets=["a"], classes=["orange"], ranges={"object_area": (None, 1000.0)}),
+    )
+    assert _counts(at) == expected and 0 < expected["objects"] < 5
+    at.multiselect(key="fx_cls").set_value([]).run()
+    assert "f_cls" not in at.query_params and _counts(at)["objects"] >= expected["objects"]
+    assert "object_area" in at.query_params["f_range"]
+
+
+def test_bad_where_shows_one_line_error(project: Path) -> None:
+    at = _page(project, f_where="read_csv('/etc/passwd') IS NULL")
+    assert not at.exception
+    assert at.error[0].value.startswith("--where: function read_csv() is not allowed")
+
+
+def test_tag_everything_then_export_coco_and_csv(project: Path, tmp_path: Path) -> None:
+    at = _page(project, f_ds="b", f_where="category = 'red'")
+    counts = _counts(at)
+    assert counts == {"images": 5, "objects": 5}
+    at.text_input(key="fx_tag_name").set_value("reds").run()
+    at.radio(key="fx_tag_level").set_value("objects").run()
+    at.button(key="fx_tag_button").click().run()
+    assert not at.exception, at.exception
+    assert "Tagged 5 objects" in at.success[0].value
+    assert len(tagged(project, "reds")) == 5
+
+    out = tmp_path / "b.json"
+    at.text_input(key="fx_out_COCO JSON").set_value(str(out)).run()
+    at.checkbox(key="fx_with_metrics").check().run()
+    at.button(key="fx_export_button").click().run()
+    assert not at.exception, at.exception
+    assert str(out) in at.success[-1].value and len(at.get("download_button")) == 1
+    coco = json.loads(out.read_text())
+    assert len(coco["images"]) == 5 and len(coco["annotations"]) == 5
+    assert {a["category_id"] for a in coco["annotations"]} == {1}
+    assert all(im["cocolens_content_hash"] and "cocolens_metrics" in im for im in coco["images"])
+
+    csv_out = tmp_path / "objects.csv"
+    at.radio(key="fx_format").set_value("CSV (objects)").run()
+    at.text_input(key="fx_out_CSV (objects)").set_value(str(csv_out)).run()
+    at.button(key="fx_export_button").click().run()
+    assert not at.exception, at.exception
+    table = pd.read_csv(csv_out)
+    assert len(table) == 5 and set(table["category"]) == {"red"} and "object_area" in table.columns
+
+    tagged_view = _page(project, f_tag="reds")
+    assert _counts(tagged_view) == {"images": 5, "objects": 5}
