@@ -144,10 +144,7 @@ def build_demo_project(
             continue
         annotations = generate_demo_dataset(source / name, name, n_images, seed, noisy)
         import_coco(source / name / "images", annotations, project.root, dataset=name, progress=progress)
-    try:
-        from store.demo_predictions import add_demo_model
+    from store.demo_predictions import add_demo_model
 
-        add_demo_model(project.root)
-    except ImportError:
-        pass  # predictions support not installed in this build
+    add_demo_model(project.root)  # models for the model pages (skips those already there)
     return project.root
