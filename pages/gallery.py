@@ -483,7 +483,7 @@ def image_cards(
         (
             row._asdict(),
             by_image.get((row.dataset, row.image_id), empty),
-            thumbnails.DrawOptions(max_side=CARD_SIDE),
+            thumbnails.DrawOptions(max_side=CARD_SIDE, box=(CARD_SIDE, CARD_SIDE * 3 // 4)),
         )
         for row in items.itertuples(index=False)
     ]
@@ -534,7 +534,9 @@ def crop_cards(
         (
             row._asdict(),
             by_image[(row.dataset, row.image_id)],
-            thumbnails.DrawOptions(max_side=CROP_SIDE, crop_object=int(row.object_id), boxes=True),
+            thumbnails.DrawOptions(
+                max_side=CROP_SIDE, crop_object=int(row.object_id), box=(CROP_SIDE, CROP_SIDE)
+            ),
         )
         for row in items.itertuples(index=False)
     ]

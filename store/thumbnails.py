@@ -54,6 +54,7 @@ PALETTE: list[tuple[int, int, int]] = [
     (253, 191, 111),
     (128, 128, 128),
 ]
+LETTERBOX = (236, 236, 240)  # padding colour around pictures of another aspect ratio
 MASK_ALPHA = 0.35  # fill opacity: the object stays visible under its mask
 JPEG_QUALITY = 85
 CROP_CONTEXT = 0.5  # crops keep half the box size of context on every side
@@ -82,6 +83,7 @@ class DrawOptions:
     legend: bool = False  # a strip under the picture naming each class drawn
     crop_object: int | None = None  # object_id to crop around (object galleries)
     highlight_object: int | None = None  # object_id drawn bolder (an object opened in its image)
+    box: tuple[int, int] | None = None  # letterbox into this (width, height): gallery rows line up
 
 
 def class_colour(category_id: int) -> tuple[int, int, int]:
@@ -409,7 +411,8 @@ def render(
     else:
         region = (0.0, 0.0, float(frame[0]), float(frame[1]))
     region_w, region_h = max(region[2] - region[0], 1.0), max(region[3] - region[1], 1.0)
-    fit = options.max_side / max(region_w, region_h)
+    box_w, box_h = options.box or (options.max_side, options.max_side)
+    fit = min(box_w / region_w, box_h / region_h)
     if options.crop_object is None:
         fit = min(1.0, fit)  # whole images are never enlarged; small crops are, so they can be judged
     out_size = (max(1, round(region_w * fit)), max(1, round(region_h * fit)))
@@ -427,6 +430,10 @@ def render(
     _draw_objects(canvas, objects, options, (region[0], region[1]), scale)
     if reason:
         _caption(canvas, reason)
+    if options.box:
+        framed = Image.new("RGB", options.box, LETTERBOX)
+        framed.paste(canvas, ((options.box[0] - canvas.size[0]) // 2, (options.box[1] - canvas.size[1]) // 2))
+        canvas = framed
     if options.legend:
         canvas = _legend_strip(canvas, objects)
     return canvas
