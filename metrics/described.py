@@ -1,0 +1,38 @@
+"""Specs of metrics whose values are produced outside the per-image / per-table passes.
+
+Embedding scores come from ``metrics.label_quality`` (declared there, imported here so the app
+can explain them without computing anything); prediction-level values come from matching.
+"""
+
+from __future__ import annotations
+
+import metrics.label_quality  # noqa: F401  (registers annotation_quality, label_confidence, image_uniqueness)
+from metrics.registry import describe_only
+
+describe_only(
+    name="prediction_score",
+    level="prediction",
+    low=0.0,
+    high=1.0,
+    direction="neutral",
+    group="prediction",
+    description="The model's confidence for the prediction, as given in the results file.",
+)
+describe_only(
+    name="prediction_best_iou",
+    level="prediction",
+    low=0.0,
+    high=1.0,
+    direction="higher_better",
+    group="prediction",
+    description="Highest IoU of the prediction with any label of its class in its image (0 when none overlaps).",
+)
+describe_only(
+    name="prediction_tp_50",
+    level="prediction",
+    low=0.0,
+    high=1.0,
+    direction="higher_better",
+    group="prediction",
+    description="1 when the prediction is a true positive at IoU 0.5 under COCO matching (score order, greedy).",
+)
