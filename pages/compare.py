@@ -38,45 +38,53 @@ def _signature(root: str, datasets: tuple[str, ...]) -> tuple:
     return tuple(out)
 
 
-def _sampled_values(project_reader, a: str, b: str) -> pd.DataFrame:
-    """dataset, metric, value for both datasets; each (dataset, metric) capped near SAMPLE_LIMIT values."""
-    counts = project_reader.df(
-        f"SELECT dataset, metric, count(*) AS n FROM metric_values WHERE dataset IN ({sql_literal(a)}, {sql_literal(b)})"
-        " AND value IS NOT NULL GROUP BY dataset, metric"
-    )
-    if not len(counts):
-        return pd.DataFrame(columns=["dataset", "metric", "value"])
-    rates = ", ".join(
-        f"({sql_literal(r.dataset)}, {sql_literal(r.metric)}, {min(1.0, SAMPLE_LIMIT / max(1, r.n))!r})"
-        for r in counts.itertuples(index=False)
-    )
-    return project_reader.df(
+def _sampled_values(project_reader, a: str, b: str) -> dict[tuple[str, str], np.ndarray]:
+    """(dataset, metric) → values; each capped near SAMPLE_LIMIT by a deterministic hash sample.
+
+    The sampling rate comes from the image/object counts (no extra scan), and values come back as
+    one list per (dataset, metric), not as a long table of repeated strings.
+    """
+    counts = project_reader.dataset_counts().set_index("dataset")
+    rates = []
+    for dataset in (a, b):
+        if dataset not in counts.index:
+            continue
+        for level, column in (("image", "images"), ("object", "objects")):
+            rate = min(1.0, SAMPLE_LIMIT / max(1, int(counts.loc[dataset, column])))
+            rates.append(f"({sql_literal(dataset)}, {level == 'object'}, {rate!r})")
+    if not rates:
+        return {}
+    rows = project_reader.df(
         f"""
-        WITH rates(dataset, metric, rate) AS (VALUES {rates})
-        SELECT m.dataset, m.metric, m.value
-        FROM metric_values m JOIN rates r ON r.dataset = m.dataset AND r.metric = m.metric
+        WITH rates(dataset, is_object, rate) AS (VALUES {", ".join(rates)})
+        SELECT m.dataset, m.metric, list(m.value) AS vals
+        FROM metric_values m JOIN rates r ON r.dataset = m.dataset AND r.is_object = (m.object_id IS NOT NULL)
         WHERE m.value IS NOT NULL
           AND (r.rate >= 1.0 OR hash(m.image_id, coalesce(m.object_id, -1)) % 1000000 < r.rate * 1000000)
+        GROUP BY m.dataset, m.metric
         """
     )
+    return {
+        (row.dataset, row.metric): np.asarray(row.vals, dtype=np.float64)
+        for row in rows.itertuples(index=False)
+    }
 
 
 @st.cache_data(show_spinner="Comparing every metric…", max_entries=8)
 def _comparison(
     root: str, a: str, b: str, signature: tuple, _project_reader
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(sampled values, ranking table); cached per dataset pair until their files change."""
-    values = _sampled_values(_project_reader, a, b)
+) -> tuple[dict[tuple[str, str], np.ndarray], pd.DataFrame]:
+    """(sampled values per (dataset, metric), ranking table); cached per dataset pair until files change."""
     levels = metric_levels(_project_reader)
-    groups = {key: frame["value"].to_numpy() for key, frame in values.groupby(["dataset", "metric"])}
+    groups = _sampled_values(_project_reader, a, b)
     empty = np.array([])
     comparisons = [
         compare(metric, groups.get((a, metric), empty), groups.get((b, metric), empty))
-        for metric in sorted(set(values["metric"]))
+        for metric in sorted({metric for _, metric in groups})
     ]
     table = rank(comparisons)
     table.insert(1, "level", table["metric"].map(levels).fillna("image"))
-    return values, table
+    return groups, table
 
 
 st.title("⚖️ Compare datasets")
@@ -116,8 +124,8 @@ with far:
 set_query(cmp_a=a, cmp_b=b, cmp_level=None if level == "all" else level, cmp_top=None if top == 12 else top)
 
 root = str(project_reader.project.root)
-values, table = _comparison(root, a, b, _signature(root, (a, b)), project_reader)
-if not len(values):
+groups, table = _comparison(root, a, b, _signature(root, (a, b)), project_reader)
+if not groups:
     st.info("No metric values in these datasets yet.")
     st.stop()
 if level != "all":
@@ -187,7 +195,6 @@ st.subheader("Distributions")
 st.caption(
     "Normalised histograms on common bins: each bar is the fraction of that dataset's values in the bin."
 )
-groups = {key: frame["value"].to_numpy() for key, frame in values.groupby(["dataset", "metric"])}
 empty = np.array([])
 chart_cols = st.columns(2)
 for index, row in enumerate(table.head(int(top)).itertuples(index=False)):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,13 @@ def resolve_image_path(images_root: Path, file_name: str) -> tuple[str, str]:
     candidate = (images_root / file_name).resolve()
     if not candidate.is_relative_to(images_root):
         return "", f"{file_name!r} resolves outside the images folder (symlink escape)"
+    try:
+        mode = candidate.stat().st_mode
+    except OSError:
+        mode = None  # missing or unreadable: the image pass says which
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        # A FIFO in the images folder hung the import forever (open() waits for a writer).
+        return "", f"{file_name!r} is not a regular file (a FIFO, socket or device)"
     return str(candidate), ""
 
 

@@ -42,6 +42,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
+def _is_utf8(text: str) -> bool:
+    """False for a lone surrogate (JSON ``\\udce9``: how Python writes a non-UTF-8 byte file name).
+
+    Such text cannot be stored (Parquet strings are UTF-8): it crashed the import with a traceback.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def load_json(path: Path) -> Any:
     """Parse a JSON file with a one-line error for every way it can be unreadable."""
     if not path.exists():
@@ -111,6 +123,12 @@ def _safe_file_name(check: _Checker, where: str, name: Any) -> str:
         check.fail(where, "file_name", f"expected a non-empty string, got {_short(name)}")
     if "\x00" in name:
         check.fail(where, "file_name", "contains a NUL byte")
+    if not _is_utf8(name):
+        check.fail(
+            where,
+            "file_name",
+            f"{name!r} is not valid Unicode (a lone surrogate: a non-UTF-8 byte name); rename the file to UTF-8",
+        )
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts:
         check.fail(where, "file_name", f"{name!r} leaves the images folder")
@@ -205,6 +223,9 @@ def read_coco(path: str | Path, dataset: str) -> CocoTables:
         name = rec.get("name")
         if not isinstance(name, str) or not name.strip():
             check.fail(where, "name", f"expected a non-empty string, got {_short(name)}")
+        for key in ("name", "supercategory"):
+            if isinstance(rec.get(key), str) and not _is_utf8(rec[key]):
+                check.fail(where, key, f"{rec[key]!r} is not valid Unicode (a lone surrogate)")
         supercategory = rec.get("supercategory", "")
         categories.append((dataset, cid, name, supercategory if isinstance(supercategory, str) else ""))
 
