@@ -134,7 +134,10 @@ if range_metrics:
         ranges[metric] = (lo, hi)
 
 where = st.text_input(
-    "Expert: SQL condition (`--where`)", key="fx_where", help=WHERE_HELP, placeholder=WHERE_HELP[:60]
+    "Expert: SQL condition (`--where`)",
+    key="fx_where",
+    help=WHERE_HELP,
+    placeholder="e.g. category = 'Bottle' AND object_area_relative < 0.001",
 )
 
 flt = Filter(
