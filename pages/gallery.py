@@ -76,7 +76,7 @@ def reset_view(prefix: str, *query_keys: str) -> Callable[[], None]:
     """A callback forgetting range and page (widget state and URL) when what they refer to changes."""
 
     def reset() -> None:
-        for suffix in ("range", "page", "chart"):
+        for suffix in ("range", "page", "chart", *query_keys):
             st.session_state.pop(f"{prefix}_{suffix}", None)
         for key in ("lo", "hi", "page", *query_keys):
             st.query_params.pop(key, None)
@@ -674,8 +674,8 @@ def write_url(
     """Write the view's state into the URL so a copied link reproduces it."""
     set_query(
         metric=metric,
-        lo=None if chosen is None else f"{chosen[0]:.6g}",
-        hi=None if chosen is None else f"{chosen[1]:.6g}",
+        lo=None if chosen is None else repr(chosen[0]),  # shortest text that reads back exactly
+        hi=None if chosen is None else repr(chosen[1]),
         sort=sort_metric,
         order="desc" if descending else "asc",
         page=page + 1 if page else None,

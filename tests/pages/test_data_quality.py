@@ -1,0 +1,170 @@
+"""Data quality page through AppTest: metric choice, range, sort, pages, issue links, detail, tags, URL state."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from metrics import registry
+from store import tags
+from store.coco_import import import_coco
+from tests.conftest import REPO, shared
+from tests.store.test_gallery_queries import build_quality_project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_quality_project(tmp_path_factory.mktemp("dq"))
+
+
+def _page(project: Path, **query: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.session_state["project"] = str(project)
+    at.switch_page("pages/data_quality.py")
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _shown(at: AppTest) -> int:
+    """The gallery's item count as the page states it."""
+    for markdown in at.markdown:
+        found = re.match(r"\*\*([\d,]+) images\*\*", markdown.value)
+        if found:
+            return int(found.group(1).replace(",", ""))
+    raise AssertionError("no image count on the page")
+
+
+def _cards(at: AppTest) -> list[str]:
+    return [b.key for b in at.button if b.key and b.key.startswith("dq_detail_")]
+
+
+def _values(project: Path, metric: str) -> pd.Series:
+    files = sorted((project / "datasets").glob(f"*/metrics/image__{metric}.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files])["value"]
+
+
+def test_default_view_histogram_slider_and_gallery(project):
+    at = _page(project)
+    assert not at.exception, at.exception
+    assert at.title[0].value.endswith("Data quality")
+    assert _shown(at) == 16
+    assert len(_cards(at)) == 16
+    assert at.get("plotly_chart"), "the distribution chart is drawn"
+    assert at.slider(key="dq_range").label == "Range of brightness"
+    help_text = registry.get("brightness").help_text()
+    assert any(help_text in c.value for c in at.caption), "the chosen metric's meaning, range and direction"
+    assert at.selectbox(key="dq_metric").help and "Range [0, 1]" in at.selectbox(key="dq_metric").help
+    assert at.query_params["metric"] == "brightness"
+
+
+def test_choose_metric_then_narrow_range_changes_the_gallery(project):
+    at = _page(project)
+    at.selectbox(key="dq_metric").set_value("contrast").run()
+    assert not at.exception, at.exception
+    assert at.query_params["metric"] == "contrast"
+    assert any(registry.get("contrast").help_text() in c.value for c in at.caption)
+    values = _values(project, "contrast").dropna()
+    low, high = float(values.quantile(0.25)), float(values.max())
+    at.slider(key="dq_range").set_value((low, high)).run()
+    expected = int(((values >= low) & (values <= high)).sum())
+    assert 0 < expected < 16
+    assert _shown(at) == expected and len(_cards(at)) == expected
+    assert float(at.query_params["lo"]) == pytest.approx(low, rel=1e-5)
+
+
+def test_sort_direction_puts_the_extreme_first(project):
+    at = _page(project)
+    at.radio(key="dq_order").set_value("descending").run()
+    assert at.query_params["order"] == "desc"
+    top = max(_values(project, "brightness").dropna())
+    first_caption = next(c.value for c in at.caption if "brightness = " in c.value)
+    assert f"brightness = {top:.4g}" in first_caption
+    at.radio(key="dq_order").set_value("ascending").run()
+    first_caption = next(c.value for c in at.caption if "brightness = " in c.value)
+    assert f"brightness = {min(_values(project, 'brightness').dropna()):.4g}" in first_caption
+
+
+def test_pages(project):
+    at = _page(project, size="12")
+    assert len(_cards(at)) == 12
+    at.button(key="dq_next").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="dq_page").value == 2
+    assert at.query_params["page"] == "2"
+    assert len(_cards(at)) == 4
+
+
+@pytest.mark.parametrize(
+    ("issue", "count"),
+    [("missing_images", 2), ("exact_duplicate_images", 4)],
+)
+def test_issue_link_opens_exactly_those_images(project, issue, count):
+    at = _page(project, issue=issue)
+    assert not at.exception, at.exception
+    assert _shown(at) == count and len(_cards(at)) == count
+    assert any("Issue: " + issue.replace("_", " ") in m.value for m in at.markdown)
+    at.button(key="dq_clear_issue").click().run()
+    assert _shown(at) == 16 and "issue" not in at.query_params
+
+
+def test_missing_image_card_and_detail_dialog(project):
+    at = _page(project, issue="missing_images")
+    at.button(key="dq_detail_a_101").click().run()
+    assert not at.exception, at.exception
+    assert at.query_params["detail"] == "a|101"
+    assert any("**missing**" in m.value for m in at.markdown)
+    metric_table = next(df.value for df in at.dataframe if "direction" in df.value.columns)
+    assert {"width", "height"} <= set(metric_table["metric"])  # record metrics exist without the file
+    assert (metric_table["range"] != "").all() and (metric_table["meaning"] != "").all()
+
+
+def test_detail_link_reproduces_the_dialog(project):
+    at = _page(project, detail="b|0")
+    assert not at.exception, at.exception
+    assert any(m.value.startswith("**Objects** (2)") for m in at.markdown)
+    partners = next(df.value for df in at.dataframe if "kind" in df.value.columns)
+    assert 100 in set(partners["image_id"])  # its exact duplicate
+
+
+def test_link_with_state_reproduces_the_view(project):
+    values = _values(project, "contrast").dropna()
+    low, high = float(values.quantile(0.5)), float(values.max())
+    at = _page(project, metric="contrast", lo=repr(low), hi=repr(high), sort="brightness", order="desc")
+    assert at.selectbox(key="dq_metric").value == "contrast"
+    assert at.selectbox(key="dq_sort").value == "brightness"
+    assert at.radio(key="dq_order").value == "descending"
+    assert at.slider(key="dq_range").value[0] == pytest.approx(low, rel=1e-5)
+    assert _shown(at) == int(((values >= low) & (values <= high)).sum())
+
+
+def test_tag_a_card_tag_all_and_filter_by_tag(project):
+    at = _page(project, issue="missing_images")
+    at.text_input(key="dq_tag_name").set_value("dq-test").run()
+    at.button(key="dq_tag_a_101").click().run()
+    assert tags.tags_of(project, "a", 101) == ["dq-test"]
+    at.button(key="dq_tag_a_101").click().run()  # toggles off
+    assert tags.tags_of(project, "a", 101) == []
+    at.button(key="dq_tag_all").click().run()
+    assert set(tags.tagged(project, "dq-test")["image_id"]) == {101}
+    at.button(key="dq_clear_issue").click().run()
+    at.selectbox(key="dq_tag_filter").set_value("dq-test").run()
+    assert _shown(at) == 2
+    tags.remove_tags(project, "a", [101], None, "dq-test")
+    tags.remove_tags(project, "b", [101], None, "dq-test")
+
+
+def test_fruits_nuts(tmp_path):
+    fruits = shared("fruits_nuts")
+    import_coco(fruits / "images", fruits / "annotations.json", tmp_path / "p", dataset="fruits", workers=2)
+    at = _page(tmp_path / "p", metric="sharpness", order="desc")
+    assert not at.exception, at.exception
+    assert _shown(at) == 18 and len(_cards(at)) == 18
+    assert at.get("image"), "thumbnails are shown"
+    assert len(list((tmp_path / "p" / "thumbs").glob("*/*.jpg"))) == 18
+    legend = next(m.value for m in at.markdown if m.value.startswith("**Classes:**"))
+    assert all(name in legend for name in ("date", "fig", "hazelnut"))
