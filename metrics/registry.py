@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 Level = Literal["image", "object", "prediction"]
 Direction = Literal["higher_better", "lower_better", "neutral"]
-Kind = Literal["pixel", "table"]
+Kind = Literal["pixel", "table", "external"]  # external: values produced elsewhere (embeddings, matching)
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ def image_table_metric(**spec_kwargs: Any) -> Callable[[Callable], Callable]:
 
 def describe_only(**spec_kwargs: Any) -> MetricSpec:
     """Register a spec whose values are produced elsewhere (e.g. embeddings, predictions)."""
+    spec_kwargs["kind"] = "external"
     return register(MetricSpec(**spec_kwargs))
 
 
@@ -118,11 +119,13 @@ def get(name: str) -> MetricSpec:
 
 
 def all_specs(level: Level | None = None, kind: Kind | None = None) -> list[MetricSpec]:
+    """Specs of computable metrics (external ones only when ``kind='external'`` is asked for)."""
     ensure_builtin_loaded()
     return [
         s
         for s in _REGISTRY.values()
-        if (level is None or s.level == level) and (kind is None or s.kind == kind)
+        if (level is None or s.level == level)
+        and (s.kind == kind if kind is not None else s.kind != "external")
     ]
 
 
