@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from pages.state import default_project, reader, set_query
+from pages.training_form import render_training_form
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
@@ -33,6 +34,7 @@ def _sidebar() -> None:
             st.session_state["datasets"] = [d for d in wanted if d in datasets] or datasets
         st.multiselect("Datasets", datasets, key="datasets", help="Every page shows these datasets.")
         set_query(project=st.session_state["project"], ds=st.session_state["datasets"])
+        render_training_form(project_reader.project.root, datasets)
 
 
 PAGES = [

@@ -1,0 +1,240 @@
+"""Training: every job of the project, and for the chosen one live loss / val mAP curves, ETA, log
+tail, config and a cancel button. Jobs run in their own processes (models.jobs); this page only
+reads their folders, so reloading it or closing the browser never stops a job.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from models import jobs
+from pages.state import reader, set_query
+from pages.training_form import RENDERED_FLAG, render_training_form
+
+PAGES_DIR = Path(__file__).resolve().parent
+REFRESH_S = 2
+STATUS_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}
+LOSS_COLOURS = ["#222222", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else ""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _elapsed(job: dict[str, Any]) -> float | None:
+    start = job.get("started_at")
+    if not start:
+        return None
+    return float(job.get("ended_at") or time.time()) - float(start)
+
+
+def jobs_table(all_jobs: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for job in all_jobs:
+        config = job.get("config", {})
+        rows.append(
+            {
+                "job": job["id"],
+                "status": f"{STATUS_ICONS.get(job['status'], '')} {job['status']}",
+                "phase": job.get("phase", ""),
+                "model name": job.get("name", ""),
+                "train → val": f"{job.get('train')} → {job.get('val')}",
+                "architecture": config.get("model", ""),
+                "epochs": config.get("epochs"),
+                "created": _when(job.get("created_at")),
+                "run time": _duration(_elapsed(job)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def loss_figure(progress: list[dict[str, Any]], steps_per_epoch: int | None) -> go.Figure | None:
+    """Every loss component against the global step (training steps as logged)."""
+    steps = [e for e in progress if e.get("event") == "step"]
+    if not steps:
+        return None
+    per_epoch = steps_per_epoch or 1
+    x = [e.get("global_step", (int(e["epoch"]) - 1) * per_epoch + int(e["step"])) for e in steps]
+    names = ["loss"] + sorted(k for k in steps[-1] if k.startswith("loss_"))
+    fig = go.Figure()
+    for index, name in enumerate(names):
+        fig.add_scatter(
+            x=x,
+            y=[e.get(name) for e in steps],
+            mode="lines+markers" if len(steps) < 30 else "lines",
+            name="total" if name == "loss" else name.removeprefix("loss_"),
+            line=dict(width=3 if name == "loss" else 1.5, color=LOSS_COLOURS[index % len(LOSS_COLOURS)]),
+        )
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="training step",
+        yaxis_title="loss",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+    )
+    return fig
+
+
+def val_figure(progress: list[dict[str, Any]]) -> go.Figure | None:
+    """Val AP and AP50 (bbox and segm) after each evaluated epoch."""
+    epochs = [e for e in progress if e.get("event") == "epoch" and e.get("val")]
+    if not epochs:
+        return None
+    fig = go.Figure()
+    styles = {"bbox": "#1f77b4", "segm": "#d62728"}
+    for iou_type, colour in styles.items():
+        for stat, dash in (("AP", "solid"), ("AP50", "dot")):
+            values = [e["val"].get(iou_type, {}).get(stat) for e in epochs]
+            if all(v is None for v in values):
+                continue
+            fig.add_scatter(
+                x=[e["epoch"] for e in epochs],
+                y=values,
+                mode="lines+markers",
+                name=f"{iou_type} {stat}",
+                line=dict(color=colour, dash=dash, width=2),
+            )
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="epoch",
+        yaxis_title="val mAP (COCO)",
+        yaxis_range=[0, 1.02],
+        xaxis=dict(tickmode="linear", dtick=1) if len(epochs) < 15 else {},
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+    )
+    return fig
+
+
+def _headline(job: dict[str, Any], progress: list[dict[str, Any]]) -> None:
+    config = job.get("config", {})
+    steps = [e for e in progress if e.get("event") == "step"]
+    evaluated = [e for e in progress if e.get("event") == "epoch" and e.get("val")]
+    monitor = config.get("monitor", "bbox")
+    best = max((e["val"][monitor]["AP"] for e in evaluated), default=None)
+    last_epoch = max((int(e["epoch"]) for e in progress if "epoch" in e), default=0)
+    eta = jobs.eta_seconds(job, progress)
+    columns = st.columns(5)
+    columns[0].metric(
+        "Status", f"{STATUS_ICONS.get(job['status'], '')} {job['status']}", help=job.get("phase")
+    )
+    columns[1].metric("Epoch", f"{last_epoch} / {config.get('epochs', '?')}")
+    columns[2].metric("Last loss", f"{steps[-1]['loss']:.3f}" if steps else "–")
+    columns[3].metric(f"Best val {monitor} AP", f"{best:.3f}" if best is not None else "–")
+    columns[4].metric(
+        "ETA (training)" if job["status"] == "running" else "Run time",
+        _duration(eta) if eta is not None else _duration(_elapsed(job)) or "–",
+    )
+    st.caption(
+        f"Phase: {job.get('phase', '')} · created {_when(job.get('created_at'))} · job folder `{job['dir']}`"
+    )
+
+
+def _outcome(job: dict[str, Any]) -> None:
+    status = job["status"]
+    if status == "succeeded":
+        imported = job.get("imported") or {}
+        stats = " · ".join(
+            f"{t} AP {imported[t]['AP']:.3f}" for t in ("bbox", "segm") if isinstance(imported.get(t), dict)
+        )
+        st.success(
+            f"Model **{job.get('model')}** imported: {imported.get('predictions', 0):,} predictions on "
+            f"**{job.get('val')}**{' · ' + stats if stats else ''}."
+        )
+        if (PAGES_DIR / "model_quality.py").is_file():
+            st.page_link(
+                "pages/model_quality.py",
+                label=f"Open {job.get('model')} in Model quality",
+                icon="🎯",
+                query_params={"model": job.get("model")},
+            )
+    elif status == "failed":
+        st.error(f"Failed: {job.get('error_line') or (job.get('error') or '').strip().splitlines()[-1:]}")
+        if job.get("error"):
+            with st.expander("Traceback"):
+                st.code(job["error"], language="text")
+    elif status == "cancelled":
+        st.warning("Cancelled." + (" The best checkpoint so far is kept." if job.get("checkpoint") else ""))
+
+
+def job_view(job_dir: str, status_when_drawn: str) -> None:
+    """One job, redrawn every REFRESH_S seconds while it is active (st.fragment)."""
+    job = {**jobs.read_job(job_dir), "dir": job_dir}
+    if status_when_drawn in jobs.ACTIVE and job["status"] not in jobs.ACTIVE:
+        st.rerun()  # ended: redraw the whole page (the table, and no more auto-refresh)
+    progress = jobs.read_progress(job_dir)
+    _headline(job, progress)
+    if job["status"] in jobs.ACTIVE:
+        asked = job.get("cancel_requested_at")
+        if asked:
+            st.info("Cancel asked for: the job stops at the next training step.")
+        elif st.button("Cancel job", key=f"cancel_{job['id']}", icon="⏹️"):
+            jobs.cancel_job(job_dir)
+            st.rerun(scope="fragment")
+    _outcome(job)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Training loss**")
+        loss = loss_figure(progress, job.get("steps_per_epoch"))
+        if loss is None:
+            st.caption("No training step logged yet.")
+        else:
+            st.plotly_chart(loss, key="tr_loss", width="stretch")
+    with right:
+        st.markdown("**Validation mAP**")
+        val = val_figure(progress)
+        if val is None:
+            st.caption("No epoch evaluated yet.")
+        else:
+            st.plotly_chart(val, key="tr_val", width="stretch")
+    st.markdown("**Log** (last lines)")
+    st.code(jobs.log_tail(job_dir) or "(empty)", language="text")
+    with st.expander("Config"):
+        st.json(job.get("config", {}))
+
+
+st.title("🏋️ Training")
+project = reader().project
+if not st.session_state.get(RENDERED_FLAG):  # run on its own (not through app.py): form here
+    render_training_form(project.root, reader().datasets(), in_sidebar=False)
+all_jobs = jobs.list_jobs(project)
+if not all_jobs:
+    st.info(
+        "No training jobs yet. Start one with **🏋️ Train a model** in the sidebar, or from a terminal: "
+        "`cocolens train --project DIR --train DATASET --val DATASET`."
+    )
+    st.stop()
+
+st.dataframe(jobs_table(all_jobs), hide_index=True, width="stretch")
+ids = [job["id"] for job in all_jobs]
+by_id = {job["id"]: job for job in all_jobs}
+wanted = st.session_state.get("training_job") or st.query_params.get("job")
+if wanted not in ids:
+    active = [job["id"] for job in all_jobs if job["status"] in jobs.ACTIVE]
+    wanted = active[0] if active else ids[0]
+st.session_state["training_job"] = wanted
+selected = st.selectbox(
+    "Job",
+    ids,
+    key="training_job",
+    format_func=lambda i: f"{i} · {by_id[i].get('name')} · {by_id[i]['status']}",
+)
+set_query(job=selected)
+chosen = by_id[selected]
+active_now = chosen["status"] in jobs.ACTIVE
+st.fragment(job_view, run_every=REFRESH_S if active_now else None)(chosen["dir"], chosen["status"])

@@ -1,0 +1,124 @@
+"""The 'Train a model' form: shown in the sidebar on every page, starts a background training job.
+
+The job runs in its own process (models.jobs.start_job), so it keeps going when the page reloads
+or the browser closes; its progress is on the Training page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from models.config import MODEL_NAMES, default_values
+from store.errors import InputError
+
+TRAINING_PAGE = Path(__file__).resolve().parent / "training.py"
+RENDERED_FLAG = "_training_form_in_sidebar"
+MODEL_LABELS = {
+    "maskrcnn_resnet50_fpn": "Mask R-CNN ResNet-50 FPN (accurate, needs a GPU)",
+    "maskrcnn_mobilenet_v2_fpn": "Mask R-CNN MobileNetV2 FPN (light, trains on CPU)",
+}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _default_index(options: list[str], wanted: str) -> int:
+    return options.index(wanted) if wanted in options else 0
+
+
+def render_training_form(project_root: str | Path, datasets: list[str], in_sidebar: bool = True) -> None:
+    """Draw the form; on submit start a job and link to it on the Training page."""
+    if in_sidebar:
+        st.session_state[RENDERED_FLAG] = True
+    defaults = default_values()
+    with st.expander("🏋️ Train a model", expanded=not in_sidebar):
+        if not datasets:
+            st.caption("Import a dataset first: training needs a train and a val dataset.")
+            return
+        with st.form("training_form", border=False):
+            name = st.text_input(
+                "Model name",
+                placeholder="train-<job id>",
+                help="Name the trained model gets on the Model quality pages (letters, digits, '_', '-', '.').",
+            )
+            train = st.selectbox("Train dataset", datasets, index=0, key="tf_train")
+            val = st.selectbox(
+                "Val dataset",
+                datasets,
+                index=min(1, len(datasets) - 1),
+                key="tf_val",
+                help="Picks the best epoch; the best checkpoint's predictions on it become the model.",
+            )
+            model = st.selectbox(
+                "Model",
+                list(MODEL_NAMES),
+                index=_default_index(list(MODEL_NAMES), "maskrcnn_mobilenet_v2_fpn"),
+                format_func=lambda m: MODEL_LABELS.get(m, m),
+                key="tf_model",
+            )
+            left, right = st.columns(2)
+            epochs = left.number_input("Epochs", 1, 1000, int(defaults["epochs"]), key="tf_epochs")
+            batch_size = right.number_input("Batch", 1, 256, int(defaults["batch_size"]), key="tf_batch")
+            lr = left.number_input(
+                "Learning rate", 1e-7, 1.0, float(defaults["lr"]), format="%.1e", step=1e-5, key="tf_lr"
+            )
+            max_side = right.number_input(
+                "Image size",
+                32,
+                4096,
+                int(defaults["max_side"]),
+                step=32,
+                key="tf_max_side",
+                help="Longest image side in pixels, for training and for inference.",
+            )
+            device = st.radio(
+                "Device",
+                DEVICES,
+                index=_default_index(list(DEVICES), str(defaults["device"])),
+                horizontal=True,
+                key="tf_device",
+            )
+            overfit_images = st.number_input(
+                "Overfit on N images (0 = off)",
+                0,
+                1000,
+                0,
+                key="tf_overfit",
+                help="Train and validate on the first N train images: a quick check that the model can learn.",
+            )
+            pretrained_backbone = st.checkbox(
+                "ImageNet backbone", value=bool(defaults["pretrained_backbone"]), key="tf_pretrained"
+            )
+            submitted = st.form_submit_button("Start training", type="primary", width="stretch")
+        if submitted:
+            overrides = {
+                "model": model,
+                "epochs": int(epochs),
+                "lr": float(lr),
+                "batch_size": int(batch_size),
+                "max_side": int(max_side),
+                "device": device,
+                "overfit_images": int(overfit_images),
+                "pretrained_backbone": bool(pretrained_backbone),
+            }
+            _start(project_root, name.strip(), train, val, overrides)
+        started = st.session_state.get("tf_started")
+        if started:
+            st.success(f"Job {started} started.")
+            if TRAINING_PAGE.is_file():
+                st.page_link("pages/training.py", label="Follow it on the Training page", icon="🏋️")
+
+
+def _start(project_root: str | Path, name: str, train: str, val: str, overrides: dict[str, Any]) -> None:
+    from models.jobs import prepare_config, start_job
+
+    try:
+        config = prepare_config(None, **overrides)
+        job_id = start_job(project_root, train, val, config, name or None)
+    except InputError as error:
+        st.session_state.pop("tf_started", None)
+        st.error(str(error))
+        return
+    st.session_state["tf_started"] = job_id
+    st.session_state["training_job"] = job_id

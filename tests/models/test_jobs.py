@@ -1,0 +1,296 @@
+"""Training jobs end to end: a real runner process per job, on tiny made-up datasets.
+
+Fast settings everywhere: the light MobileNetV2 Mask R-CNN from scratch, 128 px, 1 epoch on 2
+images. The app-side readers (read_job, read_progress) are what the Training page uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli import main
+from models import jobs
+from store.errors import InputError
+from store.project import Project
+from tests.conftest import write_small_coco
+
+FAST = dict(
+    model="maskrcnn_mobilenet_v2_fpn",
+    pretrained_backbone=False,
+    max_side=128,
+    epochs=1,
+    overfit_images=2,
+    batch_size=2,
+    workers=0,
+    device="cpu",
+    log_every=1,
+)
+WAIT_S = 300  # generous: CI machines are slow and shared
+
+
+def make_project(folder: Path, datasets: dict[str, int] | None = None) -> Path:
+    """A project with datasets 'tr' (4 images) and 'va' (2 images) unless told otherwise."""
+    root = folder / "project"
+    for seed, (name, count) in enumerate((datasets or {"tr": 4, "va": 2}).items()):
+        images, ann = write_small_coco(folder / f"src_{name}", n_images=count, seed=seed)
+        args = ["import", "coco", "--images", str(images), "--annotations", str(ann)]
+        assert main([*args, "--project", str(root), "--dataset", name, "--quiet", "--workers", "1"]) == 0
+    return root
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def holding_gpu_lock(project_root: Path) -> Iterator[None]:
+    """Play 'another job is training': hold the lock runners queue on."""
+    jobs_dir = Project(project_root).jobs_dir
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    with open(jobs_dir / jobs.GPU_LOCK_FILE, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stop_if_alive(job_dir: Path) -> None:
+    """Never leave a runner behind when a test fails half way."""
+    pid = json.loads((job_dir / jobs.JOB_FILE).read_text()).get("pid")
+    if pid and jobs.process_alive(pid):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("jobs"))
+
+
+@pytest.fixture
+def started(project: Path) -> Iterator[list[Path]]:
+    """Job folders a test started; any runner still alive at the end is killed."""
+    folders: list[Path] = []
+    yield folders
+    for folder in folders:
+        stop_if_alive(folder)
+
+
+def start(project: Path, started: list[Path], **overrides: Any) -> Path:
+    config = jobs.prepare_config(None, **{**FAST, **overrides})
+    job_id = jobs.start_job(project, "tr", "va", config)
+    folder = Project(project).jobs_dir / job_id
+    started.append(folder)
+    return folder
+
+
+# ----- without a runner ------------------------------------------------------------------------
+
+
+def test_bad_input_is_one_line_input_error(project, tmp_path):
+    before = sorted(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else []
+    config = jobs.prepare_config(None, **FAST)
+    with pytest.raises(InputError, match=r"field '--train': no dataset 'nope' \(the project has tr, va\)"):
+        jobs.create_job(project, "nope", "va", config)
+    with pytest.raises(InputError, match="field '--val'"):
+        jobs.create_job(project, "tr", "missing", config)
+    with pytest.raises(InputError, match=r"field 'lr': must be > 0"):
+        jobs.prepare_config(None, lr=0.0)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('epochs = "ten"\n')
+    with pytest.raises(InputError) as error:
+        jobs.prepare_config(bad)
+    assert str(error.value) == f"{bad}: field 'epochs': must be int, got str 'ten'"
+    with pytest.raises(InputError, match="field '--config': no such config file"):
+        jobs.prepare_config(tmp_path / "absent.toml")
+    with pytest.raises(InputError, match="'bad name!' is not a valid model name"):
+        jobs.create_job(project, "tr", "va", config, name="bad name!")
+    after = sorted(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else []
+    assert after == before  # bad input leaves no job folder behind
+
+
+def test_cuda_asked_without_cuda_is_one_line(project):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    config = jobs.prepare_config(None, **{**FAST, "device": "cuda"})
+    with pytest.raises(InputError, match="CUDA is not available here; use 'auto' or 'cpu'"):
+        jobs.create_job(project, "tr", "va", config)
+
+
+def test_progress_reader_skips_a_half_written_line_and_eta_counts_down(tmp_path):
+    jobs.append_progress(tmp_path, {"event": "step", "epoch": 1, "step": 1, "loss": 2.0, "eta_s": 100.0})
+    with open(tmp_path / jobs.PROGRESS_FILE, "a") as handle:
+        handle.write('{"event": "step", "epo')  # the writer is mid-line
+    events = jobs.read_progress(tmp_path)
+    assert [e["loss"] for e in events] == [2.0]
+    job = {"status": "running"}
+    assert jobs.eta_seconds(job, events, now=events[0]["time"] + 30) == pytest.approx(70.0)
+    assert jobs.eta_seconds({"status": "succeeded"}, events) is None
+
+
+def _fake_job(project: Path, pid: int | None, status: str = "running", **extra: Any) -> Path:
+    folder = jobs.create_job(project, "tr", "va", jobs.prepare_config(None, **FAST))
+    start = jobs.process_start_time(pid) if pid else None
+    jobs.update_job(folder, status=status, pid=pid, pid_start=start, **extra)
+    return folder
+
+
+def test_a_job_whose_process_vanished_reads_as_failed(project):
+    helper = subprocess.Popen([sys.executable, "-c", "pass"])
+    helper.wait()
+    folder = _fake_job(project, helper.pid)
+    job = jobs.read_job(folder)
+    assert job["status"] == "failed"
+    assert job["error"].startswith(f"process died (pid {helper.pid}")
+    assert json.loads((folder / jobs.JOB_FILE).read_text())["status"] == "failed"  # persisted
+
+
+def test_a_recycled_pid_is_not_mistaken_for_the_job(project):
+    folder = _fake_job(project, os.getpid())
+    jobs.update_job(folder, pid_start="1")  # same number, another process start
+    assert jobs.read_job(folder)["status"] == "failed"
+
+
+def test_cancel_falls_back_to_sigterm_after_the_grace_period(project, monkeypatch):
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        folder = _fake_job(project, helper.pid)
+        monkeypatch.setattr(jobs, "CANCEL_GRACE_S", 0.0)
+        jobs.cancel_job(folder)
+        assert (folder / jobs.CANCEL_FILE).exists()
+        time.sleep(0.05)
+        jobs.read_job(folder)  # the reader notices the grace period is over: SIGTERM
+        assert helper.wait(timeout=10) == -signal.SIGTERM
+        assert jobs.read_job(folder)["status"] == "cancelled"
+    finally:
+        helper.kill()
+
+
+# ----- with real runner processes --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_background_job_trains_predicts_and_imports_a_model(project, started):
+    import torch
+
+    from store.queries import ProjectReader
+
+    folder = start(project, started)
+    assert jobs.read_job(folder)["pid"]  # launched: its pid is recorded at once
+    seen_running_with_progress = wait_for(
+        lambda: jobs.read_job(folder)["status"] == "running" and len(jobs.read_progress(folder)) > 0,
+        "progress lines while the job runs",
+    )
+    assert seen_running_with_progress
+    job = wait_for(lambda: (j := jobs.read_job(folder))["status"] not in jobs.ACTIVE and j, "the job to end")
+    assert job["status"] == "succeeded", job.get("error")
+    assert job["started_at"] <= job["ended_at"] and job["steps_per_epoch"] == 1
+
+    events = jobs.read_progress(folder)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "step" and "epoch" in kinds and "done" in kinds and kinds[-1] == "imported"
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert set(epoch["val"]) == {"bbox", "segm"} and "AP" in epoch["val"]["bbox"]
+    assert "training done: best epoch 1" in jobs.log_tail(folder)
+
+    payload = torch.load(folder / jobs.CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    assert payload["meta"]["model"] == "maskrcnn_mobilenet_v2_fpn" and payload["meta"]["image_size"] == 128
+    results = json.loads((folder / jobs.RESULTS_FILE).read_text())
+    assert len(results) == job["predictions"] > 0
+    assert all(
+        r["segmentation"]["size"] == [120, 160] and isinstance(r["segmentation"]["counts"], str)
+        for r in results
+    )
+
+    model = job["model"]
+    assert model == f"train-{job['id']}"
+    meta = Project(project).model_meta(model)
+    assert meta["job"] == job["id"] and meta["checkpoint"] == str(folder / jobs.CHECKPOINT_FILE)
+    assert meta["dataset"] == "va" and meta["iou_types"] == ["bbox", "segm"]
+    stored = ProjectReader(project).scalar("SELECT count(*) FROM predictions WHERE model = ?", [model])
+    assert stored == len(results)
+    assert job["imported"]["predictions"] == len(results)
+
+
+@pytest.mark.slow
+def test_second_job_queues_then_runs_after_cancel_and_kill_9_reads_as_died(project, started):
+    first = start(project, started, epochs=500)
+    wait_for(lambda: jobs.read_progress(first), "the first job's first training step")
+    second = start(project, started, epochs=500)
+    wait_for(lambda: jobs.read_job(second)["phase"] == "waiting for another job to finish", "second to queue")
+    time.sleep(1.0)
+    assert jobs.read_job(second)["status"] == "queued" and jobs.read_progress(second) == []
+    assert jobs.read_job(first)["status"] == "running"
+
+    jobs.cancel_job(first)
+    ended = wait_for(lambda: (j := jobs.read_job(first))["status"] not in jobs.ACTIVE and j, "cancel")
+    assert ended["status"] == "cancelled" and ended["phase"] == "cancelled"  # written by the runner
+    assert f"train-{ended['id']}" not in Project(project).models()
+
+    running = wait_for(lambda: (j := jobs.read_job(second))["status"] == "running" and j, "second to start")
+    os.kill(running["pid"], signal.SIGKILL)
+    died = wait_for(lambda: (j := jobs.read_job(second))["status"] != "running" and j, "kill -9 noticed")
+    assert died["status"] == "failed"
+    assert died["error"].startswith(f"process died (pid {running['pid']}")
+
+
+def test_sigterm_to_a_runner_ends_the_job_as_cancelled(project, started):
+    with holding_gpu_lock(project):
+        folder = start(project, started)
+        job = wait_for(
+            lambda: (j := jobs.read_job(folder))["phase"] == "waiting for another job to finish" and j,
+            "the runner to queue behind the held lock",
+        )
+        assert job["status"] == "queued"
+        os.kill(job["pid"], signal.SIGTERM)
+        ended = wait_for(
+            lambda: (j := jobs.read_job(folder))["status"] != "queued" and j, "the runner to stop"
+        )
+    assert ended["status"] == "cancelled" and ended["phase"] == "cancelled"
+    assert jobs.read_progress(folder) == []
+
+
+def test_cancel_while_queued_never_trains(project, started):
+    with holding_gpu_lock(project):
+        folder = start(project, started)
+        wait_for(lambda: jobs.read_job(folder)["phase"] == "waiting for another job to finish", "queueing")
+        jobs.cancel_job(folder)
+        ended = wait_for(lambda: (j := jobs.read_job(folder))["status"] != "queued" and j, "the cancel")
+    assert ended["status"] == "cancelled" and ended["started_at"] is None
+    assert not (folder / jobs.CHECKPOINT_FILE).exists()
+
+
+def test_runner_crash_on_deleted_images_is_failed_with_traceback(tmp_path, started):
+    root = make_project(tmp_path, {"tr": 2, "va": 2})
+    shutil.rmtree(tmp_path / "src_tr" / "images")  # imported fine, then the files went away
+    config = jobs.prepare_config(None, **FAST)
+    folder = Project(root).jobs_dir / jobs.start_job(root, "tr", "va", config)
+    started.append(folder)
+    job = wait_for(lambda: (j := jobs.read_job(folder))["status"] not in jobs.ACTIVE and j, "the crash")
+    assert job["status"] == "failed"
+    assert "FileNotFoundError" in job["error_line"] and "img_0.jpg" in job["error_line"]
+    assert job["error"].startswith("Traceback (most recent call last):")
+    assert "models/data.py" in job["error"]
+    wait_for(lambda: "job failed" in jobs.log_tail(folder, 200), "the runner to log its traceback", 60)
