@@ -46,6 +46,7 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         workers=args.workers,
         progress=None if args.quiet else _progress_printer(),
+        engine=args.engine,
     )
     print(json.dumps(summary))
     return 0
@@ -93,6 +94,14 @@ def cmd_export_csv(args: argparse.Namespace) -> int:
 
     rows = export_csv(args.project, args.out, args.level, dataset=args.dataset)
     print(json.dumps({"out": str(args.out), "rows": rows}))
+    return 0
+
+
+def cmd_export_parquet(args: argparse.Namespace) -> int:
+    from store.parquet_export import export_parquet
+
+    tables = export_parquet(args.project, args.out)
+    print(json.dumps({"out": str(args.out), "rows": {name: t["rows"] for name, t in tables.items()}}))
     return 0
 
 
@@ -190,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     coco.add_argument("--project", required=True, help="project folder (created if absent)")
     coco.add_argument("--dataset", help="dataset name (default: the annotations file name)")
     coco.add_argument("--workers", type=int, default=2, help="processes for the image pass (default 2)")
+    coco.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="image pass engine (default: project.json settings.engine, else local); "
+        "ray: Ray Data on RAY_ADDRESS or a local Ray with --workers CPUs; --images may be s3://...",
+    )
     coco.add_argument("--quiet", action="store_true", help="no progress bar")
     coco.set_defaults(func=cmd_import_coco)
     preds = imp_sub.add_parser("predictions", help="import COCO results JSON as a model")
@@ -223,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     ecsv.add_argument("--level", required=True, choices=["image", "object", "prediction"])
     ecsv.add_argument("--dataset")
     ecsv.set_defaults(func=cmd_export_csv)
+    epq = exp_sub.add_parser("parquet", help="every table as one Parquet file (DuckDB, Spark, pandas)")
+    epq.add_argument("--project", required=True)
+    epq.add_argument("--out", required=True, help="folder for the .parquet files (outside the project)")
+    epq.set_defaults(func=cmd_export_parquet)
 
     met = sub.add_parser("metrics", help="compute new or changed metrics (custom ones with --add)")
     met.add_argument("--project", required=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metrics.engines import IMAGE_RESULT_COLUMNS, IMAGE_ROW_COLUMNS, check_engine, image_rows, is_url
 from store.coco_reader import read_coco
 from store.errors import InputError
 from store.metric_runner import compute_table_metrics, write_pixel_metrics
@@ -30,19 +31,6 @@ CHUNK = int(
     os.environ.get("COCOLENS_IMPORT_CHUNK", "128")
 )  # images per checkpoint: a kill loses seconds, not minutes
 Progress = Callable[[str, int, int], None]
-
-IMAGE_RESULT_COLUMNS = [
-    "status",
-    "error",
-    "decoded_width",
-    "decoded_height",
-    "exif_orientation",
-    "orientation_applied",
-    "file_size",
-    "content_hash",
-    "pixel_hash",
-    "phash",
-]
 
 
 def file_sha256(path: Path) -> str:
@@ -68,16 +56,22 @@ def resolve_image_path(images_root: Path, file_name: str) -> tuple[str, str]:
     return str(candidate), ""
 
 
+def remote_image_path(root_url: str, file_name: str) -> tuple[str, str]:
+    """URL of a record under an object-storage prefix (file names were checked not to climb out)."""
+    return root_url.rstrip("/") + "/" + file_name.replace("\\", "/").lstrip("/"), ""
+
+
+def resolve_engine(project: Project, engine: str | None) -> str:
+    """The engine asked for, else the project's ``settings.engine``, else 'local'."""
+    chosen = engine or project.meta().get("settings", {}).get("engine") or "local"
+    try:
+        return check_engine(chosen)
+    except ValueError as exc:
+        raise InputError(str(project.meta_path) if not engine else "--engine", str(exc)) from exc
+
+
 def _chunk_path(chunks_dir: Path, index: int) -> Path:
     return chunks_dir / f"images_{index:06d}.parquet"
-
-
-def _result_row(image_id: int, result: dict[str, Any]) -> dict[str, Any]:
-    row = {"image_id": image_id}
-    for key in IMAGE_RESULT_COLUMNS:
-        row[key] = result.get(key)
-    row["metrics_json"] = json.dumps(result.get("metrics", {}))
-    return row
 
 
 def _run_image_pass(
@@ -87,10 +81,13 @@ def _run_image_pass(
     workers: int,
     plugins: list[str],
     progress: Progress | None,
+    engine: str = "local",
 ) -> tuple[pd.DataFrame, int]:
-    """Decode every image once, checkpointing; return (results, images resumed from checkpoints)."""
-    from metrics.pipeline import run_image_pass
+    """Decode every image once, checkpointing; return (results, images resumed from checkpoints).
 
+    Either engine yields the same rows (metrics.engines); chunk files do not record which one ran,
+    so an import started locally may resume on Ray and the other way round.
+    """
     chunks_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (len(records) + CHUNK - 1) // CHUNK
     todo_chunks = [c for c in range(n_chunks) if not _chunk_path(chunks_dir, c).is_file()]
@@ -103,10 +100,11 @@ def _run_image_pass(
     todo_indices = [i for c in todo_chunks for i in range(c * CHUNK, min((c + 1) * CHUNK, len(records)))]
     if todo_indices:
         sub_records = [records[i] for i in todo_indices]
-        for sub_index, result in run_image_pass(sub_records, workers=workers, plugins=plugins):
+        sub_ids = [int(image_ids[i]) for i in todo_indices]
+        for sub_index, row in image_rows(sub_records, sub_ids, engine, workers, plugins):
             index = todo_indices[sub_index]
             chunk = index // CHUNK
-            pending[chunk][index] = _result_row(int(image_ids[index]), result)
+            pending[chunk][index] = row
             expected = min((chunk + 1) * CHUNK, len(records)) - chunk * CHUNK
             if len(pending[chunk]) == expected:
                 rows = [pending[chunk][i] for i in sorted(pending[chunk])]
@@ -117,7 +115,7 @@ def _run_image_pass(
                 progress("images", done, len(records))
     frames = [pd.read_parquet(_chunk_path(chunks_dir, c)) for c in range(n_chunks)]
     if not frames:
-        return pd.DataFrame(columns=["image_id", *IMAGE_RESULT_COLUMNS, "metrics_json"]), 0
+        return pd.DataFrame(columns=IMAGE_ROW_COLUMNS), 0
     return pd.concat(frames, ignore_index=True), resumed
 
 
@@ -171,17 +169,29 @@ def import_coco(
     dataset: str | None = None,
     workers: int = 2,
     progress: Progress | None = None,
+    engine: str | None = None,
 ) -> dict[str, Any]:
-    """Import one COCO dataset into a project; return its counts."""
+    """Import one COCO dataset into a project; return its counts.
+
+    ``engine`` runs the image pass: 'local' (process pool) or 'ray' (Ray Data, see
+    metrics/ray_engine.py); default: the project's ``settings.engine``, else 'local'. With Ray,
+    ``images_dir`` may be an object-storage URL (``s3://bucket/prefix``).
+    """
     annotations = Path(annotations)
     dataset = check_name("dataset", dataset or annotations.stem)
+    project = Project(project_dir)
+    engine = resolve_engine(project, engine)
+    remote_root = str(images_dir) if is_url(str(images_dir)) else ""
+    if remote_root and engine != "ray":
+        raise InputError(
+            str(images_dir), "images in object storage are read by the Ray engine: add --engine ray"
+        )
     images_root = Path(images_dir).expanduser()
-    if not images_root.is_dir():
+    if not remote_root and not images_root.is_dir():
         raise InputError(str(images_dir), "images folder not found (--images)")
-    images_root = images_root.resolve()
+    images_root = images_root if remote_root else images_root.resolve()
     tables = read_coco(annotations, dataset)  # everything validated before the first write
     annotations_sha = file_sha256(annotations)
-    project = Project(project_dir)
     started = time.time()
     with project.writing():
         plugins = list(project.meta().get("plugins", []))
@@ -193,7 +203,10 @@ def import_coco(
         out = stage / "dataset"
         out.mkdir(parents=True, exist_ok=True)
 
-        resolved = [resolve_image_path(images_root, name) for name in tables.images["file_name"]]
+        if remote_root:
+            resolved = [remote_image_path(remote_root, name) for name in tables.images["file_name"]]
+        else:
+            resolved = [resolve_image_path(images_root, name) for name in tables.images["file_name"]]
         paths = [path for path, _ in resolved]
         records = [
             {"path": path, "width": int(w), "height": int(h), "escape_error": err}
@@ -202,7 +215,10 @@ def import_coco(
             )
         ]
         image_ids = tables.images["image_id"].to_numpy()
-        results, resumed = _run_image_pass(records, image_ids, stage / "chunks", workers, plugins, progress)
+        results, resumed = _run_image_pass(
+            records, image_ids, stage / "chunks", workers, plugins, progress, engine
+        )
+        del records
         images = _image_table(tables.images, paths, results)
         for i, (_, err) in enumerate(resolved):
             if err:
@@ -234,7 +250,8 @@ def import_coco(
                 "name": dataset,
                 "annotations_file": str(annotations.resolve()),
                 "annotations_sha256": annotations_sha,
-                "images_dir": str(images_root),
+                "images_dir": remote_root or str(images_root),
+                "engine": engine,
                 "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "import_seconds": round(time.time() - started, 2),
                 "resumed_images": resumed,

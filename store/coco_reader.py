@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from store.errors import InputError
 
-MAX_ANNOTATION_BYTES = 4 * 1024**3  # json.load needs ~10× the file in memory; refuse beyond this
+# json.load needs ~10× the file in memory: the limit applies where a file is read whole (a file the
+# streaming reader cannot take, or predictions); read_coco streams files of any size.
+MAX_ANNOTATION_BYTES = 4 * 1024**3
+# Files above this are streamed (ijson, two passes): json.load's ~10× would pass ~300 MB. Below it
+# json.load is faster and its memory is bounded anyway. Both paths share one validator.
+STREAM_ABOVE_BYTES = 32 * 1024**2
 
 
 @dataclass
@@ -190,11 +197,313 @@ def _check_segmentation(check: _Checker, where: str, seg: Any, width: int, heigh
     raise AssertionError("unreachable")
 
 
-def read_coco(path: str | Path, dataset: str) -> CocoTables:
-    """Validate a COCO file completely, then return its tables (ids as in the file)."""
-    path = Path(path)
-    data = load_json(path)
-    check = _Checker(str(path))
+class _Validator:
+    """Validates records one at a time, in file order, and accumulates the tables column by column.
+
+    Shared by the streaming reader and the in-memory one, so both raise the very same messages.
+    Numeric columns live in ``array`` buffers (8 bytes a value, not a Python object each): 1M
+    objects cost ~100 MB here instead of ~400 MB as tuples.
+    """
+
+    def __init__(self, file: str, dataset: str):
+        self.check = _Checker(file)
+        self.dataset = dataset
+        self.categories: list[tuple[str, int, str, str]] = []
+        self.seen_cat: set[int] = set()
+        self.image_ids = array("q")
+        self.image_names: list[str] = []
+        self.image_widths = array("q")
+        self.image_heights = array("q")
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self.obj_ints = {key: array("q") for key in ("object_id", "image_id", "category_id", "iscrowd")}
+        self.obj_floats = {key: array("d") for key in ("bbox_x", "bbox_y", "bbox_w", "bbox_h", "area")}
+        self.segmentations: list[str] = []
+        self.seg_types: list[str] = []
+        self.seen_ann: set[tuple[int, int]] = set()
+        self.ids_seen: set[int] = set()
+        self.reused_ids = 0
+        self.empty_geometry = 0
+
+    def category(self, i: int, rec: Any) -> None:
+        check = self.check
+        where = _where("categories", i, rec)
+        if not isinstance(rec, dict):
+            check.fail(where, None, f"expected an object, got {_short(rec)}")
+        cid = check.int_field(rec, "id", where)
+        if cid in self.seen_cat:
+            check.fail(where, "id", f"duplicate category id {cid}")
+        self.seen_cat.add(cid)
+        name = rec.get("name")
+        if not isinstance(name, str) or not name.strip():
+            check.fail(where, "name", f"expected a non-empty string, got {_short(name)}")
+        for key in ("name", "supercategory"):
+            if isinstance(rec.get(key), str) and not _is_utf8(rec[key]):
+                check.fail(where, key, f"{rec[key]!r} is not valid Unicode (a lone surrogate)")
+        supercategory = rec.get("supercategory", "")
+        self.categories.append(
+            (self.dataset, cid, name, supercategory if isinstance(supercategory, str) else "")
+        )
+
+    def image(self, i: int, rec: Any) -> None:
+        check = self.check
+        where = _where("images", i, rec)
+        if not isinstance(rec, dict):
+            check.fail(where, None, f"expected an object, got {_short(rec)}")
+        iid = check.int_field(rec, "id", where, minimum=0)
+        if iid in self.sizes:
+            check.fail(where, "id", f"duplicate image id {iid}")
+        file_name = _safe_file_name(check, where, rec.get("file_name"))
+        width = check.int_field(rec, "width", where, minimum=1)
+        height = check.int_field(rec, "height", where, minimum=1)
+        self.sizes[iid] = (width, height)
+        self.image_ids.append(iid)
+        self.image_names.append(file_name)
+        self.image_widths.append(width)
+        self.image_heights.append(height)
+
+    def annotation(self, i: int, rec: Any) -> None:
+        check = self.check
+        where = _where("annotations", i, rec)
+        if not isinstance(rec, dict):
+            check.fail(where, None, f"expected an object, got {_short(rec)}")
+        aid = check.int_field(rec, "id", where, minimum=0)
+        image_id = check.int_field(rec, "image_id", where)
+        if image_id not in self.sizes:
+            check.fail(where, "image_id", f"no image has id {image_id}")
+        # Objects are keyed by (image_id, id): an id reused on another image (TACO has two) is
+        # kept and counted; reused within one image it is ambiguous and refused.
+        if (image_id, aid) in self.seen_ann:
+            check.fail(where, "id", f"duplicate annotation id {aid} in image {image_id}")
+        self.seen_ann.add((image_id, aid))
+        if aid in self.ids_seen:
+            self.reused_ids += 1
+        self.ids_seen.add(aid)
+        category_id = check.int_field(rec, "category_id", where)
+        if category_id not in self.seen_cat:
+            check.fail(where, "category_id", f"no category has id {category_id}")
+        bbox = rec.get("bbox")
+        if "bbox" not in rec:
+            check.fail(where, "bbox", "missing")
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            check.fail(where, "bbox", f"expected [x, y, width, height], got {_short(bbox)}")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox):
+            check.fail(where, "bbox", f"holds a value that is not a finite number: {_short(bbox)}")
+        if not all(math.isfinite(v) for v in bbox):
+            # Tools write [inf, inf, -inf, -inf] for a label with no geometry (TACO's crowd split
+            # has 15). One such label must not sink thousands: kept with a NaN box, flagged by the
+            # invalid_geometry metric, counted in the dataset's warnings.
+            bbox = [math.nan] * 4
+            self.empty_geometry += 1
+        elif bbox[2] < 0 or bbox[3] < 0:
+            check.fail(where, "bbox", f"negative width or height: {_short(bbox)}")
+        iscrowd = rec.get("iscrowd", 0)
+        if iscrowd not in (0, 1) or isinstance(iscrowd, bool):
+            check.fail(where, "iscrowd", f"expected 0 or 1, got {_short(iscrowd)}")
+        width, height = self.sizes[image_id]
+        seg_text, seg_type = _check_segmentation(check, where, rec.get("segmentation"), width, height)
+        area = rec.get("area")
+        if area is None:
+            area = float(bbox[2]) * float(bbox[3])
+        elif not _is_number(area) or area < 0:
+            check.fail(where, "area", f"expected a non-negative finite number, got {_short(area)}")
+        ints, floats = self.obj_ints, self.obj_floats
+        ints["object_id"].append(aid)
+        ints["image_id"].append(image_id)
+        ints["category_id"].append(category_id)
+        ints["iscrowd"].append(int(iscrowd))
+        for key, value in zip(("bbox_x", "bbox_y", "bbox_w", "bbox_h"), bbox, strict=True):
+            floats[key].append(float(value))
+        floats["area"].append(float(area))
+        self.segmentations.append(seg_text)
+        self.seg_types.append(seg_type)
+
+    def tables(self, info: dict[str, Any]) -> CocoTables:
+        warnings = {
+            key: value
+            for key, value in (
+                ("annotation_ids_reused_across_images", self.reused_ids),
+                ("annotations_without_geometry", self.empty_geometry),
+            )
+            if value
+        }
+        count = len(self.segmentations)
+        objects = pd.DataFrame(
+            {
+                "dataset": _text([self.dataset] * count),
+                **{key: np.frombuffer(self.obj_ints[key], dtype="int64") for key in OBJECT_INT_COLUMNS[:3]},
+                **{key: np.frombuffer(values, dtype="float64") for key, values in self.obj_floats.items()},
+                "iscrowd": np.frombuffer(self.obj_ints["iscrowd"], dtype="int64"),
+                "segmentation": _text(self.segmentations),
+                "seg_type": _text(self.seg_types),
+            },
+            columns=OBJECT_COLUMNS,
+        )
+        images = pd.DataFrame(
+            {
+                "dataset": _text([self.dataset] * len(self.image_names)),
+                "image_id": np.frombuffer(self.image_ids, dtype="int64"),
+                "file_name": _text(self.image_names),
+                "width": np.frombuffer(self.image_widths, dtype="int64"),
+                "height": np.frombuffer(self.image_heights, dtype="int64"),
+            },
+            columns=["dataset", "image_id", "file_name", "width", "height"],
+        )
+        return CocoTables(
+            images=images.copy(),  # own the buffers (np.frombuffer views are read-only)
+            objects=objects.copy(),
+            categories=pd.DataFrame(
+                self.categories, columns=["dataset", "category_id", "name", "supercategory"]
+            ).astype({"category_id": "int64"}),
+            info=info,
+            warnings=warnings,
+        )
+
+
+def _text(values: list[str]) -> pd.Series:
+    """A text column typed as pandas infers it from rows (object when empty), as before streaming."""
+    return pd.Series(values, dtype=object if not values else None)
+
+
+OBJECT_INT_COLUMNS = ["object_id", "image_id", "category_id", "iscrowd"]
+OBJECT_COLUMNS = [
+    "dataset",
+    "object_id",
+    "image_id",
+    "category_id",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+    "area",
+    "iscrowd",
+    "segmentation",
+    "seg_type",
+]
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(str(path), "file not found")
+    if not path.is_file():
+        raise InputError(str(path), "not a regular file")
+    if path.stat().st_size == 0:
+        raise InputError(str(path), "file is empty")
+
+
+class _NotStreamable(Exception):
+    """The file is not a plain well-formed COCO object; the in-memory reader gives the exact error."""
+
+
+def _stream_header(path: Path, validator: _Validator) -> dict[str, Any]:
+    """Pass 1 over the file: categories, images and info, validated one record at a time.
+
+    Annotations are skipped here (they need every category and image first, and COCO files put
+    categories last). The whole file is parsed, so invalid JSON anywhere is found before any record
+    error is reported, as with json.load. Returns info.
+    """
+    import ijson
+    from ijson.common import ObjectBuilder
+
+    first_error: dict[str, InputError] = {}
+    counters = {"images": 0, "categories": 0}
+    handlers = {"images": validator.image, "categories": validator.category}
+    seen_keys: set[str] = set()
+    info: Any = {}
+    key, at_value = "", False
+    builder: ObjectBuilder | None = None
+    depth = 0
+    with open(path, "rb") as handle:
+        events = ijson.parse(handle, use_float=True)
+        try:
+            _, event, _ = next(events)
+        except StopIteration as exc:
+            raise _NotStreamable from exc
+        if event != "start_map":
+            raise _NotStreamable
+        for prefix, event, value in events:
+            if builder is not None:
+                builder.event(event, value)
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                elif event in ("end_map", "end_array"):
+                    depth -= 1
+                if depth == 0:
+                    _deliver(key, builder.value, handlers, counters, first_error)
+                    if key == "info":
+                        info = builder.value
+                    builder = None
+                continue
+            if prefix == "":
+                if event == "map_key":
+                    if value in seen_keys:
+                        raise _NotStreamable  # json.load keeps the last one; let it decide
+                    seen_keys.add(value)
+                    key, at_value = value, True
+                continue
+            if at_value:  # the first event of a top-level value tells its type
+                at_value = False
+                if key in ("images", "categories", "annotations") and event != "start_array":
+                    raise _NotStreamable  # not a list: the in-memory reader names it
+                if key == "info":
+                    if event in ("start_map", "start_array"):
+                        builder, depth = ObjectBuilder(), 1
+                        builder.event(event, value)
+                    else:
+                        info = value
+                continue
+            if key in handlers and prefix == key + ".item":
+                if event in ("start_map", "start_array"):
+                    builder, depth = ObjectBuilder(), 1
+                    builder.event(event, value)
+                else:
+                    _deliver(key, value, handlers, counters, first_error)
+    if "images" not in seen_keys or "categories" not in seen_keys:
+        raise _NotStreamable
+    for section in ("categories", "images"):
+        if section in first_error:
+            raise first_error[section]
+    return info if isinstance(info, dict) else {}
+
+
+def _deliver(
+    key: str,
+    record: Any,
+    handlers: dict[str, Any],
+    counters: dict[str, int],
+    first_error: dict[str, InputError],
+) -> None:
+    """Validate one record of a section, keeping only that section's first error (raised later)."""
+    if key not in handlers:
+        return
+    index = counters[key]
+    counters[key] += 1
+    if key in first_error:
+        return
+    try:
+        handlers[key](index, record)
+    except InputError as exc:
+        first_error[key] = exc
+
+
+def _read_streaming(path: Path, dataset: str) -> CocoTables:
+    """Two passes with ijson: memory grows with the tables, not with ~10× the JSON text."""
+    import ijson
+
+    validator = _Validator(str(path), dataset)
+    try:
+        info = _stream_header(path, validator)
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        raise _NotStreamable from exc
+    with open(path, "rb") as handle:
+        for i, rec in enumerate(ijson.items(handle, "annotations.item", use_float=True)):
+            validator.annotation(i, rec)
+    return validator.tables(info)
+
+
+def _read_loaded(data: Any, path: Path, dataset: str) -> CocoTables:
+    """Validate an already parsed COCO document (the exact messages for every structural problem)."""
+    validator = _Validator(str(path), dataset)
+    check = validator.check
     if not isinstance(data, dict):
         check.fail(
             "top level",
@@ -209,139 +518,29 @@ def read_coco(path: str | Path, dataset: str) -> CocoTables:
     annotations = data.get("annotations", [])
     if not isinstance(annotations, list):
         check.fail("top level", "annotations", f"expected a list, got {type(annotations).__name__}")
-
-    categories = []
-    seen_cat: set[int] = set()
     for i, rec in enumerate(data["categories"]):
-        where = _where("categories", i, rec)
-        if not isinstance(rec, dict):
-            check.fail(where, None, f"expected an object, got {_short(rec)}")
-        cid = check.int_field(rec, "id", where)
-        if cid in seen_cat:
-            check.fail(where, "id", f"duplicate category id {cid}")
-        seen_cat.add(cid)
-        name = rec.get("name")
-        if not isinstance(name, str) or not name.strip():
-            check.fail(where, "name", f"expected a non-empty string, got {_short(name)}")
-        for key in ("name", "supercategory"):
-            if isinstance(rec.get(key), str) and not _is_utf8(rec[key]):
-                check.fail(where, key, f"{rec[key]!r} is not valid Unicode (a lone surrogate)")
-        supercategory = rec.get("supercategory", "")
-        categories.append((dataset, cid, name, supercategory if isinstance(supercategory, str) else ""))
-
-    images = []
-    sizes: dict[int, tuple[int, int]] = {}
+        validator.category(i, rec)
     for i, rec in enumerate(data["images"]):
-        where = _where("images", i, rec)
-        if not isinstance(rec, dict):
-            check.fail(where, None, f"expected an object, got {_short(rec)}")
-        iid = check.int_field(rec, "id", where, minimum=0)
-        if iid in sizes:
-            check.fail(where, "id", f"duplicate image id {iid}")
-        file_name = _safe_file_name(check, where, rec.get("file_name"))
-        width = check.int_field(rec, "width", where, minimum=1)
-        height = check.int_field(rec, "height", where, minimum=1)
-        sizes[iid] = (width, height)
-        images.append((dataset, iid, file_name, width, height))
-
-    objects = []
-    seen_ann: set[tuple[int, int]] = set()
-    ids_seen: set[int] = set()
-    reused_ids = 0
-    empty_geometry = 0
+        validator.image(i, rec)
     for i, rec in enumerate(annotations):
-        where = _where("annotations", i, rec)
-        if not isinstance(rec, dict):
-            check.fail(where, None, f"expected an object, got {_short(rec)}")
-        aid = check.int_field(rec, "id", where, minimum=0)
-        image_id = check.int_field(rec, "image_id", where)
-        if image_id not in sizes:
-            check.fail(where, "image_id", f"no image has id {image_id}")
-        # Objects are keyed by (image_id, id): an id reused on another image (TACO has two) is
-        # kept and counted; reused within one image it is ambiguous and refused.
-        if (image_id, aid) in seen_ann:
-            check.fail(where, "id", f"duplicate annotation id {aid} in image {image_id}")
-        seen_ann.add((image_id, aid))
-        if aid in ids_seen:
-            reused_ids += 1
-        ids_seen.add(aid)
-        category_id = check.int_field(rec, "category_id", where)
-        if category_id not in seen_cat:
-            check.fail(where, "category_id", f"no category has id {category_id}")
-        bbox = rec.get("bbox")
-        if "bbox" not in rec:
-            check.fail(where, "bbox", "missing")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            check.fail(where, "bbox", f"expected [x, y, width, height], got {_short(bbox)}")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox):
-            check.fail(where, "bbox", f"holds a value that is not a finite number: {_short(bbox)}")
-        if not all(math.isfinite(v) for v in bbox):
-            # Tools write [inf, inf, -inf, -inf] for a label with no geometry (TACO's crowd split
-            # has 15). One such label must not sink thousands: kept with a NaN box, flagged by the
-            # invalid_geometry metric, counted in the dataset's warnings.
-            bbox = [math.nan] * 4
-            empty_geometry += 1
-        elif bbox[2] < 0 or bbox[3] < 0:
-            check.fail(where, "bbox", f"negative width or height: {_short(bbox)}")
-        iscrowd = rec.get("iscrowd", 0)
-        if iscrowd not in (0, 1) or isinstance(iscrowd, bool):
-            check.fail(where, "iscrowd", f"expected 0 or 1, got {_short(iscrowd)}")
-        width, height = sizes[image_id]
-        seg_text, seg_type = _check_segmentation(check, where, rec.get("segmentation"), width, height)
-        if iscrowd == 1 and seg_type == "polygon":
-            pass  # pycocotools accepts crowd polygons; kept as given
-        area = rec.get("area")
-        if area is None:
-            area = float(bbox[2]) * float(bbox[3])
-        elif not _is_number(area) or area < 0:
-            check.fail(where, "area", f"expected a non-negative finite number, got {_short(area)}")
-        objects.append(
-            (
-                dataset,
-                aid,
-                image_id,
-                category_id,
-                *(float(v) for v in bbox),
-                float(area),
-                int(iscrowd),
-                seg_text,
-                seg_type,
-            )
-        )
-
+        validator.annotation(i, rec)
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
-    warnings = {
-        key: value
-        for key, value in (
-            ("annotation_ids_reused_across_images", reused_ids),
-            ("annotations_without_geometry", empty_geometry),
-        )
-        if value
-    }
-    return CocoTables(
-        images=pd.DataFrame(images, columns=["dataset", "image_id", "file_name", "width", "height"]).astype(
-            {"image_id": "int64", "width": "int64", "height": "int64"}
-        ),
-        objects=pd.DataFrame(
-            objects,
-            columns=[
-                "dataset",
-                "object_id",
-                "image_id",
-                "category_id",
-                "bbox_x",
-                "bbox_y",
-                "bbox_w",
-                "bbox_h",
-                "area",
-                "iscrowd",
-                "segmentation",
-                "seg_type",
-            ],
-        ).astype({"object_id": "int64", "image_id": "int64", "category_id": "int64", "iscrowd": "int64"}),
-        categories=pd.DataFrame(
-            categories, columns=["dataset", "category_id", "name", "supercategory"]
-        ).astype({"category_id": "int64"}),
-        info=info,
-        warnings=warnings,
-    )
+    return validator.tables(info)
+
+
+def read_coco(path: str | Path, dataset: str) -> CocoTables:
+    """Validate a COCO file completely, then return its tables (ids as in the file).
+
+    Streams a large file (ijson) so that a 1M-annotation file needs the tables' memory, not
+    json.load's ~10× the file size. Anything the streaming parser does not accept as a plain COCO object
+    (invalid JSON, NaN/Infinity literals, a BOM, a top level that is not an object...) is read by
+    json.load instead, which gives the one-line error or reads the file as it always did.
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.stat().st_size > STREAM_ABOVE_BYTES:
+        try:
+            return _read_streaming(path, dataset)
+        except _NotStreamable:
+            pass
+    return _read_loaded(load_json(path), path, dataset)

@@ -1,0 +1,92 @@
+"""Where the per-image pass runs: ``local`` (a process pool on this machine) or ``ray`` (Ray Data).
+
+Both engines yield ``(index into records, row)`` where a row is the flat, Parquet-ready form of
+:func:`metrics.image.compute_image`'s result (:data:`IMAGE_ROW_COLUMNS`): the importer's checkpoint
+chunk files hold exactly these rows whichever engine produced them, so values, resume and the
+tables built from them do not depend on the engine. Metric values travel as JSON text, which
+round-trips every float exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+ENGINES = ("local", "ray")
+
+IMAGE_RESULT_COLUMNS = [
+    "status",
+    "error",
+    "decoded_width",
+    "decoded_height",
+    "exif_orientation",
+    "orientation_applied",
+    "file_size",
+    "content_hash",
+    "pixel_hash",
+    "phash",
+]
+IMAGE_ROW_COLUMNS = ["image_id", *IMAGE_RESULT_COLUMNS, "metrics_json"]
+
+
+def result_row(image_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    """compute_image's result → one flat row (metrics as JSON text)."""
+    row: dict[str, Any] = {"image_id": int(image_id)}
+    for key in IMAGE_RESULT_COLUMNS:
+        row[key] = result.get(key)
+    row["metrics_json"] = json.dumps(result.get("metrics", {}))
+    return row
+
+
+def row_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    """The metric name → value dict of a row (the inverse of :func:`result_row` for metrics)."""
+    text = row.get("metrics_json")
+    return json.loads(text) if text else {}
+
+
+def is_url(path: str) -> bool:
+    """True for object-storage / remote paths (``s3://``, ``gs://``, ``file://``...)."""
+    return "://" in path
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine
+
+
+def image_rows(
+    records: list[dict[str, Any]],
+    image_ids: Sequence[int],
+    engine: str = "local",
+    workers: int = 2,
+    plugins: Sequence[str] = (),
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(index, row)`` for every record, in completion order, on the chosen engine.
+
+    ``records`` are compute_image records (path, width, height); ``image_ids[i]`` keys row i.
+    """
+    check_engine(engine)
+    if engine == "ray":
+        from metrics.ray_engine import ray_image_rows
+
+        yield from ray_image_rows(records, image_ids, workers=workers, plugins=plugins)
+        return
+    from metrics.pipeline import run_image_pass
+
+    for index, result in run_image_pass(records, workers=workers, plugins=plugins):
+        yield index, result_row(int(image_ids[index]), result)
+
+
+def image_results(
+    records: list[dict[str, Any]], engine: str = "local", workers: int = 2, plugins: Sequence[str] = ()
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Drop-in for ``metrics.pipeline.run_image_pass`` on either engine: ``(index, {"metrics": ...})``.
+
+    For callers that only need metric values (``cocolens metrics``); status fields are included.
+    """
+    for index, row in image_rows(records, list(range(len(records))), engine, workers, plugins):
+        result = {key: row.get(key) for key in IMAGE_RESULT_COLUMNS}
+        result["metrics"] = row_metrics(row)
+        yield index, result
