@@ -106,23 +106,30 @@ def metric_picker(
 # ----- distribution chart and range ----------------------------------------------------------------------------
 
 
+def dataset_colours(datasets: list[str]) -> dict[str, str]:
+    """One colour per dataset, the same on every chart of the app (by sorted name)."""
+    return {name: DATASET_COLOURS[i % len(DATASET_COLOURS)] for i, name in enumerate(sorted(datasets))}
+
+
 def distribution_figure(
     histogram: pd.DataFrame,
     bounds: dict[str, float | int],
     metric: str,
     log_y: bool = False,
     selected: tuple[float, float] | None = None,
+    all_datasets: list[str] | None = None,
 ) -> go.Figure:
     """Overlaid per-dataset histogram with the moderate (1.5×IQR) and severe (2.5×IQR) outlier bands shaded."""
     fig = go.Figure()
-    for index, (dataset, rows) in enumerate(histogram.groupby("dataset", sort=True)):
+    colours = dataset_colours(sorted({*histogram["dataset"].astype(str), *(all_datasets or [])}))
+    for dataset, rows in histogram.groupby("dataset", sort=True):
         centres = (rows["bin_low"] + rows["bin_high"]) / 2
         fig.add_bar(
             x=centres,
             y=rows["count"],
             width=(rows["bin_high"] - rows["bin_low"]) * 0.95,
             name=str(dataset),
-            marker_color=DATASET_COLOURS[index % len(DATASET_COLOURS)],
+            marker_color=colours[str(dataset)],
             opacity=0.6,
             customdata=rows[["bin_low", "bin_high"]].to_numpy(),
             hovertemplate=f"{dataset}<br>{metric} %{{customdata[0]:.4g}} – %{{customdata[1]:.4g}}<br>"
@@ -275,7 +282,9 @@ def distribution_section(
     log_y = st.toggle("Log count axis", key=f"{prefix}_log", help="Makes rare values (outliers) visible.")
     histogram = gq.metric_histogram(project_reader, metric, level, datasets)
     current = st.session_state.get(f"{prefix}_range")
-    figure = distribution_figure(histogram, bounds, metric, log_y, tuple(current) if current else None)
+    figure = distribution_figure(
+        histogram, bounds, metric, log_y, tuple(current) if current else None, project_reader.datasets()
+    )
     st.plotly_chart(
         figure,
         key=f"{prefix}_chart",
@@ -444,6 +453,11 @@ def legend(categories: pd.DataFrame) -> None:
     st.markdown("**Classes:** " + "".join(chips), unsafe_allow_html=True)
 
 
+def _short(text: str, limit: int = 30) -> str:
+    """Keep card captions on one line: the end of a long name is the informative part."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
 def _value_text(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
         return "—"
@@ -495,15 +509,14 @@ def image_cards(
             st.image(str(path), width="stretch")
             group = "" if pd.isna(row.duplicate_group) else f" · group {int(row.duplicate_group)}"
             value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
-            st.caption(
-                f"**{html.escape(str(row.file_name))}** · {row.dataset} #{row.image_id}{group}  \n{value}"
-            )
+            st.caption(f"**{html.escape(_short(str(row.file_name)))}**  \n{value}{group}")
             left, right = st.columns(2)
             left.button(
                 "🔍 Details",
                 key=f"{prefix}_detail_{row.dataset}_{row.image_id}",
                 on_click=open_detail(row.dataset, int(row.image_id)),
                 width="stretch",
+                help=f"{row.file_name} — dataset {row.dataset}, image id {row.image_id}: all its metrics and objects.",
             )
             if tag:
                 key = (str(row.dataset), int(row.image_id), None)
@@ -542,20 +555,19 @@ def crop_cards(
     ]
     paths = thumbnails.thumbnail_paths(root, jobs)
     tagged = _tagged_set(root, tag) if tag else set()
-    per_row = COLUMNS + 2
+    per_row = COLUMNS + 1
     columns = st.columns(per_row)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
         with columns[index % per_row].container(border=True):
             st.image(str(path), width="stretch")
             value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
-            st.caption(
-                f"**{html.escape(str(row.category))}** · {row.dataset} #{row.image_id}/{row.object_id}  \n{value}"
-            )
+            st.caption(f"**{html.escape(_short(str(row.category), 24))}**  \n{value}")
             st.button(
                 "🔍 In image",
                 key=f"{prefix}_detail_{row.dataset}_{row.object_id}",
                 on_click=open_detail(row.dataset, int(row.image_id), int(row.object_id)),
                 width="stretch",
+                help=f"Object {row.object_id} in {row.file_name} (dataset {row.dataset}, image id {row.image_id}).",
             )
             if tag:
                 key = (str(row.dataset), int(row.image_id), int(row.object_id))
@@ -593,7 +605,7 @@ def detail_body(project_reader: ProjectReader, dataset: str, image_id: int, obje
     options = thumbnails.DrawOptions(
         max_side=DETAIL_SIDE, labels=True, legend=True, highlight_object=object_id
     )
-    st.image(str(thumbnails.thumbnail_path(root, record, objects, options)), width="stretch")
+    st.image(str(thumbnails.thumbnail_path(root, record, objects, options)), width="content")
     status = record.get("status")
     facts = f"**{record['file_name']}** · dataset {dataset} · image id {image_id} · {record['width']}×{record['height']} annotated"
     if status != "ok":

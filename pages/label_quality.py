@@ -47,7 +47,7 @@ else:
         barmode="group",
         log_y=log_counts,
         category_orders={"category": order},
-        color_discrete_sequence=gallery.DATASET_COLOURS,
+        color_discrete_map=gallery.dataset_colours(project_reader.datasets()),
         labels={"objects": "objects (log)" if log_counts else "objects"},
     )
     figure.add_hline(
@@ -55,7 +55,7 @@ else:
         line_dash="dot",
         line_color="#b00000",
         annotation_text=f"{gq.SMALL_CLASS_OBJECTS} objects",
-        annotation_position="top right",
+        annotation_position="top left",
     )
     figure.update_layout(
         height=340,

@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 # Bumped when the drawing changes, so old cache files are not reused.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 # Colour per class id (cycled): high-contrast, colour-blind-friendly-ish (Okabe–Ito + tab10 extras).
 PALETTE: list[tuple[int, int, int]] = [
     (230, 159, 0),
@@ -341,6 +341,8 @@ def _draw_objects(
         for ring in rings:
             if len(ring) >= 2:
                 draw.line([tuple(p) for p in ring] + [tuple(ring[0])], fill=colour, width=width)
+    if options.highlight_object is not None:
+        _ring(draw, objects, options.highlight_object, offset, scale)
     font = _font(max(11, min(canvas.size) // 40))
     for box, colour, width, name in boxes:
         x0, y0, x1, y1 = box
@@ -354,6 +356,19 @@ def _draw_objects(
                 fill=colour,
             )
             draw.text((x0 + 3, top + 1), name, fill=(0, 0, 0), font=font)
+
+
+def _ring(draw: ImageDraw.ImageDraw, objects: pd.DataFrame, object_id: int, offset, scale) -> None:
+    """A black-and-white ring around one object, large enough to find even a 5-px object."""
+    target = objects[objects["object_id"] == object_id]
+    if target.empty:
+        return
+    row = next(target.itertuples(index=False))
+    cx = (row.bbox_x + row.bbox_w / 2 - offset[0]) * scale[0]
+    cy = (row.bbox_y + row.bbox_h / 2 - offset[1]) * scale[1]
+    radius = max(row.bbox_w * scale[0], row.bbox_h * scale[1]) * 0.75 + 10
+    for width, colour in ((5, (0, 0, 0)), (2, (255, 255, 255))):
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=colour, width=width)
 
 
 def _legend_strip(canvas: Image.Image, objects: pd.DataFrame) -> Image.Image:
