@@ -15,7 +15,7 @@ import streamlit as st
 
 from models import jobs
 from pages.state import reader, set_query
-from pages.training_form import RENDERED_FLAG, render_training_form
+from pages.training_form import RENDERED_FLAG, page_link, render_training_form
 
 PAGES_DIR = Path(__file__).resolve().parent
 REFRESH_S = 2
@@ -157,11 +157,11 @@ def _outcome(job: dict[str, Any]) -> None:
             f"**{job.get('val')}**{' · ' + stats if stats else ''}."
         )
         if (PAGES_DIR / "model_quality.py").is_file():
-            st.page_link(
+            page_link(
                 "pages/model_quality.py",
-                label=f"Open {job.get('model')} in Model quality",
-                icon="🎯",
-                query_params={"model": job.get("model")},
+                f"Open {job.get('model')} in Model quality",
+                "🎯",
+                query_params={"model": str(job.get("model"))},
             )
     elif status == "failed":
         st.error(f"Failed: {job.get('error_line') or (job.get('error') or '').strip().splitlines()[-1:]}")
@@ -185,7 +185,7 @@ def job_view(job_dir: str, status_when_drawn: str) -> None:
             st.info("Cancel asked for: the job stops at the next training step.")
         elif st.button("Cancel job", key=f"cancel_{job['id']}", icon="⏹️"):
             jobs.cancel_job(job_dir)
-            st.rerun(scope="fragment")
+            st.rerun()
     _outcome(job)
     left, right = st.columns(2)
     with left:

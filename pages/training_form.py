@@ -23,6 +23,16 @@ MODEL_LABELS = {
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def page_link(page: str, label: str, icon: str, query_params: dict[str, str] | None = None) -> None:
+    """A link to another page of the app; plain text where the page is not registered (page run alone)."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.page_link(page, label=label, icon=icon, query_params=query_params)
+    except StreamlitAPIException:
+        st.caption(f"{icon} {label} (open the page `{page}` from the navigation)")
+
+
 def _default_index(options: list[str], wanted: str) -> int:
     return options.index(wanted) if wanted in options else 0
 
@@ -40,6 +50,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
             name = st.text_input(
                 "Model name",
                 placeholder="train-<job id>",
+                key="tf_name",
                 help="Name the trained model gets on the Model quality pages (letters, digits, '_', '-', '.').",
             )
             train = st.selectbox("Train dataset", datasets, index=0, key="tf_train")
@@ -107,7 +118,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
         if started:
             st.success(f"Job {started} started.")
             if TRAINING_PAGE.is_file():
-                st.page_link("pages/training.py", label="Follow it on the Training page", icon="🏋️")
+                page_link("pages/training.py", "Follow it on the Training page", "🏋️")
 
 
 def _start(project_root: str | Path, name: str, train: str, val: str, overrides: dict[str, Any]) -> None:

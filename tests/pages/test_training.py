@@ -1,0 +1,231 @@
+"""The Training page and the sidebar training form, headless through AppTest.
+
+The form test starts a real runner, but keeps it queued behind a held GPU lock, so no training
+runs; the page test draws a running job whose progress lines are written by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from models import jobs
+from store.project import Project
+from tests.conftest import REPO
+from tests.models.test_jobs import FAST, holding_gpu_lock, make_project, stop_if_alive, wait_for
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("training_page"))
+
+
+def _training_page(project: Path) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.session_state["project"] = str(project)
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/training.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _form_app(project_root: str) -> None:
+    """The sidebar form alone (AppTest of app.py drops the sidebar on reruns, so clicks there get lost)."""
+    import streamlit as st
+
+    from pages.training_form import render_training_form
+
+    with st.sidebar:
+        render_training_form(project_root, ["tr", "va"])
+
+
+def _form(project: Path) -> AppTest:
+    at = AppTest.from_function(_form_app, args=(str(project),), default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_every_page_has_the_form_in_the_sidebar(project):
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.session_state["project"] = str(project)
+    at.run()
+    assert at.title[0].value.endswith("Summary")
+    assert [e.label for e in at.sidebar.expander] == ["🏋️ Train a model"]
+    assert at.sidebar.selectbox(key="tf_train").options == ["tr", "va"]
+    assert at.sidebar.selectbox(key="tf_val").value == "va"
+
+
+def _submit(at: AppTest) -> None:
+    """Click the sidebar form's 'Start training' and rerun."""
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, at.exception
+
+
+@pytest.fixture
+def running_job(project: Path):
+    """A job in the middle of epoch 3 of 5, owned by a live stand-in process."""
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    folder = jobs.create_job(
+        project, "tr", "va", jobs.prepare_config(None, **{**FAST, "epochs": 5}), "pagenet"
+    )
+    jobs.update_job(
+        folder,
+        status="running",
+        phase="training",
+        started_at=time.time() - 65,
+        pid=helper.pid,
+        pid_start=jobs.process_start_time(helper.pid),
+        steps_per_epoch=2,
+    )
+    val = {t: {"AP": ap, "AP50": ap * 2} for t, ap in (("bbox", 0.1), ("segm", 0.05))}
+    for epoch in (1, 2):
+        for step in (1, 2):
+            loss = 3.0 / (2 * epoch + step)
+            jobs.append_progress(
+                folder,
+                {
+                    "event": "step",
+                    "epoch": epoch,
+                    "step": step,
+                    "global_step": 2 * (epoch - 1) + step,
+                    "loss": loss,
+                    "loss_classifier": loss / 2,
+                    "loss_mask": loss / 2,
+                    "lr": 1e-4,
+                    "eta_s": 120.0,
+                },
+            )
+        val = {t: {"AP": v["AP"] * epoch, "AP50": v["AP50"] * epoch} for t, v in val.items()}
+        jobs.append_progress(
+            folder,
+            {
+                "event": "epoch",
+                "epoch": epoch,
+                "losses": {"loss": 1.0},
+                "lr": 1e-4,
+                "val": val,
+                "eta_s": 90.0,
+            },
+        )
+    (folder / jobs.LOG_FILE).write_text("INFO epoch 2: loss 0.5000\nINFO epoch 3 step 1: loss 0.4000\n")
+    yield folder
+    helper.kill()
+    helper.wait()
+
+
+def test_page_shows_a_running_job_live_and_again_after_a_reload(project, running_job):
+    for _reload in range(2):  # a fresh AppTest is a new browser session: the job is still there
+        at = _training_page(project)
+        assert at.title[0].value == "🏋️ Training"
+        assert at.selectbox(key="training_job").value == running_job.name
+        table = at.dataframe[0].value
+        row = table[table["job"] == running_job.name].iloc[0]
+        assert (
+            row["status"] == "🏃 running"
+            and row["model name"] == "pagenet"
+            and row["train → val"] == "tr → va"
+        )
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Status"] == "🏃 running"
+        assert metrics["Epoch"] == "2 / 5"
+        assert metrics["Last loss"] == f"{3.0 / 6:.3f}"
+        assert metrics["Best val bbox AP"] == "0.200"
+        assert metrics["ETA (training)"].endswith("s")  # counted down from the last estimate
+        charts = at.get("plotly_chart")
+        assert len(charts) == 2
+        loss_chart = json.loads(charts[0].proto.spec)
+        assert [t["name"] for t in loss_chart["data"]] == ["total", "classifier", "mask"]
+        assert loss_chart["data"][0]["x"] == [1, 2, 3, 4]
+        val_chart = json.loads(charts[1].proto.spec)
+        assert {t["name"] for t in val_chart["data"]} == {"bbox AP", "bbox AP50", "segm AP", "segm AP50"}
+        assert "epoch 3 step 1: loss 0.4000" in at.code[0].value
+    at.button(key=f"cancel_{running_job.name}").click().run()
+    assert (running_job / jobs.CANCEL_FILE).exists()
+    assert jobs.read_job(running_job)["cancel_requested_at"]
+    assert any("Cancel asked for" in i.value for i in at.info)
+
+
+def test_failed_job_shows_its_error_and_traceback(project):
+    folder = jobs.create_job(project, "tr", "va", jobs.prepare_config(None, **FAST))
+    jobs.update_job(
+        folder,
+        status="failed",
+        pid=None,
+        error="Traceback (most recent call last):\n  ...\nFileNotFoundError: img_0.jpg",
+        error_line="FileNotFoundError: img_0.jpg",
+    )
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.session_state["project"] = str(project)
+    at.session_state["training_job"] = folder.name
+    at.run()
+    at.switch_page("pages/training.py").run()
+    assert not at.exception, at.exception
+    assert at.error[0].value == "Failed: FileNotFoundError: img_0.jpg"
+    assert "Traceback (most recent call last)" in at.code[0].value
+
+
+def test_sidebar_form_starts_a_queued_job_the_page_lists_and_cancels(project):
+    with holding_gpu_lock(project):
+        at = _form(project)
+        at.text_input(key="tf_name").input("formnet")
+        at.selectbox(key="tf_train").select("tr")
+        at.selectbox(key="tf_val").select("va")
+        at.selectbox(key="tf_model").select("maskrcnn_mobilenet_v2_fpn")
+        at.number_input(key="tf_epochs").set_value(1)
+        at.number_input(key="tf_max_side").set_value(128)
+        at.radio(key="tf_device").set_value("cpu")
+        at.number_input(key="tf_overfit").set_value(2)
+        at.checkbox(key="tf_pretrained").uncheck()
+        _submit(at)
+        assert not at.exception, at.exception
+        job_id = at.session_state["tf_started"]
+        assert at.success[0].value == f"Job {job_id} started."
+        folder = Project(project).jobs_dir / job_id
+        try:
+            job = jobs.read_job(folder)
+            assert job["name"] == "formnet" and job["status"] == "queued"
+            assert {k: job["config"][k] for k in ("epochs", "max_side", "device", "overfit_images")} == {
+                "epochs": 1,
+                "max_side": 128,
+                "device": "cpu",
+                "overfit_images": 2,
+            }
+            assert job["config"]["pretrained_backbone"] is False
+            wait_for(
+                lambda: jobs.read_job(folder)["phase"] == "waiting for another job to finish", "queueing"
+            )
+            page = _training_page(project)
+            assert page.selectbox(key="training_job").value == job_id
+            assert {m.label: m.value for m in page.metric}["Status"] == "⏳ queued"
+            page.button(key=f"cancel_{job_id}").click().run()
+            ended = wait_for(
+                lambda: (j := jobs.read_job(folder))["status"] != "queued" and j, "the cancel", 60
+            )
+            assert ended["status"] == "cancelled"
+        finally:
+            stop_if_alive(folder)
+
+
+def test_form_reports_bad_input_in_one_line(project):
+    import torch
+
+    at = _form(project)
+    before = set(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else set()
+    at.text_input(key="tf_name").input("bad name!")
+    _submit(at)
+    assert "'bad name!' is not a valid model name" in at.error[0].value
+    if not torch.cuda.is_available():
+        at.text_input(key="tf_name").input("")
+        at.radio(key="tf_device").set_value("cuda")
+        _submit(at)
+        assert "CUDA is not available here" in at.error[0].value
+        assert "\n" not in at.error[0].value
+    after = set(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else set()
+    assert after == before
