@@ -32,6 +32,10 @@ from metrics.engines import IMAGE_ROW_COLUMNS, is_url, result_row
 # Images per Ray task batch: amortises per-task overhead (~ms) without starving 2-CPU machines.
 BATCH_SIZE = 64
 
+# Ray waits a fixed 30 s for a new local raylet to register; on an overloaded machine the first
+# start can miss that window, and a second start (warm caches) makes it.
+START_ATTEMPTS = 3
+
 ROW_SCHEMA = pa.schema(
     [
         ("index", pa.int64()),
@@ -130,13 +134,20 @@ def start_ray(workers: int) -> bool:
     runtime_env = {"py_modules": [metrics_dir]}  # ships this package to every node
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=True)
-    else:
-        ray.init(
-            num_cpus=max(1, workers),
-            include_dashboard=False,
-            runtime_env=runtime_env,
-            logging_level=logging.WARNING,
-        )
+        return True
+    for attempt in range(START_ATTEMPTS):
+        try:
+            ray.init(
+                num_cpus=max(1, workers),
+                include_dashboard=False,
+                runtime_env=runtime_env,
+                logging_level=logging.WARNING,
+            )
+            return True
+        except Exception as exc:  # Ray raises a bare Exception when its raylet registers too late
+            ray.shutdown()
+            if "timed out during startup" not in str(exc) or attempt + 1 == START_ATTEMPTS:
+                raise
     return True
 
 
@@ -161,13 +172,16 @@ def ray_image_rows(
             {"index": i, "image_id": int(image_ids[i]), "record_json": json.dumps(record, default=str)}
             for i, record in enumerate(records)
         ]
-        blocks = max(1, min(len(items) // batch_size, 4 * cpus * 8))
+        actors = max(1, min(cpus, len(items)))
+        # Enough blocks for every actor to have work (and for back-pressure), not one per batch.
+        blocks = min(len(items), max(actors, min(-(-len(items) // batch_size), 32 * actors)))
+        batch_size = max(1, min(batch_size, -(-len(items) // actors)))
         dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             ImageBatch,
             fn_constructor_kwargs={"plugins": list(plugins)},
             batch_size=batch_size,
             batch_format="pyarrow",
-            concurrency=max(1, min(cpus, len(items))),
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,
         )
         del items
