@@ -1,0 +1,139 @@
+"""Inference: a saved checkpoint → COCO result dicts in the original image frame and category ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from models.data import image_to_tensor, load_image, scaled_size
+from models.train import encode_masks
+
+MASK_CHUNK = 8  # masks upsampled to full size a few at a time: 100 × 8 MP floats would be 3 GB
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: nn.Module
+    label_to_category: dict[int, int]
+    meta: dict[str, Any]
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model of a checkpoint written by models.train.fit (safe load: weights_only=True)."""
+    from models.detectors import build_model
+
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    meta = payload["meta"]
+    model = build_model(
+        meta["model"],
+        int(meta["num_classes"]),
+        bool(meta.get("pretrained_backbone", False)),  # same norm layers as in training
+        int(meta["image_size"]),
+        load_weights=False,
+    )
+    model.load_state_dict(payload["state_dict"])
+    model.to(device).eval()
+    label_to_category = {int(k): int(v) for k, v in meta["label_to_category"].items()}
+    model.label_to_category = label_to_category  # predict() finds the mapping on the model
+    return LoadedCheckpoint(model, label_to_category, meta)
+
+
+def _results_for_image(
+    output: dict[str, torch.Tensor],
+    image_id: int,
+    width: int,
+    height: int,
+    label_to_category: dict[int, int],
+    score_threshold: float,
+) -> list[dict[str, Any]]:
+    keep = output["scores"] >= score_threshold
+    scores = output["scores"][keep].float()
+    labels = output["labels"][keep]
+    boxes = output["boxes"][keep].float()
+    masks = output["masks"][keep].float()  # N×1×h×w probabilities in the resized frame
+    if len(scores) == 0:
+        return []
+    in_h, in_w = masks.shape[-2:]
+    scale = torch.tensor([width / in_w, height / in_h] * 2, device=boxes.device)
+    boxes = boxes * scale
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    rles: list[dict[str, Any]] = []
+    for start in range(0, len(masks), MASK_CHUNK):
+        chunk = masks[start : start + MASK_CHUNK]
+        if (in_h, in_w) != (height, width):
+            chunk = nn.functional.interpolate(
+                chunk, size=(height, width), mode="bilinear", align_corners=False
+            )
+        rles.extend(encode_masks((chunk[:, 0] > 0.5).cpu().numpy()))
+    boxes_np = boxes.cpu().numpy().astype(np.float64)
+    results = []
+    for box, label, score, rle in zip(boxes_np, labels.tolist(), scores.tolist(), rles, strict=True):
+        x1, y1, x2, y2 = box.tolist()
+        results.append(
+            {
+                "image_id": image_id,
+                "category_id": label_to_category[int(label)],
+                "score": float(score),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "segmentation": rle,
+            }
+        )
+    return results
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    images_df: pd.DataFrame,
+    device: str | torch.device,
+    score_threshold: float = 0.05,
+    max_side: int = 1024,
+    batch_size: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    label_to_category: dict[int, int] | None = None,
+) -> list[dict[str, Any]]:
+    """COCO result dicts for every image with status 'ok'.
+
+    bbox is xywh and segmentation compressed RLE (str counts), both in the original annotated
+    frame (width × height of the image record); category_id is the original COCO id.
+    progress(done, total) is called after each batch.
+    """
+    mapping = label_to_category or getattr(model, "label_to_category", None)
+    if mapping is None:
+        raise ValueError("label_to_category is needed (load_checkpoint attaches it to the model)")
+    device = torch.device(device)
+    model.eval().to(device)
+    rows = images_df
+    if "status" in rows.columns:
+        rows = rows[rows["status"] == "ok"]
+    rows = rows.sort_values("image_id").reset_index(drop=True)
+    total = len(rows)
+    results: list[dict[str, Any]] = []
+    for start in range(0, total, batch_size):
+        batch = rows.iloc[start : start + batch_size]
+        tensors = []
+        for row in batch.itertuples(index=False):
+            width, height = int(row.width), int(row.height)
+            image = load_image(str(row.path), bool(getattr(row, "orientation_applied", False)), width, height)
+            size = scaled_size(width, height, max_side)
+            if size != (width, height):
+                image = image.resize(size, resample=2)  # bilinear, as in training
+            tensors.append(image_to_tensor(image).to(device))
+        outputs = model(tensors)
+        for row, output in zip(batch.itertuples(index=False), outputs, strict=True):
+            results.extend(
+                _results_for_image(
+                    output, int(row.image_id), int(row.width), int(row.height), mapping, score_threshold
+                )
+            )
+        if progress is not None:
+            progress(min(start + batch_size, total), total)
+    return results
