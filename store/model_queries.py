@@ -388,3 +388,14 @@ def image_predictions(reader: ProjectReader, model: str, keys: list[tuple[str, i
         ORDER BY p.image_id, p.score DESC
     """
     return reader.df(sql, [model, *image_ids])[columns]
+
+
+def image_records(reader: ProjectReader, dataset: str, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """image_id → images row (what a picture needs: path, status, frame, orientation, content hash)."""
+    ids = sorted({int(i) for i in image_ids})
+    if not ids:
+        return {}
+    frame = reader.df(
+        f"SELECT * FROM images WHERE dataset = ? AND image_id IN ({_placeholders(ids)})", [dataset, *ids]
+    )
+    return {int(row["image_id"]): row for row in frame.to_dict("records")}

@@ -117,8 +117,8 @@ def render(
     draw = ImageDraw.Draw(canvas)
     font = _font(max(11, min(out_size) // 22))
     ordered = predictions.assign(
-        _focus=predictions["prediction_id"] == (focus_prediction if focus_prediction is not None else -1)
-    ).sort_values("_focus")
+        is_focus=predictions["prediction_id"] == (focus_prediction if focus_prediction is not None else -1)
+    ).sort_values("is_focus")
     for row in ordered.itertuples(index=False):
         box = (
             (row.bbox_x - region[0]) * fit,
@@ -129,11 +129,11 @@ def render(
         if box[2] < 0 or box[3] < 0 or box[0] > out_size[0] or box[1] > out_size[1]:
             continue
         colour = thumbnails.class_colour(int(row.category_id))
-        width = 3 if row._focus else 1
-        if row._focus:  # a dark halo so the focus prediction reads on any background
+        width = 3 if row.is_focus else 1
+        if row.is_focus:  # a dark halo so the focus prediction reads on any background
             _dashed_rectangle(draw, box, (0, 0, 0), width + 2)
         _dashed_rectangle(draw, box, colour, width)
-        if row._focus or focus is None:
+        if row.is_focus or focus is None:
             text = f"{row.score:.2f}"
             bottom = min(box[3], out_size[1] - 2)
             text_box = draw.textbbox((box[0], bottom), text, font=font)

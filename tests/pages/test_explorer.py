@@ -1,0 +1,87 @@
+"""Prediction explorer through AppTest on the demo project: galleries, filters, sort, tagging."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from store import tags
+from tests.conftest import REPO
+from tests.pages.demo_project import demo_project
+
+
+def _page(**query: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "pages" / "explorer.py"), default_timeout=180)
+    at.session_state["project"] = str(demo_project())
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def _card_captions(at: AppTest) -> list[str]:
+    """Card captions in gallery order (the tree lists them column by column: cards k, k+4, … in column k)."""
+    found = [c.value for c in at.caption if "  \n" in c.value and " = " in c.value.split("  \n")[-1]]
+    n, columns = len(found), 4
+    ordered: list[str] = [""] * n
+    position = 0
+    for column in range(columns):
+        for index in range(column, n, columns):
+            ordered[index] = found[position]
+            position += 1
+    return ordered
+
+
+def test_false_positives_filtered_by_reason_and_class() -> None:
+    at = _page(model="demo_model_crowd")
+    assert not at.exception, at.exception
+    assert at.radio(key="px_view").value == "fp" and len(at.get("image")) > 0
+    at.multiselect(key="px_reasons_fp").set_value(["class_confusion"]).run()
+    assert not at.exception, at.exception
+    captions = _card_captions(at)
+    assert captions and all(c.startswith("class confusion: overlaps a '") for c in captions)
+    assert at.query_params["why"] == "class_confusion"
+    at.multiselect(key="px_classes").set_value([1]).run()
+    assert not at.exception, at.exception
+    cards = [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value]
+    assert cards and all(c.startswith("**circle**") for c in cards)
+
+
+def test_missed_labels_sorted_by_an_object_metric() -> None:
+    at = _page(model="demo_model_crowd", view="fn", sort="object_area", order="asc")
+    assert not at.exception, at.exception
+    values = [float(c.split("object_area = ")[1]) for c in _card_captions(at)]
+    assert values and values == sorted(values)
+    reasons = {c.split(":")[0] for c in _card_captions(at)}
+    assert reasons <= {"missed", "mislocalised", "misclassified"}
+    at.radio(key="px_view").set_value("tp").run()
+    assert not at.exception, at.exception
+    assert all(c.startswith("true positive: IoU") for c in _card_captions(at))
+
+
+def test_tagging_a_label_error_candidate() -> None:
+    root = demo_project()
+    at = _page(model="demo_model_crowd", view="errors", kind="swapped")
+    assert not at.exception, at.exception
+    cards = [m.value for m in at.markdown if m.value.startswith("**swapped**")]
+    assert cards
+    buttons = [b for b in at.button if b.key and b.key.startswith("px_tag_swapped_")]
+    first = buttons[0]
+    _, _, _, image_id, _, object_id = first.key.split("_", 5)
+    assert tags.tags_of(root, "demo_crowd", int(image_id), int(object_id)) == []
+    first.click().run()
+    assert not at.exception, at.exception
+    assert tags.tags_of(root, "demo_crowd", int(image_id), int(object_id)) == ["label_error"]
+    again = next(b for b in at.button if b.key == first.key)
+    assert again.label == "✓ label_error"
+    again.click().run()
+    assert tags.tags_of(root, "demo_crowd", int(image_id), int(object_id)) == []
+
+
+def test_overlooked_candidates_tag_the_image() -> None:
+    root = demo_project()
+    at = _page(model="demo_model_crowd", view="errors", kind="overlooked", tag="needs_label")
+    assert not at.exception, at.exception
+    button = next(b for b in at.button if b.key and b.key.startswith("px_tag_overlooked_"))
+    image_id = int(button.key.split("_")[3])
+    button.click().run()
+    assert not at.exception, at.exception
+    assert tags.tags_of(root, "demo_crowd", image_id) == ["needs_label"]
