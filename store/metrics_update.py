@@ -7,7 +7,10 @@ project.json so that later imports and recomputations include them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +49,49 @@ def update_metrics(
     plugins = _load_plugins(project, add or [])
     summary: dict[str, Any] = {}
     with project.writing():
-        for dataset in project.datasets():
-            folder = project.dataset_dir(dataset)
-            pixel, table = stale_metrics(folder)
-            images = pd.read_parquet(folder / "images.parquet")
-            objects = pd.read_parquet(folder / "objects.parquet")
-            if pixel:
-                from metrics.pipeline import run_image_pass
+        # Every stale metric of every dataset is computed into .staging first and moved into place
+        # only when all succeeded: a plugin whose second metric raised used to leave the first one
+        # written (exit 2 with the project changed). A kill mid-way leaves whole files only.
+        stage_root = project.staging_dir / "metrics-update"
+        shutil.rmtree(stage_root, ignore_errors=True)
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for dataset in project.datasets():
+                folder = project.dataset_dir(dataset)
+                stage = stage_root / dataset
+                pixel, table = stale_metrics(folder)
+                images = pd.read_parquet(folder / "images.parquet")
+                objects = pd.read_parquet(folder / "objects.parquet")
+                if pixel:
+                    from metrics.pipeline import run_image_pass
 
-                records = [
-                    {"path": p, "width": int(w), "height": int(h)}
-                    for p, w, h in zip(images["path"], images["width"], images["height"], strict=True)
-                ]
-                results: list[dict] = [{} for _ in records]
-                for index, result in run_image_pass(records, workers=workers, plugins=plugins):
-                    results[index] = result.get("metrics", {})
-                write_pixel_metrics(dataset, folder, images["image_id"].to_numpy(), results, only=pixel)
-            if table:
-                compute_table_metrics(dataset, folder, objects, images, only=table)
-            summary[dataset] = {"pixel_metrics": pixel, "table_metrics": table}
+                    records = [
+                        {"path": p, "width": int(w), "height": int(h)}
+                        for p, w, h in zip(images["path"], images["width"], images["height"], strict=True)
+                    ]
+                    results: list[dict] = [{} for _ in records]
+                    for index, result in run_image_pass(records, workers=workers, plugins=plugins):
+                        results[index] = result.get("metrics", {})
+                    write_pixel_metrics(dataset, stage, images["image_id"].to_numpy(), results, only=pixel)
+                if table:
+                    compute_table_metrics(dataset, stage, objects, images, only=table)
+                summary[dataset] = {"pixel_metrics": pixel, "table_metrics": table}
+                staged.append((stage / "metrics", folder / "metrics"))
+            for source, target in staged:
+                if source.is_dir():
+                    target.mkdir(exist_ok=True)
+                    for path in sorted(source.glob("*.parquet")):
+                        os.replace(path, target / path.name)  # each file atomically, old or new
             if embeddings:
                 from store.embedding_store import compute_dataset_embeddings
 
-                summary[dataset]["embeddings"] = compute_dataset_embeddings(project, dataset)
-        project.update_meta(plugins=plugins)
+                for dataset in project.datasets():
+                    summary[dataset]["embeddings"] = compute_dataset_embeddings(project, dataset)
+            project.update_meta(plugins=plugins)
+        finally:
+            shutil.rmtree(stage_root, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                project.staging_dir.rmdir()  # only when empty: a killed import's chunks stay
     return {
         "plugins": plugins,
         "datasets": summary,
