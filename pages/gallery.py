@@ -36,6 +36,27 @@ DATASET_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c56
 DEFAULT_TAG = "review"
 
 
+# ----- cached summaries ----------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_call(name: str, root: str, signature: tuple, args: tuple, _reader: ProjectReader) -> Any:
+    if name == "dataset_counts":
+        return _reader.dataset_counts()
+    return getattr(gq, name)(_reader, *args)
+
+
+def cached(name: str, project_reader: ProjectReader, *args: Any) -> Any:
+    """A store summary (histogram, bounds, class counts, means) cached until the project's files change.
+
+    Keyed on :func:`store.gallery_queries.data_signature`, so an import committed by another process
+    shows at the next run; galleries themselves are never cached (tags and pages change them).
+    """
+    frozen = tuple(tuple(a) if isinstance(a, list) else a for a in args)
+    root = str(project_reader.project.root)
+    return _cached_call(name, root, gq.data_signature(project_reader), frozen, project_reader)
+
+
 # ----- metric help ---------------------------------------------------------------------------------------------
 
 
@@ -274,13 +295,13 @@ def distribution_section(
     prefix: str, project_reader: ProjectReader, metric: str, level: gq.Level, datasets: list[str]
 ) -> tuple[tuple[float, float] | None, dict[str, float | int]]:
     """Chart + log toggle + range slider for one metric; returns (chosen range or None, bounds)."""
-    bounds = gq.metric_bounds(project_reader, metric, level, datasets)
+    bounds = cached("metric_bounds", project_reader, metric, level, list(datasets))
     if bounds["count"] == 0:
         st.info(f"No values of `{metric}` in the chosen datasets.")
         return None, bounds
     init_state(f"{prefix}_log", "log", lambda raw: raw == "1", False)
     log_y = st.toggle("Log count axis", key=f"{prefix}_log", help="Makes rare values (outliers) visible.")
-    histogram = gq.metric_histogram(project_reader, metric, level, datasets)
+    histogram = cached("metric_histogram", project_reader, metric, level, list(datasets))
     current = st.session_state.get(f"{prefix}_range")
     figure = distribution_figure(
         histogram, bounds, metric, log_y, tuple(current) if current else None, project_reader.datasets()
@@ -564,7 +585,7 @@ def crop_cards(
             st.caption(f"**{html.escape(_short(str(row.category), 24))}**  \n{value}")
             st.button(
                 "🔍 In image",
-                key=f"{prefix}_detail_{row.dataset}_{row.object_id}",
+                key=f"{prefix}_detail_{row.dataset}_{row.image_id}_{row.object_id}",
                 on_click=open_detail(row.dataset, int(row.image_id), int(row.object_id)),
                 width="stretch",
                 help=f"Object {row.object_id} in {row.file_name} (dataset {row.dataset}, image id {row.image_id}).",
@@ -574,7 +595,7 @@ def crop_cards(
                 present = key in tagged
                 st.button(
                     f"{'✓ ' if present else '🏷 '}{tag}",
-                    key=f"{prefix}_tag_{row.dataset}_{row.object_id}",
+                    key=f"{prefix}_tag_{row.dataset}_{row.image_id}_{row.object_id}",
                     on_click=_toggle_tag(root, key, tag, present),
                     width="stretch",
                     type="primary" if present else "secondary",

@@ -32,7 +32,7 @@ if not datasets:
 
 # ----- class distribution ---------------------------------------------------------------------------------------
 st.subheader("Class distribution")
-distribution = gq.class_distribution(project_reader, datasets)
+distribution = gallery.cached("class_distribution", project_reader, list(datasets))
 gallery.init_state(f"{PREFIX}_logc", "logc", lambda raw: raw == "1", False)
 log_counts = st.toggle("Log scale", key=f"{PREFIX}_logc", help="Shows rare classes next to common ones.")
 if distribution.empty:
@@ -180,8 +180,8 @@ st.caption(
     "this is the annotator comparison: larger duplicate IoU, more invalid geometry or lower label quality "
     "point at careless labelling."
 )
-means = gq.dataset_metric_means(project_reader, datasets, "object")
-counts = project_reader.dataset_counts()
+means = gallery.cached("dataset_metric_means", project_reader, list(datasets), "object")
+counts = gallery.cached("dataset_counts", project_reader)
 counts = counts[counts["dataset"].isin(datasets)][["dataset", "images", "objects", "categories_used"]]
 stats = counts.merge(means, on="dataset", how="left")
 stats.insert(3, "objects_per_image", (stats["objects"] / stats["images"].where(stats["images"] > 0)).round(2))

@@ -106,6 +106,23 @@ def metric_source(reader: ProjectReader, metric: str, level: Level, datasets: li
     return f"read_parquet([{listed}], union_by_name=true)"
 
 
+def data_signature(reader: ProjectReader) -> tuple:
+    """Names, sizes and mtimes of the dataset files: changes whenever an import or metric run commits.
+
+    Pages key cached summaries on it, so a cache is never stale and costs one directory listing.
+    """
+    root = reader.project.datasets_dir
+    files = sorted([*root.glob("*/*.parquet"), *root.glob("*/metrics/*.parquet")])
+    out = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # replaced while we listed: the next call sees the new one
+            continue
+        out.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return tuple(out)
+
+
 def stored_metric_names(reader: ProjectReader, level: Level) -> list[str]:
     """Metrics stored at this level, read from the file names (no query) when they follow the layout."""
     names: set[str] = set()
@@ -235,46 +252,51 @@ def page_items(
     """
     base, params, registered = _base_sql(reader, f)
     direction = "DESC" if descending else "ASC"
-    object_join = "m.object_id IS NULL" if f.level == "image" else "m.object_id = k.object_id"
     sort_params: list[Any] = []
     if sort_metric:
+        object_match = "s.object_id IS NULL" if f.level == "image" else "s.object_id = k.object_id"
         sort_sql = (
-            f"LEFT JOIN {metric_source(reader, sort_metric, f.level, f.datasets)} s ON s.dataset = k.dataset AND s.image_id = k.image_id"
-            f" AND {object_join.replace('m.', 's.')} AND s.metric = ?"
+            f"LEFT JOIN {metric_source(reader, sort_metric, f.level, f.datasets)} s"
+            f" ON s.dataset = k.dataset AND s.image_id = k.image_id AND {object_match} AND s.metric = ?"
         )
         sort_params = [sort_metric]
         sort_value = "s.value"
     else:
         sort_sql, sort_value = "", "NULL::DOUBLE"
     duplicate_kind = DUPLICATE_ISSUES.get(f.issue or "")
+    group_params: list[Any] = []
     if duplicate_kind:
         group_sql = (
             "LEFT JOIN (SELECT dataset, image_id, min(group_id) AS group_id FROM duplicates WHERE kind = ?"
             " GROUP BY dataset, image_id) g ON g.dataset = k.dataset AND g.image_id = k.image_id"
         )
-        group_params: list[Any] = [duplicate_kind]
-        order = f"k.dataset, g.group_id, {sort_value} {direction} NULLS LAST, k.image_id"
+        group_params = [duplicate_kind]
         group_value = "g.group_id"
+        order = "dataset, duplicate_group, sort_value {d} NULLS LAST, image_id, object_id"
     else:
-        group_sql, group_params, group_value = "", [], "NULL::BIGINT"
-        order = f"{sort_value} {direction} NULLS LAST, k.dataset, k.image_id, k.object_id"
-    object_cols = ""
-    object_join_sql = ""
+        group_sql, group_value = "", "NULL::BIGINT"
+        order = "sort_value {d} NULLS LAST, dataset, image_id, object_id"
+    object_cols, object_join_sql = "", ""
     if f.level == "object":
         object_cols = ", o.category_id, c.name AS category, o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.segmentation, o.iscrowd"
         object_join_sql = (
-            "JOIN objects o ON o.dataset = k.dataset AND o.object_id = k.object_id "
+            "JOIN objects o ON o.dataset = p.dataset AND o.image_id = p.image_id AND o.object_id = p.object_id "
             "LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id"
         )
+    # Sort and cut the page on keys only, then fetch the wide columns for those rows alone.
     sql = f"""
-        WITH k AS ({base})
-        SELECT k.dataset, k.image_id, k.object_id, i.file_name, i.path, i.status, i.error, i.width, i.height,
-               i.orientation_applied, i.exif_orientation, i.content_hash,
-               {sort_value} AS sort_value, {group_value} AS duplicate_group{object_cols}
-        FROM k JOIN images i ON i.dataset = k.dataset AND i.image_id = k.image_id
-        {object_join_sql} {sort_sql} {group_sql}
-        ORDER BY {order}
-        LIMIT ? OFFSET ?
+        WITH k AS ({base}),
+        p AS (
+            SELECT k.dataset, k.image_id, k.object_id, {sort_value} AS sort_value, {group_value} AS duplicate_group
+            FROM k {sort_sql} {group_sql}
+            ORDER BY {order.format(d=direction)}
+            LIMIT ? OFFSET ?
+        )
+        SELECT p.dataset, p.image_id, p.object_id, i.file_name, i.path, i.status, i.error, i.width, i.height,
+               i.orientation_applied, i.exif_orientation, i.content_hash, p.sort_value, p.duplicate_group{object_cols}
+        FROM p JOIN images i ON i.dataset = p.dataset AND i.image_id = p.image_id
+        {object_join_sql}
+        ORDER BY {order.format(d=direction)}
     """
     all_params = params + sort_params + group_params + [int(page_size), int(page) * int(page_size)]
     return _run(reader, sql, all_params, f, registered)

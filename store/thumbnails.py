@@ -297,6 +297,11 @@ def _draw_objects(
         return
     ox, oy = offset
     sx, sy = scale
+    # only objects whose box reaches into the picture (a crop of a crowded image shows few of them)
+    x0, y0 = (objects["bbox_x"] - ox) * sx, (objects["bbox_y"] - oy) * sy
+    x1, y1 = x0 + objects["bbox_w"] * sx, y0 + objects["bbox_h"] * sy
+    visible = ~((x1 < 0) | (y1 < 0) | (x0 > canvas.size[0]) | (y0 > canvas.size[1]))
+    objects = objects[visible.fillna(True).to_numpy()]
     base = np.asarray(canvas).astype(np.float32)
     fill = base.copy()
     outlines: list[tuple[list[np.ndarray], tuple[int, int, int], int]] = []

@@ -95,7 +95,7 @@ def test_issue_links(project, issue, count):
 
 def test_crop_opens_its_image_in_context(project):
     at = _page(project, issue="tiny_objects")
-    at.button(key="lq_detail_a_1002").click().run()
+    at.button(key="lq_detail_a_1_1002").click().run()
     assert not at.exception, at.exception
     assert at.query_params["detail"] == "a|1" and at.query_params["object"] == "1002"
     assert any(m.value.startswith("**Object 1002**") for m in at.markdown)
@@ -113,7 +113,7 @@ def test_per_dataset_statistics_table(project):
 
 def test_tag_an_object(project):
     at = _page(project, issue="tiny_objects")
-    at.button(key="lq_tag_b_1002").click().run()
+    at.button(key="lq_tag_b_1_1002").click().run()
     assert tags.tags_of(project, "b", 1, 1002) == ["review"]
     tags.remove_tags(project, "b", [1], [1002], "review")
 
