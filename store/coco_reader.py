@@ -61,6 +61,25 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+_PLAIN_NUMBERS = {int, float}
+
+
+def _all_numbers(values: list) -> bool:
+    """``all(_is_number(v) for v in values)``, in one C-speed pass for the usual all-finite list.
+
+    Polygons hold most of a big file's numbers; the per-value Python check was the reader's
+    largest cost. Anything unusual (bool, None, text, a non-finite or huge value) takes the exact
+    per-value path, so the answer, and any exception, is the same as before.
+    """
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        try:
+            if math.isfinite(sum(values)):
+                return True
+        except OverflowError:
+            pass
+    return all(_is_number(v) for v in values)
+
+
 def load_json(path: Path) -> Any:
     """Parse a JSON file with a one-line error for every way it can be unreadable."""
     if not path.exists():
@@ -150,7 +169,7 @@ def _check_segmentation(check: _Checker, where: str, seg: Any, width: int, heigh
         for k, poly in enumerate(seg):
             if not isinstance(poly, list):
                 check.fail(where, "segmentation", f"polygon {k} is not a list of numbers")
-            if not all(_is_number(v) for v in poly):
+            if not _all_numbers(poly):
                 check.fail(where, "segmentation", f"polygon {k} holds a value that is not a finite number")
             if len(poly) % 2:
                 check.fail(
@@ -349,8 +368,8 @@ class _Validator:
             columns=["dataset", "image_id", "file_name", "width", "height"],
         )
         return CocoTables(
-            images=images.copy(),  # own the buffers (np.frombuffer views are read-only)
-            objects=objects.copy(),
+            images=images,  # the constructor copied the array buffers: writable, owned
+            objects=objects,
             categories=pd.DataFrame(
                 self.categories, columns=["dataset", "category_id", "name", "supercategory"]
             ).astype({"category_id": "int64"}),
