@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 # Bumped when the drawing changes, so old cache files are not reused.
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 # Colour per class id (cycled): high-contrast, colour-blind-friendly-ish (Okabe–Ito + tab10 extras).
 PALETTE: list[tuple[int, int, int]] = [
     (230, 159, 0),
@@ -252,7 +252,7 @@ def _caption(canvas: Image.Image, text: str) -> None:
     font = _font(max(12, canvas.size[0] // 22))
     box = draw.textbbox((0, 0), text, font=font)
     height = box[3] - box[1] + 10
-    top = (canvas.size[1] - height) // 2
+    top = 0  # along the top edge: the annotations below stay visible
     draw.rectangle([0, top, canvas.size[0], top + height], fill=(150, 20, 20))
     draw.text((6, top + 4), text, fill=(255, 255, 255), font=font)
 
