@@ -146,12 +146,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _streamlit_command(project: str | None, port: int, address: str) -> list[str]:
+def _streamlit_args(project: str | None, port: int, address: str) -> list[str]:
     app = Path(__file__).resolve().parent / "app.py"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
+    args = [
         "run",
         str(app),
         "--server.address",
@@ -164,16 +161,33 @@ def _streamlit_command(project: str | None, port: int, address: str) -> list[str
         "false",
     ]
     if project:
-        command += ["--", "--project", str(Path(project).resolve())]
-    return command
+        args += ["--", "--project", str(Path(project).resolve())]
+    return args
+
+
+def _streamlit_command(project: str | None, port: int, address: str) -> list[str]:
+    """The equivalent stand-alone command (an argument list: no shell, no string built from input)."""
+    return [sys.executable, "-m", "streamlit", *_streamlit_args(project, port, address)]
 
 
 def cmd_visualise(args: argparse.Namespace) -> int:
-    import subprocess
+    """Serve the app in this process.
 
-    command = _streamlit_command(args.project, args.port, args.address)
+    Streamlit treats a ``pages/`` folder beside the entry script as old-style pages until the
+    entry script has called ``st.navigation`` once; a deep link opened first on a fresh server
+    would then run a page without ``app.py``. Our pages folder is navigation-only, so say so
+    before the server starts.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.web import cli as streamlit_cli
+
+    PagesManager.uses_pages_directory = False
     print(f"cocolens: open http://{args.address}:{args.port}", file=sys.stderr)
-    return subprocess.call(command)  # an argument list: no shell, no string built from user input
+    try:
+        streamlit_cli.main(_streamlit_args(args.project, args.port, args.address), prog_name="streamlit")
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

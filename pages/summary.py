@@ -51,7 +51,7 @@ st.subheader("Datasets")
 st.dataframe(
     counts.rename(columns=lambda c: c.replace("_", " ")),
     hide_index=True,
-    use_container_width=True,
+    width="stretch",
 )
 
 st.subheader("Issues")
@@ -108,7 +108,7 @@ if len(summary):
     st.dataframe(
         table,
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         column_config={"meaning": st.column_config.TextColumn(width="large")},
     )
 else:
@@ -121,4 +121,4 @@ if models:
     for name in models:
         meta = project_reader.project.model_meta(name)
         rows.append({"model": name, "dataset": meta.get("dataset"), "predictions": meta.get("predictions")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
