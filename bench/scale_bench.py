@@ -6,7 +6,9 @@ then runs the real CLI import in a subprocess with ``--engine local`` and ``--en
 (``--workers`` CPUs each) and samples the resident memory of the whole process tree (importer,
 pool workers, Ray's raylet/GCS/actors) every 0.1 s from /proc. Reports wall time, images/s and
 objects/s of the whole import (JSON validation, image pass, tables, label metrics, duplicates,
-commit) and the peak RSS of the importer process alone and of the tree.
+commit), the CPU seconds of the importer and the children it reaped (less sensitive than wall time
+to other load on the machine; Ray's own daemons are not included) and the peak RSS of the
+importer process alone and of the tree.
 
 Run:  .venv/bin/python bench/scale_bench.py --images 10000 [--engines local ray] [--keep DIR]
 Prints one JSON line per run; docs/BENCHMARKS.md ("Scale") records the figures.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -123,6 +126,7 @@ def run_import(images: Path, ann: Path, project: Path, engine: str, workers: int
         "--quiet",
     ]
     peak = {"main": 0, "tree": 0}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stop = threading.Event()
@@ -140,17 +144,24 @@ def run_import(images: Path, ann: Path, project: Path, engine: str, workers: int
     seconds = time.perf_counter() - started
     stop.set()
     sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the importer and the children it reaped
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if process.returncode != 0:
         raise SystemExit(f"import failed ({process.returncode}): {err[-2000:]}")
     summary = json.loads(out.strip().splitlines()[-1])
+    meta = json.loads((project / "datasets" / f"bench_{engine}" / "dataset.json").read_text())
+    image_pass = meta.get("image_pass_seconds") or float("nan")
     return {
         "engine": engine,
         "workers": workers,
         "images": summary["images"],
         "objects": summary["objects"],
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
         "images_per_s": round(summary["images"] / seconds, 1),
         "objects_per_s": round(summary["objects"] / seconds, 1),
+        "image_pass_seconds": image_pass,
+        "image_pass_images_per_s": round(summary["images"] / image_pass, 1),
         "peak_rss_importer_mb": round(peak["main"] / 2**20),
         "peak_rss_tree_mb": round(peak["tree"] / 2**20),
     }

@@ -215,9 +215,11 @@ def import_coco(
             )
         ]
         image_ids = tables.images["image_id"].to_numpy()
+        pass_started = time.time()
         results, resumed = _run_image_pass(
             records, image_ids, stage / "chunks", workers, plugins, progress, engine
         )
+        image_pass_seconds = round(time.time() - pass_started, 2)
         del records
         images = _image_table(tables.images, paths, results)
         for i, (_, err) in enumerate(resolved):
@@ -254,6 +256,7 @@ def import_coco(
                 "engine": engine,
                 "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "import_seconds": round(time.time() - started, 2),
+                "image_pass_seconds": image_pass_seconds,
                 "resumed_images": resumed,
                 "counts": counts,
                 "info": tables.info,
