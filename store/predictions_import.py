@@ -374,6 +374,9 @@ def import_predictions(
     predictions = read_predictions(path, images, categories)  # validated before any write
     started = time.time()
     with project.writing():
+        # a killed import of this model left its stage behind; we hold the lock, so it is no one's
+        for stale in project.staging_dir.glob(f"model-{model}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         stage = project.staging_dir / f"model-{model}-{int(time.time() * 1000)}"
         stage.mkdir(parents=True, exist_ok=True)
         try:
