@@ -35,7 +35,11 @@ def _records(dataset: str) -> tuple[list[dict], list[int]]:
     root = shared(dataset)
     coco = json.loads((root / "annotations.json").read_text())
     records = [
-        {"path": str(root / "images" / image["file_name"]), "width": image["width"], "height": image["height"]}
+        {
+            "path": str(root / "images" / image["file_name"]),
+            "width": image["width"],
+            "height": image["height"],
+        }
         for image in coco["images"]
     ]
     return records, [int(image["id"]) for image in coco["images"]]
