@@ -20,8 +20,9 @@ from pages.state import query_value, reader, set_query
 from store.filters import metric_levels, sql_literal
 
 # Values per metric and dataset kept for the KS test and histograms: above this a seeded random
-# sample is used (KS on 50,000 values is within ~0.01 of the full-data statistic).
-SAMPLE_LIMIT = 50_000
+# sample is used. With 20,000 values a side, sampling moves KS by less than ~0.014 (the 95 % critical
+# value 1.36·sqrt(2/20000)), far below the gaps worth ranking, and a 1M-object page stays under 2 s.
+SAMPLE_LIMIT = 20_000
 COLOURS = ("#1f77b4", "#ff7f0e")
 
 
@@ -219,9 +220,9 @@ st.subheader("Classes")
 st.caption("Share of each dataset's objects per class name; the classes whose share differs most first.")
 shares = project_reader.df(
     f"""
-    SELECT c.name AS class, o.dataset, count(*) AS objects
-    FROM objects o LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id
-    WHERE o.dataset IN ({sql_literal(a)}, {sql_literal(b)}) GROUP BY ALL
+    WITH g AS (SELECT dataset, category_id, count(*) AS objects FROM objects
+               WHERE dataset IN ({sql_literal(a)}, {sql_literal(b)}) GROUP BY ALL)
+    SELECT c.name AS class, g.dataset, g.objects FROM g LEFT JOIN categories c USING (dataset, category_id)
     """
 )
 if len(shares):
