@@ -298,6 +298,13 @@ def create_job(
     check_device(config.device, str(config_file or "config"))
     job_id = new_job_id()
     model = check_name("model", name) if name else f"train-{job_id}"
+    taken = set(project.models()) | {j.get("name") for j in list_jobs(project) if j["status"] in ACTIVE}
+    if model in taken:
+        raise InputError(
+            str(project.root),
+            f"a model or running job is already named {model!r}: pick another name (or none for train-<job id>)",
+            field="name",
+        )
     folder = project.jobs_dir / job_id
     folder.mkdir(parents=True, exist_ok=False)
     write_json_atomic(

@@ -96,12 +96,14 @@ def val_figure(progress: list[dict[str, Any]]) -> go.Figure | None:
     if not epochs:
         return None
     fig = go.Figure()
+    top = 0.0
     styles = {"bbox": "#1f77b4", "segm": "#d62728"}
     for iou_type, colour in styles.items():
         for stat, dash in (("AP", "solid"), ("AP50", "dot")):
             values = [e["val"].get(iou_type, {}).get(stat) for e in epochs]
             if all(v is None for v in values):
                 continue
+            top = max([top, *(v for v in values if v is not None)])
             fig.add_scatter(
                 x=[e["epoch"] for e in epochs],
                 y=values,
@@ -114,7 +116,7 @@ def val_figure(progress: list[dict[str, Any]]) -> go.Figure | None:
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis_title="epoch",
         yaxis_title="val mAP (COCO)",
-        yaxis_range=[0, 1.02],
+        yaxis_range=[0, min(1.02, max(0.05, 1.2 * top))],  # early APs near 0 stay readable
         xaxis=dict(tickmode="linear", dtick=1) if len(epochs) < 15 else {},
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
     )
@@ -129,10 +131,8 @@ def _headline(job: dict[str, Any], progress: list[dict[str, Any]]) -> None:
     best = max((e["val"][monitor]["AP"] for e in evaluated), default=None)
     last_epoch = max((int(e["epoch"]) for e in progress if "epoch" in e), default=0)
     eta = jobs.eta_seconds(job, progress)
-    columns = st.columns(5)
-    columns[0].metric(
-        "Status", f"{STATUS_ICONS.get(job['status'], '')} {job['status']}", help=job.get("phase")
-    )
+    columns = st.columns([1.6, 1, 1, 1, 1.2])
+    columns[0].metric("Status", job["status"], help=f"Phase: {job.get('phase')}")
     columns[1].metric("Epoch", f"{last_epoch} / {config.get('epochs', '?')}")
     columns[2].metric("Last loss", f"{steps[-1]['loss']:.3f}" if steps else "–")
     columns[3].metric(f"Best val {monitor} AP", f"{best:.3f}" if best is not None else "–")

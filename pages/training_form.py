@@ -17,8 +17,8 @@ from store.errors import InputError
 TRAINING_PAGE = Path(__file__).resolve().parent / "training.py"
 RENDERED_FLAG = "_training_form_in_sidebar"
 MODEL_LABELS = {
-    "maskrcnn_resnet50_fpn": "Mask R-CNN ResNet-50 FPN (accurate, needs a GPU)",
-    "maskrcnn_mobilenet_v2_fpn": "Mask R-CNN MobileNetV2 FPN (light, trains on CPU)",
+    "maskrcnn_resnet50_fpn": "ResNet-50 FPN (accurate, GPU)",
+    "maskrcnn_mobilenet_v2_fpn": "MobileNetV2 FPN (light, CPU ok)",
 }
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -67,6 +67,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 index=_default_index(list(MODEL_NAMES), "maskrcnn_mobilenet_v2_fpn"),
                 format_func=lambda m: MODEL_LABELS.get(m, m),
                 key="tf_model",
+                help="Mask R-CNN (boxes and masks) with this backbone.",
             )
             left, right = st.columns(2)
             epochs = left.number_input("Epochs", 1, 1000, int(defaults["epochs"]), key="tf_epochs")

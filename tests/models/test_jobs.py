@@ -127,6 +127,9 @@ def test_bad_input_is_one_line_input_error(project, tmp_path):
         jobs.create_job(project, "tr", "va", config, name="bad name!")
     after = sorted(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else []
     assert after == before  # bad input leaves no job folder behind
+    jobs.create_job(project, "tr", "va", config, name="dupe")  # queued, never launched
+    with pytest.raises(InputError, match="a model or running job is already named 'dupe'"):
+        jobs.create_job(project, "tr", "va", config, name="dupe")
 
 
 def test_cuda_asked_without_cuda_is_one_line(project):
