@@ -1,0 +1,75 @@
+"""The hostile-input corpus, counted from the case lists the tests run (docs/RELIABILITY.md quotes it)."""
+
+from __future__ import annotations
+
+from tests.metrics import test_image
+from tests.reliability import (
+    test_coco_properties,
+    test_hostile_configs,
+    test_hostile_images,
+    test_hostile_plugins,
+    test_large_annotations,
+    test_security,
+)
+from tests.store import test_malformed_coco, test_predictions_import
+
+
+def _parametrized(function, index: int = 1) -> int:
+    return len(function.pytestmark[0].args[index])
+
+
+def corpus() -> dict[str, dict[str, int]]:
+    """area → {where the cases live: how many distinct hostile inputs}."""
+    fake_results = [{"image_id": 0, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}] * 8
+    return {
+        "annotations": {
+            "tests/store/test_malformed_coco.py CASES": len(test_malformed_coco.CASES),
+            "tests/store/test_malformed_coco.py RAW_CASES": len(test_malformed_coco.RAW_CASES),
+            "tests/store/test_malformed_coco.py missing file/folder, bad name, fresh project": 4,
+            "tests/reliability/test_coco_properties.py CORRUPTIONS": len(test_coco_properties.CORRUPTIONS),
+            "tests/reliability/test_large_annotations.py": len(test_large_annotations.STREAMED_ERRORS) + 3,
+            "tests/reliability/test_security.py climbing file names": _parametrized(
+                test_security.test_file_names_that_climb_out_are_refused
+            ),
+            "tests/reliability/test_hostile_images.py non-Unicode names": 2,
+        },
+        "images": {
+            "tests/reliability/test_hostile_images.py CASES (store level)": len(test_hostile_images.CASES),
+            "tests/metrics/test_image.py modes": _parametrized(
+                test_image.test_unusual_modes_decode_to_sensible_rgb, 1
+            ),
+            "tests/metrics/test_image.py broken files": _parametrized(
+                test_image.test_broken_files_never_raise, 1
+            ),
+            "tests/metrics/test_image.py bomb": 1,
+        },
+        "predictions": {
+            "tests/store/test_predictions_import.py _bad_cases": len(
+                test_predictions_import._bad_cases(fake_results)
+            ),
+        },
+        "configs": {
+            "tests/reliability/test_hostile_configs.py CONFIG_CASES": len(test_hostile_configs.CONFIG_CASES),
+            "tests/reliability/test_hostile_configs.py missing/folder/non-UTF-8/inf": 4,
+        },
+        "custom metrics": {
+            "tests/reliability/test_hostile_plugins.py PLUGIN_CASES": len(test_hostile_plugins.PLUGIN_CASES),
+            "tests/reliability/test_hostile_plugins.py dotted module, raising pixel metric": 2,
+        },
+        "names": {"tests/reliability/test_security.py BAD_NAMES": len(test_security.BAD_NAMES)},
+    }
+
+
+def test_corpus_has_at_least_60_hostile_inputs_in_every_area():
+    counts = corpus()
+    totals = {area: sum(parts.values()) for area, parts in counts.items()}
+    assert all(total >= 5 for total in totals.values()), totals
+    assert sum(totals.values()) >= 60, totals
+
+
+if __name__ == "__main__":  # python -m tests.reliability.test_corpus: the figures for docs/RELIABILITY.md
+    for area, parts in corpus().items():
+        print(f"{area}: {sum(parts.values())}")
+        for where, count in parts.items():
+            print(f"    {count:3d}  {where}")
+    print("total:", sum(sum(p.values()) for p in corpus().values()))
