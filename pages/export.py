@@ -161,7 +161,7 @@ with count_c:
         f'The CLI equivalent of the SQL box: `cocolens export coco --project {root} --out FILE --where "…"`.'
     )
 with st.expander("Preview (first 200 matching images)"):
-    preview = matching_images(project_reader, flt).head(200)
+    preview = matching_images(project_reader, flt, limit=200)
     if len(preview):
         names = project_reader.df(
             "SELECT dataset, image_id, file_name, status FROM images WHERE (dataset, image_id) IN ("

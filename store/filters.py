@@ -443,10 +443,11 @@ def match_counts(reader: ProjectReader, flt: Filter) -> dict[str, int]:
     return {"images": int(frame["images"][0]), "objects": int(frame["objects"][0])}
 
 
-def matching_images(reader: ProjectReader, flt: Filter) -> pd.DataFrame:
-    """dataset, image_id of every matching image, sorted."""
+def matching_images(reader: ProjectReader, flt: Filter, limit: int | None = None) -> pd.DataFrame:
+    """dataset, image_id of every matching image (the first ``limit`` if given), sorted."""
     built = build_sql(reader, flt)
-    return _run(reader, built, f"SELECT * FROM ({built.images}) ORDER BY 1, 2")
+    tail = f" LIMIT {int(limit)}" if limit is not None else ""
+    return _run(reader, built, f"SELECT * FROM ({built.images}) ORDER BY 1, 2{tail}")
 
 
 def matching_objects(reader: ProjectReader, flt: Filter) -> pd.DataFrame:
