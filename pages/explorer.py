@@ -261,7 +261,7 @@ def _errors_gallery(choice: ModelChoice) -> None:
             what = f"label {object_id} ({row.category})" if object_id is not None else "no label"
             suggestion = f" → '{row.suggested_category}'" if row.kind == "swapped" else ""
             st.markdown(f"**{row.kind}** · score {row.score:.2f} · {html.escape(str(row.file_name))}")
-            st.caption(f"{KIND_TEXT[row.kind]}  \n{what}{suggestion}, prediction IoU {_value(row.iou)}")
+            st.caption(f"{KIND_TEXT[row.kind]}  \n{what}{suggestion}, prediction IoU {float(row.iou):.2f}")
             key = (str(row.dataset), int(row.image_id), object_id)
             present = key in tagged
             st.button(

@@ -192,12 +192,19 @@ def _compare_section(choice: ModelChoice, evaluation: dict) -> None:
     set_query(vs=other)
     second = mq.load_eval(reader(), other)[choice.iou_type]
     stats, classes = compare_tables(evaluation, second)
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 1])
     left.dataframe(
-        stats.rename(columns={"A": f"A: {choice.model}", "B": f"B: {other}"}),
+        stats[["stat", "A", "B", "B − A", "meaning"]].rename(
+            columns={"A": f"A: {choice.model}", "B": f"B: {other}"}
+        ),
         hide_index=True,
         width="stretch",
-        column_config={"meaning": st.column_config.TextColumn(width="medium")},
+        height=38 + 35 * len(stats),
+        column_config={
+            f"A: {choice.model}": st.column_config.NumberColumn(format="%.3f"),
+            f"B: {other}": st.column_config.NumberColumn(format="%.3f"),
+            "B − A": st.column_config.NumberColumn(format="%+.3f"),
+        },
     )
     fig = go.Figure(
         go.Bar(

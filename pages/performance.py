@@ -83,6 +83,7 @@ def importance_figure(table: pd.DataFrame, outcome: str) -> go.Figure:
             ),
             text=[f"ρ {v:+.2f}" if pd.notna(v) else "" for v in shown["spearman"]],
             textposition="outside",
+            cliponaxis=False,
             customdata=np.column_stack(
                 [
                     shown["spearman"].fillna(np.nan),
@@ -102,6 +103,7 @@ def importance_figure(table: pd.DataFrame, outcome: str) -> go.Figure:
         height=max(300, 60 + 22 * len(shown)),
         margin=dict(l=10, r=40, t=30, b=10),
         xaxis_title=f"mutual information with '{outcome}' (nats, ≥ 0)",
+        xaxis_range=[0, max(float(shown["mutual_information"].max()), 1e-3) * 1.35],  # room for the ρ labels
         title=dict(text=OUTCOMES[outcome], font_size=14),
     )
     return fig

@@ -24,10 +24,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from store import thumbnails
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 CONTEXT = 0.6  # a crop keeps this much of the focus box's size as context on every side
-MIN_CONTEXT_PX = 16
-MIN_SIDE_PX = 96
+MIN_CONTEXT_PX = 12
+MIN_SIDE_PX = 48  # tiny objects still fill a fifth of the card
 MAX_RENDER_SIDE = 3000  # the whole image is drawn at most this large before cropping (8 MP → ~2 MP)
 DASH_PX = 6
 
@@ -109,13 +109,22 @@ def render(
     if not focus:
         fit = min(fit, 1.0)
     render_side = int(min(MAX_RENDER_SIDE, max(frame) * min(fit, 1.0))) or 1
-    options = thumbnails.DrawOptions(max_side=max(render_side, 1), highlight_object=focus_object)
-    base = thumbnails.render(record, objects, options)
+    # no highlight_object: its finder ring would cover the crop; the card's label is outlined below instead
+    base = thumbnails.render(record, objects, thumbnails.DrawOptions(max_side=max(render_side, 1)))
     k = base.size[0] / frame[0]
     out_size = (max(1, round((region[2] - region[0]) * fit)), max(1, round((region[3] - region[1]) * fit)))
     canvas = base.resize(out_size, Image.Resampling.BILINEAR, box=tuple(v * k for v in region))
     draw = ImageDraw.Draw(canvas)
     font = _font(max(11, min(out_size) // 22))
+    if focus_object is not None:
+        for row in objects[objects["object_id"] == focus_object].itertuples(index=False):
+            box = [
+                (row.bbox_x - region[0]) * fit,
+                (row.bbox_y - region[1]) * fit,
+                (row.bbox_x + row.bbox_w - region[0]) * fit,
+                (row.bbox_y + row.bbox_h - region[1]) * fit,
+            ]
+            draw.rectangle(box, outline=thumbnails.class_colour(int(row.category_id)), width=3)
     ordered = predictions.assign(
         is_focus=predictions["prediction_id"] == (focus_prediction if focus_prediction is not None else -1)
     ).sort_values("is_focus")
