@@ -124,7 +124,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from store.metrics_update import update_metrics
 
     summary = update_metrics(
-        args.project, add=args.add or [], workers=args.workers, embeddings=args.embeddings
+        args.project,
+        add=args.add or [],
+        workers=args.workers,
+        embeddings=args.embeddings,
+        progress=_progress_printer() if args.embeddings else None,
     )
     print(json.dumps(summary))
     return 0

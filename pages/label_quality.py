@@ -14,7 +14,7 @@ import plotly.express as px
 import streamlit as st
 
 from metrics import registry
-from pages import gallery
+from pages import gallery, mislabelled
 from pages.state import query_list, query_value, reader, selected_datasets, set_query
 from store import gallery_queries as gq
 
@@ -171,6 +171,8 @@ page, size = gallery.page_controls(PREFIX, total)
 gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name)
 items = gq.page_items(project_reader, gallery_filter, sort_metric, descending, page, size)
 gallery.crop_cards(project_reader, items, sort_metric, tag_name, PREFIX)
+
+mislabelled.render(project_reader, datasets)  # embedding-based label errors (pages/mislabelled.py)
 
 # ----- per-dataset statistics ---------------------------------------------------------------------------------------
 st.divider()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,11 @@ def _load_plugins(project: Project, add: list[str]) -> list[str]:
 
 
 def update_metrics(
-    project_dir: str | Path, add: list[str] | None = None, workers: int = 2, embeddings: bool = False
+    project_dir: str | Path,
+    add: list[str] | None = None,
+    workers: int = 2,
+    embeddings: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     project = Project(project_dir)
     if not project.exists():
@@ -86,7 +91,9 @@ def update_metrics(
                 from store.embedding_store import compute_dataset_embeddings
 
                 for dataset in project.datasets():
-                    summary[dataset]["embeddings"] = compute_dataset_embeddings(project, dataset)
+                    summary[dataset]["embeddings"] = compute_dataset_embeddings(
+                        project, dataset, progress=progress
+                    )
             project.update_meta(plugins=plugins)
         finally:
             shutil.rmtree(stage_root, ignore_errors=True)

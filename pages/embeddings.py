@@ -1,0 +1,357 @@
+"""Embeddings: a 2D map of image or object embeddings coloured by class, dataset or any metric; a lasso or
+box on it fills a gallery; "More like this" lists the nearest neighbours of any image or object.
+
+URL: ``?level=object&map=pca&colour=class&like=DATASET|IMAGE_ID|OBJECT_ID`` reproduces the view.
+Vectors and maps come from ``store.embedding_store`` (computed by ``cocolens metrics --embeddings``);
+maps are cached on disk per level and method, so UMAP's first-run cost (~30 s JIT) is paid once.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import gallery
+from pages.mislabelled import embeddings_command, picture_paths
+from pages.state import query_value, reader, selected_datasets, set_query
+from store import embedding_store as es
+from store import gallery_queries as gq
+from store.errors import ProjectBusyError
+from store.queries import ProjectReader
+
+PREFIX = "emb"
+LEVELS = {"object": "objects (crops)", "image": "images"}
+METHODS = {"pca": "PCA (instant)", "umap": "UMAP (best layout; first run ~30 s)", "tsne": "t-SNE"}
+SELECTION_CARDS = 24
+LIKE_TOP = 12
+PER_ROW = 6
+CARD_SIDE = 192
+NO_VALUE_COLOUR = "#c8c8c8"
+
+
+def parse_like(raw: str | None) -> tuple[str, int, int | None] | None:
+    """``DATASET|IMAGE_ID[|OBJECT_ID]`` → key, or None when absent or malformed."""
+    if not raw:
+        return None
+    parts = raw.split("|")
+    try:
+        if len(parts) == 2:
+            return parts[0], int(parts[1]), None
+        if len(parts) == 3:
+            return parts[0], int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    return None
+
+
+def like_text(dataset: str, image_id: int, object_id: int | None) -> str:
+    return f"{dataset}|{int(image_id)}" + ("" if object_id is None else f"|{int(object_id)}")
+
+
+def selected_rows(event: Any, trace_rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of the map's points picked by a lasso, box or click (traces map back to point rows)."""
+    selection = event.get("selection") if isinstance(event, dict) else getattr(event, "selection", None)
+    if not selection:
+        return np.empty(0, dtype=np.int64)
+    rows = []
+    for point in selection.get("points") or []:
+        curve, index = point.get("curve_number"), point.get("point_index", point.get("point_number"))
+        if curve is None or index is None or not 0 <= int(curve) < len(trace_rows):
+            continue
+        if 0 <= int(index) < len(trace_rows[int(curve)]):
+            rows.append(int(trace_rows[int(curve)][int(index)]))
+    return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+def map_figure(
+    points: pd.DataFrame, colour: pd.Series, colour_name: str
+) -> tuple[go.Figure, list[np.ndarray]]:
+    """Scattergl of the map; categorical colours get a trace (and legend entry) each, numbers a colour scale.
+
+    Returns the figure and, per trace, the point rows it draws (selection events name trace + index).
+    """
+    figure = go.Figure()
+    trace_rows: list[np.ndarray] = []
+    hover = (
+        points["dataset"].astype(str)
+        + " · image "
+        + points["image_id"].astype(str)
+        + np.where(points["object_id"].isna(), "", " · object " + points["object_id"].astype(str))
+    )
+    numeric = pd.api.types.is_numeric_dtype(colour)
+    if numeric:
+        values = colour.to_numpy(dtype="float64")
+        has = np.isfinite(values)
+        groups = [("no value", np.flatnonzero(~has))] if (~has).any() else []
+        rows = np.flatnonzero(has)
+        figure.add_trace(
+            go.Scattergl(
+                x=points["x"].to_numpy()[rows],
+                y=points["y"].to_numpy()[rows],
+                mode="markers",
+                name=colour_name,
+                text=hover.to_numpy()[rows],
+                marker=dict(
+                    size=6,
+                    color=values[rows],
+                    colorscale="Viridis",
+                    showscale=True,
+                    colorbar=dict(title=colour_name, thickness=12),
+                ),
+                hovertemplate=f"%{{text}}<br>{colour_name} %{{marker.color:.4g}}<extra></extra>",
+                showlegend=False,
+            )
+        )
+        trace_rows.append(rows)
+    else:
+        labels = colour.astype(str)
+        groups = [(name, np.flatnonzero(labels.to_numpy() == name)) for name in sorted(labels.unique())]
+    palette = gallery.DATASET_COLOURS
+    for index, (name, rows) in enumerate(groups):
+        colour_value = NO_VALUE_COLOUR if name == "no value" and numeric else palette[index % len(palette)]
+        figure.add_trace(
+            go.Scattergl(
+                x=points["x"].to_numpy()[rows],
+                y=points["y"].to_numpy()[rows],
+                mode="markers",
+                name=str(name),
+                text=hover.to_numpy()[rows],
+                marker=dict(size=6, color=colour_value, opacity=0.8),
+                hovertemplate="%{text}<extra>" + html.escape(str(name)) + "</extra>",
+            )
+        )
+        trace_rows.append(rows)
+    figure.update_layout(
+        height=560,
+        margin=dict(l=10, r=10, t=30, b=10),
+        dragmode="lasso",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, title_text=f"{colour_name}: "),
+        xaxis=dict(showticklabels=False, title=None, zeroline=False),
+        yaxis=dict(showticklabels=False, title=None, zeroline=False, scaleanchor="x"),
+    )
+    return figure, trace_rows
+
+
+def _set_like(dataset: str, image_id: int, object_id: int | None) -> Callable[[], None]:
+    def apply() -> None:
+        st.query_params["like"] = like_text(dataset, image_id, object_id)
+        st.session_state[f"{PREFIX}_like_ds"] = dataset
+        st.session_state[f"{PREFIX}_like_image"] = int(image_id)
+        st.session_state[f"{PREFIX}_like_object"] = "" if object_id is None else str(int(object_id))
+
+    return apply
+
+
+def _cards(
+    project_reader: ProjectReader, items: pd.DataFrame, level: str, key: str, value: str | None
+) -> None:
+    """Cards with a picture, a one-line caption (``value`` column shown), details and more-like-this buttons."""
+    paths = picture_paths(project_reader, items, level, CARD_SIDE)
+    columns = st.columns(PER_ROW)
+    for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
+        object_id = None if level == "image" or pd.isna(row.object_id) else int(row.object_id)
+        ident = f"{row.dataset}_{row.image_id}_{object_id}"
+        with columns[index % PER_ROW].container(border=True):
+            st.image(str(path), width="stretch")
+            name = str(row.category) if level == "object" else gallery._short(str(row.file_name), 22)
+            extra = f"  \n{value} {getattr(row, value):.3f}" if value else ""
+            st.caption(f"**{html.escape(name)}**{extra}")
+            left, right = st.columns(2)
+            left.button(
+                "🔍",
+                key=f"{PREFIX}_{key}_detail_{ident}",
+                on_click=gallery.open_detail(row.dataset, int(row.image_id), object_id),
+                width="stretch",
+                help=f"{row.file_name} (dataset {row.dataset}, image id {row.image_id}"
+                + (f", object {object_id}" if object_id is not None else "")
+                + "): details in context.",
+            )
+            right.button(
+                "≈ Like",
+                key=f"{PREFIX}_{key}_like_{ident}",
+                on_click=_set_like(str(row.dataset), int(row.image_id), object_id),
+                width="stretch",
+                help="More like this: its nearest neighbours by embedding (cosine similarity).",
+            )
+
+
+def _compute_button(root: str) -> None:
+    if not st.button("⚙️ Compute embeddings now", key=f"{PREFIX}_compute", type="primary"):
+        return
+    from store.metrics_update import update_metrics
+
+    try:
+        with st.spinner("Embedding images and object crops (MobileNetV2, about 40 crops/s on 2 CPU cores)…"):
+            update_metrics(root, embeddings=True)
+    except ProjectBusyError:
+        st.error("Another cocolens process is writing this project; try again when it has finished.")
+        return
+    st.rerun()
+
+
+# ----- page -------------------------------------------------------------------------------------------------------
+
+st.title("🧭 Embeddings")
+project_reader = reader()
+datasets = selected_datasets()
+if not datasets:
+    st.info(
+        "This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`."
+    )
+    st.stop()
+root = str(project_reader.project.root)
+ready = es.datasets_with_embeddings(project_reader.project, datasets)
+missing = [d for d in datasets if d not in ready]
+if missing:
+    box = st.warning if not ready else st.info
+    box(
+        f"No embeddings yet for **{', '.join(missing)}**. This command computes them (MobileNetV2 ImageNet "
+        "features of every image and object crop, then label-quality scores and near-duplicate groups):"
+    )
+    st.code(embeddings_command(root), language="bash")
+    _compute_button(root)
+    if not ready:
+        st.stop()
+
+# ----- map --------------------------------------------------------------------------------------------------------
+gallery.init_state(f"{PREFIX}_level", "level", lambda raw: raw if raw in LEVELS else "object", "object")
+gallery.init_state(f"{PREFIX}_method", "map", lambda raw: raw if raw in METHODS else "pca", "pca")
+controls = st.columns([2, 3, 3])
+level = controls[0].radio(
+    "Map of", list(LEVELS), format_func=LEVELS.get, key=f"{PREFIX}_level", horizontal=True
+)
+method = controls[1].selectbox(
+    "Projection",
+    list(METHODS),
+    format_func=METHODS.get,
+    key=f"{PREFIX}_method",
+    help="PCA: linear, instant. UMAP: keeps neighbourhoods, best for clusters. t-SNE: local structure. "
+    "Each map is cached on disk beside the vectors.",
+)
+metric_names = gq.metric_level_names(project_reader, level)
+colour_options = (["class"] if level == "object" else []) + ["dataset", *metric_names]
+gallery.init_state(f"{PREFIX}_colour", "colour", str, colour_options[0])
+if st.session_state[f"{PREFIX}_colour"] not in colour_options:
+    st.session_state[f"{PREFIX}_colour"] = colour_options[0]
+colour_by = controls[2].selectbox(
+    "Colour by",
+    colour_options,
+    key=f"{PREFIX}_colour",
+    format_func=gallery.metric_label,
+    help="Class, dataset or any stored metric. "
+    + (
+        gallery.metric_help(st.session_state[f"{PREFIX}_colour"])
+        if st.session_state[f"{PREFIX}_colour"] in metric_names
+        else ""
+    ),
+)
+with st.spinner(f"Computing the {method.upper()} map (cached afterwards)…"):
+    points, total = es.map_points(project_reader.project, ready, level, method)
+if points.empty:
+    st.info(f"No {LEVELS[level]} with embeddings in the chosen datasets.")
+else:
+    if colour_by == "class":
+        colour = es.object_classes(project_reader, points)
+    elif colour_by == "dataset":
+        colour = points["dataset"].astype(str)
+    else:
+        colour = pd.Series(es.metric_values_for(project_reader, points, colour_by, level))
+    figure, trace_rows = map_figure(points, colour, colour_by)
+    event = st.plotly_chart(
+        figure,
+        key=f"{PREFIX}_map_{level}_{method}_{colour_by}",
+        on_select="rerun",
+        selection_mode=("lasso", "box", "points"),
+        width="stretch",
+    )
+    shown = f"a seeded random {len(points):,} of {total:,}" if total > len(points) else f"all {total:,}"
+    st.caption(
+        f"{METHODS[method].split(' (')[0]} map of {shown} {LEVELS[level]} ({', '.join(ready)}); nearby points have "
+        "similar MobileNetV2 embeddings. Drag a lasso or box (toolbar) to see those items below; double-click clears."
+    )
+    rows = selected_rows(event, trace_rows)
+    st.subheader("Selection")
+    if not len(rows):
+        st.caption("Nothing selected: lasso or box-select points on the map to see them here.")
+    else:
+        picked = points.iloc[rows[:SELECTION_CARDS]][["dataset", "image_id", "object_id"]]
+        st.markdown(
+            f"**{len(rows):,} selected**"
+            + (f" · the first {SELECTION_CARDS} shown" if len(rows) > SELECTION_CARDS else "")
+        )
+        _cards(project_reader, es.card_rows(project_reader, picked, level), level, "sel", None)
+
+# ----- more like this -----------------------------------------------------------------------------------------------
+st.divider()
+st.subheader("More like this")
+like = parse_like(query_value("like"))
+if f"{PREFIX}_like_ds" not in st.session_state:
+    st.session_state[f"{PREFIX}_like_ds"] = like[0] if like and like[0] in ready else ready[0]
+    st.session_state[f"{PREFIX}_like_image"] = like[1] if like else 0
+    st.session_state[f"{PREFIX}_like_object"] = "" if not like or like[2] is None else str(like[2])
+if st.session_state[f"{PREFIX}_like_ds"] not in ready:
+    st.session_state[f"{PREFIX}_like_ds"] = ready[0]
+pick = st.columns([2, 2, 2, 1])
+like_ds = pick[0].selectbox("Dataset", ready, key=f"{PREFIX}_like_ds")
+like_image = pick[1].number_input("Image id", step=1, key=f"{PREFIX}_like_image")
+like_object = pick[2].text_input("Object id (empty: the whole image)", key=f"{PREFIX}_like_object").strip()
+object_choice: int | None = int(like_object) if like_object.lstrip("-").isdigit() else None
+if like_object and object_choice is None:
+    st.warning(f"Object id {like_object!r} is not a whole number.")
+pick[3].button(
+    "Find",
+    key=f"{PREFIX}_like_find",
+    on_click=_set_like(like_ds, int(like_image), object_choice),
+    width="stretch",
+    help="Or press ≈ Like on any card.",
+)
+if like is None:
+    st.caption(
+        "Pick an image (and optionally one of its objects) and press Find, or press ≈ Like on any card."
+    )
+else:
+    like_level = "image" if like[2] is None else "object"
+    neighbours = es.similar_items(project_reader.project, ready, like_level, *like, top=LIKE_TOP)
+    if neighbours is None:
+        st.warning(
+            f"No {like_level} embedding for dataset {like[0]}, image {like[1]}"
+            + ("" if like[2] is None else f", object {like[2]}")
+            + " (not in the dataset, or its image is missing or unreadable)."
+        )
+    else:
+        anchor = es.card_rows(
+            project_reader,
+            pd.DataFrame({"dataset": [like[0]], "image_id": [like[1]], "object_id": [like[2]]}),
+            like_level,
+        )
+        left, right = st.columns([1, 5])
+        with left:
+            st.image(str(picture_paths(project_reader, anchor, like_level, CARD_SIDE)[0]), width="stretch")
+        with right:
+            what = f"object {like[2]} ({anchor['category'].iloc[0]})" if like_level == "object" else "image"
+            st.markdown(
+                f"**{LIKE_TOP} nearest to {what} of {html.escape(str(anchor['file_name'].iloc[0]))}** "
+                f"(dataset {like[0]}, image id {like[1]}) among the {LEVELS[like_level]} of {', '.join(ready)}, "
+                "by cosine similarity of embeddings (1 = identical)."
+            )
+        _cards(
+            project_reader,
+            es.card_rows(project_reader, neighbours, like_level),
+            like_level,
+            "like",
+            "similarity",
+        )
+
+set_query(
+    level=level if level != "object" else None,
+    map=method if method != "pca" else None,
+    colour=colour_by if colour_by != colour_options[0] else None,
+    like=like_text(*like) if like else None,
+)
+gallery.show_detail_from_url()
