@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,7 @@ def test_two_processes_tagging_at_once_lose_nothing(project):
         counts = tags.tag_counts(project)
         assert set(counts["tag"]) <= {"from_a", "from_b", "shared"}
         reads += 1
+        time.sleep(0.01)
     for proc in procs:
         out, err = proc.communicate()
         assert proc.returncode == 0, err
@@ -158,6 +160,7 @@ def test_training_job_import_and_readers_at_once(tmp_path):
             assert set(reader.datasets()) in ({"tr", "va"}, {"tr", "va", "big"})
             reader.dataset_counts()
             assert job["status"] != "failed", job.get("error")
+            time.sleep(0.1)  # poll like the Training page, leaving the 2 cores to the writers
         out, err = importer.communicate()
         assert importer.returncode == 0, err
         job = jobs.read_job(job_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -141,8 +142,12 @@ UNSAFE = [
 
 
 def _source_files() -> list[Path]:
-    skip = {".venv", ".git", "node_modules", "__pycache__"}
-    files = [p for p in REPO.rglob("*.py") if not skip & set(p.relative_to(REPO).parts)]
+    """Every .py file of the repository (walked with .venv, .git and friends pruned, not filtered after)."""
+    skip = {".venv", "venv", ".git", "node_modules", "__pycache__", ".hypothesis", ".pytest_cache"}
+    files = []
+    for folder, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in skip]
+        files += [Path(folder) / n for n in names if n.endswith(".py")]
     return [p for p in files if p.resolve() != Path(__file__).resolve()]
 
 
