@@ -129,6 +129,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         workers=args.workers,
         embeddings=args.embeddings,
         progress=_progress_printer() if args.embeddings else None,
+        engine=args.engine,
     )
     print(json.dumps(summary))
     return 0
@@ -269,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--workers", type=int, default=2)
     met.add_argument(
         "--embeddings", action="store_true", help="also compute embeddings and annotation quality"
+    )
+    met.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="where the image pass runs (default: project setting, else local)",
     )
     met.set_defaults(func=cmd_metrics)
 

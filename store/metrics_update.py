@@ -47,10 +47,14 @@ def update_metrics(
     workers: int = 2,
     embeddings: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    engine: str | None = None,
 ) -> dict[str, Any]:
     project = Project(project_dir)
     if not project.exists():
         raise InputError(str(project_dir), "not a cocolens project (no project.json)", field="--project")
+    from store.coco_import import resolve_engine
+
+    engine = resolve_engine(project, engine)
     plugins = _load_plugins(project, add or [])
     summary: dict[str, Any] = {}
     with project.writing():
@@ -68,14 +72,16 @@ def update_metrics(
                 images = pd.read_parquet(folder / "images.parquet")
                 objects = pd.read_parquet(folder / "objects.parquet")
                 if pixel:
-                    from metrics.pipeline import run_image_pass
+                    from metrics.engines import image_results
 
                     records = [
                         {"path": p, "width": int(w), "height": int(h)}
                         for p, w, h in zip(images["path"], images["width"], images["height"], strict=True)
                     ]
                     results: list[dict] = [{} for _ in records]
-                    for index, result in run_image_pass(records, workers=workers, plugins=plugins):
+                    for index, result in image_results(
+                        records, engine=engine, workers=workers, plugins=plugins
+                    ):
                         results[index] = result.get("metrics", {})
                     write_pixel_metrics(dataset, stage, images["image_id"].to_numpy(), results, only=pixel)
                 if table:
