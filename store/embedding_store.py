@@ -278,7 +278,7 @@ def store_embeddings(
     Split from :func:`compute_dataset_embeddings` so vectors from elsewhere (another backbone, a
     GPU machine, a test) go through the same scoring and the same atomic layout.
     """
-    from metrics.knn import knn
+    from metrics.knn import knn, normalise_rows
 
     started = time.perf_counter()
     project = _project(project)
@@ -287,12 +287,12 @@ def store_embeddings(
     objects = pd.read_parquet(folder / "objects.parquet", columns=["image_id", "object_id", "category_id"])
     image_ids = np.asarray(image_ids, dtype=np.int64)
     dim = int(image_vectors.shape[1]) if image_vectors.ndim == 2 and len(image_vectors) else 0
-    image_vectors = np.ascontiguousarray(image_vectors, dtype=np.float32).reshape(len(image_ids), dim)
+    image_vectors = normalise_rows(np.asarray(image_vectors, dtype=np.float32).reshape(len(image_ids), dim))
     keys = object_keys[["image_id", "object_id"]].astype("int64").reset_index(drop=True)
     labelled = keys.merge(objects, on=["image_id", "object_id"], how="left", validate="one_to_one")
     if labelled["category_id"].isna().any():
         raise ValueError(f"{dataset}: object keys not in the dataset were given vectors")
-    object_vectors = np.ascontiguousarray(object_vectors, dtype=np.float32)
+    object_vectors = normalise_rows(np.asarray(object_vectors, dtype=np.float32))  # dot = cosine
     if not len(keys):  # no object on a readable image: keep the width so loaders see (0, dim)
         object_vectors = np.empty((0, dim), dtype=np.float32)
 
