@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch import nn
 
 from models.data import image_to_tensor, load_image, scaled_size
@@ -125,7 +126,7 @@ def predict(
             image = load_image(str(row.path), bool(getattr(row, "orientation_applied", False)), width, height)
             size = scaled_size(width, height, max_side)
             if size != (width, height):
-                image = image.resize(size, resample=2)  # bilinear, as in training
+                image = image.resize(size, Image.BILINEAR)  # as in training
             tensors.append(image_to_tensor(image).to(device))
         outputs = model(tensors)
         for row, output in zip(batch.itertuples(index=False), outputs, strict=True):
