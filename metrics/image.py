@@ -618,4 +618,4 @@ def grayscale(ctx: ImageContext) -> float:
 
     red, green, blue = cv2.split(ctx.rgb)
     spread = cv2.subtract(cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue))
-    return float(cv2.countNonZero(cv2.compare(spread, GREY_TOLERANCE, cv2.CMP_LE))) / spread.size
+    return float(np.count_nonzero(spread <= GREY_TOLERANCE)) / spread.size

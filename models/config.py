@@ -7,6 +7,7 @@ show it as is.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,8 @@ _NON_NEGATIVE_INT = ("workers", "lr_patience", "seed", "overfit_images")
 def _check_type(name: str, value: Any, expected: type, file: str | None) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(name, f"must be a finite number, got {value!r}", file)
     if expected is int and isinstance(value, bool):
         raise ConfigError(name, f"must be an integer, got {value!r}", file)
     if not isinstance(value, expected):
@@ -130,6 +133,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError("(toml)", f"not valid TOML: {error}", str(path)) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            "(toml)", f"not UTF-8 text (byte {error.start}); TOML files are UTF-8", str(path)
+        ) from None
     except OSError as error:
         raise ConfigError("(file)", f"cannot read: {error.strerror}", str(path)) from None
 

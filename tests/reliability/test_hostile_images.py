@@ -286,11 +286,6 @@ def test_report_counts_the_flagged_images(table, imported, capsys):
     assert counts["missing_images"] == sum(c[3] == "missing" for c in CASES.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug reported: metrics/image.py grayscale() calls cv2.compare(spread, 8) which OpenCV "
-    "rejects for a 1×1 array (sizes do not match); the metric is None and the error column is set",
-)
 def test_one_pixel_image_gets_every_metric(table):
     row = table.loc["one.png"]
     assert pd.notna(row["grayscale"]) and row["error"] == ""
