@@ -9,6 +9,8 @@ import streamlit as st
 
 from metrics import registry
 from pages.state import reader, selected_datasets
+from store.gallery_queries import data_signature
+from store.queries import ProjectReader
 from store.report import ISSUE_THRESHOLDS, issue_counts
 
 ISSUE_HELP = {
@@ -36,6 +38,13 @@ ISSUE_HELP = {
 
 PAGES_DIR = Path(__file__).resolve().parent
 
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _summaries(root: str, signature: tuple, datasets: tuple[str, ...], _reader: ProjectReader):
+    """Issue counts and the metric table, recomputed only when the project's files change."""
+    return issue_counts(_reader, list(datasets)), _reader.metric_summary(list(datasets))
+
+
 st.title("📋 Summary")
 project_reader = reader()
 datasets = selected_datasets()
@@ -56,7 +65,9 @@ st.dataframe(
 
 st.subheader("Issues")
 st.caption("Each detected problem with its count; open the gallery to see exactly those items.")
-issues = issue_counts(project_reader, datasets)
+issues, summary = _summaries(
+    str(project_reader.project.root), data_signature(project_reader), tuple(datasets), project_reader
+)
 columns = st.columns(4)
 for index, (issue, count) in enumerate(issues.items()):
     with columns[index % 4]:
@@ -81,7 +92,7 @@ st.subheader("Metrics")
 st.caption(
     "Every metric with its distribution summary and IQR outliers (moderate: 1.5–2.5×IQR beyond the quartiles; severe: beyond 2.5×IQR)."
 )
-summary = project_reader.metric_summary(datasets)
+summary = summary.copy()
 specs = registry.specs_by_name()
 if len(summary):
     summary["range"] = summary["metric"].map(lambda m: specs[m].range_text if m in specs else "")
