@@ -50,9 +50,10 @@ def selected_rows(event: Any, trace_rows: list[np.ndarray]) -> np.ndarray:
 
 
 def map_figure(
-    points: pd.DataFrame, colour: pd.Series, colour_name: str
+    points: pd.DataFrame, colour: pd.Series, colour_name: str, colours: dict[str, str] | None = None
 ) -> tuple[go.Figure, list[np.ndarray]]:
-    """Scattergl of the map; categorical colours get a trace (and legend entry) each, numbers a colour scale.
+    """Scattergl of the map; categorical colours get a trace (and legend entry) each (``colours``:
+    label → colour, e.g. the class colours of the pictures), numbers a colour scale.
 
     Returns the figure and, per trace, the point rows it draws (selection events name trace + index).
     """
@@ -94,7 +95,10 @@ def map_figure(
         groups = [(name, np.flatnonzero(labels.to_numpy() == name)) for name in sorted(labels.unique())]
     palette = DATASET_COLOURS
     for index, (name, rows) in enumerate(groups):
-        colour_value = NO_VALUE_COLOUR if name == "no value" and numeric else palette[index % len(palette)]
+        if numeric:
+            colour_value = NO_VALUE_COLOUR
+        else:
+            colour_value = (colours or {}).get(str(name), palette[index % len(palette)])
         figure.add_trace(
             go.Scattergl(
                 x=points["x"].to_numpy()[rows],
@@ -113,6 +117,6 @@ def map_figure(
         dragmode="lasso",
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, title_text=f"{colour_name}: "),
         xaxis=dict(showticklabels=False, title=None, zeroline=False),
-        yaxis=dict(showticklabels=False, title=None, zeroline=False, scaleanchor="x"),
+        yaxis=dict(showticklabels=False, title=None, zeroline=False),  # axes of a map carry no units
     )
     return figure, trace_rows

@@ -20,6 +20,7 @@ from pages.mislabelled import embeddings_command, picture_paths
 from pages.state import query_value, reader, selected_datasets, set_query
 from store import embedding_store as es
 from store import gallery_queries as gq
+from store import thumbnails
 from store.errors import ProjectBusyError
 from store.queries import ProjectReader
 
@@ -28,7 +29,7 @@ LEVELS = {"object": "objects (crops)", "image": "images"}
 METHODS = {"pca": "PCA (instant)", "umap": "UMAP (best layout; first run ~30 s)", "tsne": "t-SNE"}
 SELECTION_CARDS = 24
 LIKE_TOP = 12
-PER_ROW = 6
+PER_ROW = 5  # as the Label quality crops: room for two full-width buttons
 CARD_SIDE = 192
 
 
@@ -56,9 +57,8 @@ def _cards(
             name = str(row.category) if level == "object" else gallery._short(str(row.file_name), 22)
             extra = f"  \n{value} {getattr(row, value):.3f}" if value else ""
             st.caption(f"**{html.escape(name)}**{extra}")
-            left, right = st.columns(2)
-            left.button(
-                "🔍",
+            st.button(
+                "🔍 Details",
                 key=f"{PREFIX}_{key}_detail_{ident}",
                 on_click=gallery.open_detail(row.dataset, int(row.image_id), object_id),
                 width="stretch",
@@ -66,8 +66,8 @@ def _cards(
                 + (f", object {object_id}" if object_id is not None else "")
                 + "): details in context.",
             )
-            right.button(
-                "≈ Like",
+            st.button(
+                "≈ More like this",
                 key=f"{PREFIX}_{key}_like_{ident}",
                 on_click=_set_like(str(row.dataset), int(row.image_id), object_id),
                 width="stretch",
@@ -150,13 +150,21 @@ with st.spinner(f"Computing the {method.upper()} map (cached afterwards)…"):
 if points.empty:
     st.info(f"No {LEVELS[level]} with embeddings in the chosen datasets.")
 else:
+    colours: dict[str, str] | None = None
     if colour_by == "class":
-        colour = es.object_classes(project_reader, points)
+        classes = es.object_classes(project_reader, points)
+        colour = classes["category"]
+        first_ids = classes.dropna().drop_duplicates("category")
+        colours = {  # the colours the pictures draw each class in
+            str(r.category): thumbnails.colour_hex(int(r.category_id))
+            for r in first_ids.itertuples(index=False)
+        }
     elif colour_by == "dataset":
         colour = points["dataset"].astype(str)
+        colours = gallery.dataset_colours(project_reader.datasets())  # as on every other chart
     else:
         colour = pd.Series(es.metric_values_for(project_reader, points, colour_by, level))
-    figure, trace_rows = map_figure(points, colour, colour_by)
+    figure, trace_rows = map_figure(points, colour, colour_by, colours)
     event = st.plotly_chart(
         figure,
         key=f"{PREFIX}_map_{level}_{method}_{colour_by}",
@@ -203,11 +211,11 @@ pick[3].button(
     key=f"{PREFIX}_like_find",
     on_click=_set_like(like_ds, int(like_image), object_choice),
     width="stretch",
-    help="Or press ≈ Like on any card.",
+    help="Or press ≈ More like this on any card.",
 )
 if like is None:
     st.caption(
-        "Pick an image (and optionally one of its objects) and press Find, or press ≈ Like on any card."
+        "Pick an image (and optionally one of its objects) and press Find, or press ≈ More like this on any card."
     )
 else:
     like_level = "image" if like[2] is None else "object"

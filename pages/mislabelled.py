@@ -92,7 +92,7 @@ def _cards(project_reader: ProjectReader, items: pd.DataFrame, tag: str) -> None
             given = html.escape(str(row.category))
             suggested = html.escape(str(row.suggested_category))
             verdict = (
-                f"→ **{suggested}** {_score(row.suggested_probability)}"
+                f"→ **{suggested}** (p {_score(row.suggested_probability)})"
                 if row.disagrees
                 else "(model agrees)"
             )

@@ -609,13 +609,13 @@ def metric_values_for(reader: Any, keys: pd.DataFrame, metric: str, level: Level
     return out
 
 
-def object_classes(reader: Any, keys: pd.DataFrame) -> pd.Series:
-    """Class name of each object key, in order (colours a map by class)."""
+def object_classes(reader: Any, keys: pd.DataFrame) -> pd.DataFrame:
+    """Class (category name and id) of each object key, in order: colours a map by class."""
     lookup = keys[["dataset", "image_id", "object_id"]].reset_index(drop=True).copy()
     lookup["_order"] = np.arange(len(lookup))
     lookup = lookup.astype({"dataset": "string", "image_id": "int64", "object_id": "Int64"})
     sql = """
-        SELECT w._order, coalesce(c.name, CAST(o.category_id AS VARCHAR)) AS category
+        SELECT w._order, coalesce(c.name, CAST(o.category_id AS VARCHAR)) AS category, o.category_id
         FROM _wanted w
         JOIN objects o ON o.dataset = w.dataset AND o.image_id = w.image_id AND o.object_id = w.object_id
         LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id
@@ -626,6 +626,10 @@ def object_classes(reader: Any, keys: pd.DataFrame) -> pd.Series:
         found = cur.execute(sql).df()
     finally:
         cur.close()
-    out = pd.Series(["?"] * len(lookup), dtype="object")
-    out.iloc[found["_order"].to_numpy(dtype=np.int64)] = found["category"].astype(str).to_numpy()
+    out = pd.DataFrame(
+        {"category": ["?"] * len(lookup), "category_id": pd.array([None] * len(lookup), "Int64")}
+    )
+    rows = found["_order"].to_numpy(dtype=np.int64)
+    out.loc[rows, "category"] = found["category"].astype(str).to_numpy()
+    out.loc[rows, "category_id"] = found["category_id"].to_numpy()
     return out

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages.embedding_map import map_figure, parse_like, selected_rows
 from store import embedding_store as es
+from store import thumbnails
 from store.coco_import import import_coco
 from tests.conftest import REPO, write_small_coco
 from tests.store.test_embedding_store import synthetic_embedded_project
@@ -56,6 +57,10 @@ def test_object_map_coloured_by_class_then_by_a_metric(project: Path) -> None:
     assert at.title[0].value.endswith("Embeddings")
     traces = _traces(at)
     assert sorted(t["name"] for t in traces) == ["date", "fig", "hazelnut"]
+    colours = {t["name"]: t["marker"]["color"] for t in traces}  # the class colours of the pictures
+    assert colours == {
+        name: thumbnails.colour_hex(i) for i, name in enumerate(["date", "fig", "hazelnut"], 1)
+    }
     assert sum(len(_array(t["x"])) for t in traces) == 165 and all(t["type"] == "scattergl" for t in traces)
     assert len(list((project / "datasets" / "fruits" / "embeddings").glob("map_object_pca_*.parquet"))) == 1
     at.selectbox(key="emb_colour").set_value("annotation_quality").run()
