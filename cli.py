@@ -48,6 +48,15 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
         progress=None if args.quiet else _progress_printer(),
         engine=args.engine,
     )
+    if args.embeddings:
+        from store.embedding_store import compute_dataset_embeddings
+        from store.project import Project
+
+        project = Project(args.project)
+        with project.writing():
+            summary["embeddings"] = compute_dataset_embeddings(
+                project, summary["dataset"], progress=None if args.quiet else _progress_printer()
+            )
     print(json.dumps(summary))
     return 0
 
@@ -225,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
         "ray: Ray Data on RAY_ADDRESS or a local Ray with --workers CPUs; --images may be s3://...",
     )
     coco.add_argument("--quiet", action="store_true", help="no progress bar")
+    coco.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also embed images and object crops (annotation quality, label suggestions, similarity search)",
+    )
     coco.set_defaults(func=cmd_import_coco)
     preds = imp_sub.add_parser("predictions", help="import COCO results JSON as a model")
     preds.add_argument("file", help="COCO results JSON (list of {image_id, category_id, score, bbox, ...})")

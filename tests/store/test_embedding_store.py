@@ -266,3 +266,26 @@ def synthetic_embedded_project(folder: Path, confused: int = 5) -> tuple[Path, l
     )
     keys = [(int(i), int(o)) for i, o in objects[["image_id", "object_id"]].to_numpy()[:confused]]
     return project, keys
+
+
+def test_import_coco_with_embeddings(tmp_path: Path) -> None:
+    images, annotations = write_small_coco(tmp_path / "src", n_images=3)
+    project = tmp_path / "p"
+    summary = run_cli(
+        "import",
+        "coco",
+        "--images",
+        str(images),
+        "--annotations",
+        str(annotations),
+        "--project",
+        str(project),
+        "--dataset",
+        "tiny",
+        "--embeddings",
+        "--quiet",
+    )
+    assert (summary["embeddings"]["images"], summary["embeddings"]["objects"]) == (3, 6)
+    vectors, keys = es.load_vectors(project, "tiny", "object")
+    assert vectors.shape == (6, 1280) and len(keys) == 6
+    assert len(_metric_small(project, "tiny", "object", "label_confidence")) == 6
