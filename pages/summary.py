@@ -18,6 +18,11 @@ ISSUE_HELP = {
         "Images whose decoded pixels are identical to another image's.",
         "data_quality",
     ),
+    "embedding_near_duplicate_groups": (
+        "Groups of images whose MobileNetV2 embeddings are within cosine distance 0.02 "
+        "(computed by `cocolens metrics --embeddings`).",
+        "data_quality",
+    ),
     "near_duplicate_groups": (
         "Groups of images whose perceptual hashes are within a small Hamming radius.",
         "data_quality",

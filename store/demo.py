@@ -147,4 +147,8 @@ def build_demo_project(
     from store.demo_predictions import add_demo_model
 
     add_demo_model(project.root)  # models for the model pages (skips those already there)
+    from store.embedding_store import compute_dataset_embeddings
+
+    for name in ("demo_reviewed", "demo_crowd"):  # the Embeddings page and mislabelled gallery
+        compute_dataset_embeddings(project, name, progress=progress)  # skips when up to date
     return project.root

@@ -24,7 +24,11 @@ Level = Literal["image", "object"]
 LOW_END_ISSUE_METRICS = {"sharpness", "entropy", "object_area_relative"}
 # Classes with fewer objects than this are "under-represented" (the report's classes_under_10_objects).
 SMALL_CLASS_OBJECTS = 10
-DUPLICATE_ISSUES = {"exact_duplicate_images": "exact", "near_duplicate_groups": "near"}
+DUPLICATE_ISSUES = {
+    "exact_duplicate_images": "exact",
+    "near_duplicate_groups": "near",
+    "embedding_near_duplicate_groups": "embedding",
+}
 STATUS_ISSUES = {"missing_images": "missing", "unreadable_images": "unreadable"}
 OBJECT_ISSUES = {"classes_under_10_objects"} | {
     name for name, (metric, _) in ISSUE_THRESHOLDS.items() if name.endswith("_objects")
@@ -54,6 +58,7 @@ def issue_rule(issue: str) -> str:
     return {
         "exact_duplicate_images": "images whose decoded pixels equal another image's (grouped)",
         "near_duplicate_groups": "images in a near-duplicate group (perceptual hash), shown group by group",
+        "embedding_near_duplicate_groups": "images whose embeddings are nearly identical (cosine), shown group by group",
         "missing_images": "image files not found at import",
         "unreadable_images": "image files that could not be decoded",
         "classes_under_10_objects": f"objects of classes with fewer than {SMALL_CLASS_OBJECTS} objects in their dataset",

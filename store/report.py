@@ -57,6 +57,13 @@ def issue_counts(reader: ProjectReader, datasets: list[str] | None = None) -> di
             )
             or 0
         ),
+        "embedding_near_duplicate_groups": int(
+            reader.scalar(
+                f"SELECT count(DISTINCT (dataset, group_id)) FROM duplicates WHERE kind = 'embedding'{where}",
+                params,
+            )
+            or 0
+        ),
         "missing_images": int(
             reader.scalar(f"SELECT count(*) FROM images WHERE status = 'missing'{where}", params) or 0
         ),
