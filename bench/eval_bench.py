@@ -119,6 +119,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of 5k/40k/100k")
     parser.add_argument("--skip-pycocotools", action="store_true", help="it is the slow one")
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="also time `import predictions` (validate, match, reasons, write)",
+    )
     args = parser.parse_args()
     sizes = [max(1, int(n * args.scale)) for n in (5_000, 40_000, 100_000)]
     gt, results = synthetic(*sizes)
@@ -134,6 +139,32 @@ def main() -> None:
         difference = float(np.abs(values - stats["cocolens"]).max())
         print(f"max |stat difference| cocolens vs {name}: {difference:.2e}")
         assert difference < 1e-9, f"stats differ from {name}"
+    if args.store:
+        run_store_import(gt, results, stats["cocolens"])
+
+
+def run_store_import(gt: dict, results: list[dict], expected: np.ndarray) -> None:
+    """The whole per-object path a user runs: the store import of the results file into a project."""
+    import json
+    import tempfile
+
+    from store.coco_import import import_coco
+    from store.predictions_import import import_predictions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "images").mkdir()  # no pixels: geometry only, as for TACO
+        (folder / "gt.json").write_text(json.dumps(gt))
+        (folder / "results.json").write_text(json.dumps(results))
+        import_coco(folder / "images", folder / "gt.json", folder / "project", dataset="synthetic")
+        start = time.perf_counter()
+        summary = import_predictions(folder / "results.json", folder / "project", model="bench")
+        seconds = time.perf_counter() - start
+        stored = np.array([summary["bbox"][name] for name in STAT_NAMES])
+        print(
+            f"store import     {seconds:8.2f} s   (validate + match + FP/FN reasons at 10 thresholds + label "
+            f"errors + PR/confusion + Parquet), max |stat difference| {np.abs(stored - expected).max():.2e}"
+        )
 
 
 if __name__ == "__main__":
