@@ -32,25 +32,11 @@ issue = query_value("issue")
 if issue and (issue not in gq.IMAGE_ISSUES):
     st.warning(f"`{issue}` is not an image issue; showing all images.")
     issue = None
-if issue:
-    with st.container(border=True):
-        left, right = st.columns([5, 1])
-        left.markdown(f"**Issue: {issue.replace('_', ' ')}** — {gq.issue_rule(issue)}.")
-        right.button(
-            "✕ Clear issue", key=f"{PREFIX}_clear_issue", on_click=gallery.reset_view(PREFIX, "issue")
-        )
+gallery.issue_banner(PREFIX, issue)
 
-chart_col, side_col = st.columns([3, 1])
-with side_col:
-    metric = gallery.metric_picker(
-        "Image metric",
-        names,
-        f"{PREFIX}_metric",
-        DEFAULT_METRIC,
-        on_change=gallery.reset_view(PREFIX, "sort", "order"),
-    )
-with chart_col:
-    chosen, _bounds = gallery.distribution_section(PREFIX, project_reader, metric, "image", datasets)
+metric, chosen = gallery.metric_with_distribution(
+    PREFIX, project_reader, "Image metric", names, DEFAULT_METRIC, "image", datasets
+)
 
 st.divider()
 st.subheader("Images")

@@ -57,6 +57,36 @@ def cached(name: str, project_reader: ProjectReader, *args: Any) -> Any:
     return _cached_call(name, root, gq.data_signature(project_reader), frozen, project_reader)
 
 
+def issue_banner(prefix: str, issue: str | None) -> None:
+    """Which issue the gallery shows, what it means, and a button that clears it."""
+    if not issue:
+        return
+    with st.container(border=True):
+        left, right = st.columns([5, 1])
+        left.markdown(f"**Issue: {issue.replace('_', ' ')}** — {gq.issue_rule(issue)}.")
+        right.button("✕ Clear issue", key=f"{prefix}_clear_issue", on_click=reset_view(prefix, "issue"))
+
+
+def metric_with_distribution(
+    prefix: str,
+    project_reader: ProjectReader,
+    label: str,
+    names: list[str],
+    default: str,
+    level: str,
+    datasets: list[str],
+) -> tuple[str, Any]:
+    """Metric picker beside its distribution chart; returns (metric, the range chosen on the chart)."""
+    chart_col, side_col = st.columns([3, 1])
+    with side_col:
+        metric = metric_picker(
+            label, names, f"{prefix}_metric", default, on_change=reset_view(prefix, "sort", "order")
+        )
+    with chart_col:
+        chosen, _bounds = distribution_section(prefix, project_reader, metric, level, datasets)
+    return metric, chosen
+
+
 # ----- metric help ---------------------------------------------------------------------------------------------
 
 

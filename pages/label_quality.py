@@ -97,24 +97,10 @@ if issue and issue not in gq.OBJECT_ISSUES:
 
 st.divider()
 st.subheader("Object metrics")
-if issue:
-    with st.container(border=True):
-        left, right = st.columns([5, 1])
-        left.markdown(f"**Issue: {issue.replace('_', ' ')}** — {gq.issue_rule(issue)}.")
-        right.button(
-            "✕ Clear issue", key=f"{PREFIX}_clear_issue", on_click=gallery.reset_view(PREFIX, "issue")
-        )
-chart_col, side_col = st.columns([3, 1])
-with side_col:
-    metric = gallery.metric_picker(
-        "Object metric",
-        names,
-        f"{PREFIX}_metric",
-        DEFAULT_METRIC,
-        on_change=gallery.reset_view(PREFIX, "sort", "order"),
-    )
-with chart_col:
-    chosen, _bounds = gallery.distribution_section(PREFIX, project_reader, metric, "object", datasets)
+gallery.issue_banner(PREFIX, issue)
+metric, chosen = gallery.metric_with_distribution(
+    PREFIX, project_reader, "Object metric", names, DEFAULT_METRIC, "object", datasets
+)
 
 # ----- crop gallery -----------------------------------------------------------------------------------------------
 st.divider()

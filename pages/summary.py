@@ -11,7 +11,7 @@ from metrics import registry
 from pages.state import reader, selected_datasets
 from store.gallery_queries import data_signature
 from store.queries import ProjectReader
-from store.report import ISSUE_THRESHOLDS, issue_counts
+from store.report import ISSUE_THRESHOLDS, issue_counts, issue_operator
 
 ISSUE_HELP = {
     "exact_duplicate_images": (
@@ -78,7 +78,7 @@ for index, (issue, count) in enumerate(issues.items()):
     with columns[index % 4]:
         if issue in ISSUE_THRESHOLDS:
             metric, threshold = ISSUE_THRESHOLDS[issue]
-            side = "below" if metric in {"sharpness", "entropy", "object_area_relative"} else "above"
+            side = "below" if issue_operator(issue) == "<" else "above"
             help_text = f"`{metric}` {side} {threshold}. " + (
                 registry.get(metric).help_text() if metric in registry.specs_by_name() else ""
             )

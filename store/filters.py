@@ -41,7 +41,7 @@ import pandas as pd
 
 from store.errors import InputError
 from store.queries import ProjectReader
-from store.report import ISSUE_THRESHOLDS
+from store.report import ISSUE_THRESHOLDS, issue_operator
 
 OUTLIER_LEVELS = ("any", "moderate", "severe")
 IMAGE_ISSUES = {"exact_duplicate_images", "near_duplicate_groups", "missing_images", "unreadable_images"}
@@ -334,7 +334,7 @@ def _issue_cond(issue: str) -> tuple[str, str]:
         )
     if issue in ISSUE_THRESHOLDS:
         metric, threshold = ISSUE_THRESHOLDS[issue]
-        op = "<" if metric in {"sharpness", "entropy", "object_area_relative"} else ">"
+        op = issue_operator(issue)
         level = "object" if issue.endswith("_objects") else "image"
         return level, _metric_exists(alias, level, metric, f"m.value {op} {sql_literal(threshold)}")
     raise InputError("filter", f"unknown issue {issue!r}")

@@ -16,12 +16,11 @@ from typing import Any, Literal
 import pandas as pd
 
 from store.queries import ProjectReader
-from store.report import ISSUE_THRESHOLDS
+from store.report import ISSUE_THRESHOLDS, issue_operator
 
 Level = Literal["image", "object"]
 
 # Issues whose metric flags the *low* end (as store.report.issue_counts counts them).
-LOW_END_ISSUE_METRICS = {"sharpness", "entropy", "object_area_relative"}
 # Classes with fewer objects than this are "under-represented" (the report's classes_under_10_objects).
 SMALL_CLASS_OBJECTS = 10
 DUPLICATE_ISSUES = {
@@ -53,7 +52,7 @@ def issue_rule(issue: str) -> str:
     """One line saying what an issue means (shown above its gallery)."""
     if issue in ISSUE_THRESHOLDS:
         metric, threshold = ISSUE_THRESHOLDS[issue]
-        side = "below" if metric in LOW_END_ISSUE_METRICS else "above"
+        side = "below" if issue_operator(issue) == "<" else "above"
         return f"`{metric}` {side} {threshold:g}"
     return {
         "exact_duplicate_images": "images whose decoded pixels equal another image's (grouped)",
@@ -208,7 +207,7 @@ def _issue_condition(reader: ProjectReader, f: GalleryFilter, alias: str) -> tup
             [SMALL_CLASS_OBJECTS],
         )
     metric, threshold = ISSUE_THRESHOLDS[issue]
-    op = "<" if metric in LOW_END_ISSUE_METRICS else ">"
+    op = issue_operator(issue)
     object_cond = "m.object_id IS NULL" if level == "image" else f"m.object_id = {alias}.object_id"
     source = metric_source(reader, metric, level, f.datasets)
     return (

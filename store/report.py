@@ -21,6 +21,12 @@ ISSUE_THRESHOLDS = {
     "tiny_objects": ("object_area_relative", 0.0001),  # under 0.01 % of the image
     "invalid_geometry_objects": ("invalid_geometry", 0.5),  # flag is 1
 }
+LOW_END_METRICS = frozenset({"sharpness", "entropy", "object_area_relative"})  # issue = value below the bar
+
+
+def issue_operator(issue: str) -> str:
+    """'<' when the issue is its metric falling below the threshold, '>' when rising above it."""
+    return "<" if ISSUE_THRESHOLDS[issue][0] in LOW_END_METRICS else ">"
 
 
 def _clean(value: Any) -> Any:
@@ -72,7 +78,7 @@ def issue_counts(reader: ProjectReader, datasets: list[str] | None = None) -> di
         ),
     }
     for issue, (metric, threshold) in ISSUE_THRESHOLDS.items():
-        op = "<" if metric in {"sharpness", "entropy", "object_area_relative"} else ">"
+        op = issue_operator(issue)
         issues[issue] = int(
             reader.scalar(
                 f"SELECT count(*) FROM metric_values WHERE metric = ? AND value {op} ?{where}",
