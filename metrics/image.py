@@ -43,6 +43,15 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+
+
+def orient(img: Image.Image, orientation: int | None, applied: bool) -> Image.Image:
+    """The picture in the frame the import chose (``orientation_applied``): one rule for every reader."""
+    if applied and orientation in _TRANSPOSE:
+        return img.transpose(_TRANSPOSE[orientation])
+    return img
+
+
 _REDUCED = "Measured on the image decoded at 1/1–1/8 scale (longest side ≥ 512 px; JPEG DCT scaling)."
 
 

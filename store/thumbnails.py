@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from metrics.image import orient
+
 # Bumped when the drawing changes, so old cache files are not reused.
 RENDER_VERSION = 3
 # Colour per class id (cycled): high-contrast, colour-blind-friendly-ish (Okabe–Ito + tab10 extras).
@@ -60,16 +62,6 @@ JPEG_QUALITY = 85
 CROP_CONTEXT = 0.5  # crops keep half the box size of context on every side
 CROP_MIN_CONTEXT_PX = 12
 CROP_MIN_SIDE_PX = 64  # a 5-px object still gets some surroundings to judge it by
-# EXIF orientation → the transpose a browser applies (the import's rule, tag 274).
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 @dataclass(frozen=True)
@@ -223,9 +215,9 @@ def _load(record: Mapping[str, Any], region_scale: float) -> Image.Image | str:
             )
             img.draft("RGB" if img.mode == "RGB" else None, target)
         img.load()
-        orientation = _int_or_none(record.get("exif_orientation"))
-        if record.get("orientation_applied") and orientation in _TRANSPOSE:
-            img = img.transpose(_TRANSPOSE[orientation])
+        img = orient(
+            img, _int_or_none(record.get("exif_orientation")), bool(record.get("orientation_applied"))
+        )
         return _to_rgb(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return f"unreadable: {type(exc).__name__}"
