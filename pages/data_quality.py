@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import gallery
-from pages.state import query_value, reader, selected_datasets
+from pages.state import query_value, reader, require_datasets
 from store import gallery_queries as gq
 
 PREFIX = "dq"
@@ -17,12 +17,7 @@ DEFAULT_METRIC = "brightness"
 
 st.title("🖼️ Data quality")
 project_reader = reader()
-datasets = selected_datasets()
-if not datasets:
-    st.info(
-        "This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`."
-    )
-    st.stop()
+datasets = require_datasets()
 names = gq.metric_level_names(project_reader, "image")
 if not names:
     st.info("No image metrics in this project yet.")

@@ -17,7 +17,7 @@ import streamlit as st
 from pages import gallery
 from pages.embedding_map import like_text, map_figure, parse_like, selected_rows
 from pages.mislabelled import embeddings_command, picture_paths
-from pages.state import query_value, reader, selected_datasets, set_query
+from pages.state import query_value, reader, require_datasets, set_query
 from store import embedding_store as es
 from store import gallery_queries as gq
 from store import thumbnails
@@ -93,12 +93,7 @@ def _compute_button(root: str) -> None:
 
 st.title("🧭 Embeddings")
 project_reader = reader()
-datasets = selected_datasets()
-if not datasets:
-    st.info(
-        "This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`."
-    )
-    st.stop()
+datasets = require_datasets()
 root = str(project_reader.project.root)
 ready = es.datasets_with_embeddings(project_reader.project, datasets)
 missing = [d for d in datasets if d not in ready]

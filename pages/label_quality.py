@@ -15,7 +15,7 @@ import streamlit as st
 
 from metrics import registry
 from pages import gallery, mislabelled
-from pages.state import query_list, query_value, reader, selected_datasets, set_query
+from pages.state import query_list, query_value, reader, require_datasets, set_query
 from store import gallery_queries as gq
 
 PREFIX = "lq"
@@ -23,12 +23,7 @@ DEFAULT_METRIC = "object_area_relative"
 
 st.title("🏷️ Label quality")
 project_reader = reader()
-datasets = selected_datasets()
-if not datasets:
-    st.info(
-        "This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`."
-    )
-    st.stop()
+datasets = require_datasets()
 
 # ----- class distribution ---------------------------------------------------------------------------------------
 st.subheader("Class distribution")

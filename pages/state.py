@@ -67,3 +67,15 @@ def query_value(key: str, default: str | None = None) -> str | None:
 
 def query_list(key: str) -> list[str]:
     return st.query_params.get_all(key)
+
+
+def require_datasets() -> list[str]:
+    """The selected datasets; with none in the project, say how to import one and stop the page."""
+    datasets = selected_datasets()
+    if not datasets:
+        st.info(
+            "This project has no datasets yet. Import one: "
+            "`cocolens import coco --images DIR --annotations FILE --project DIR`."
+        )
+        st.stop()
+    return datasets

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics import registry
-from pages.state import reader, selected_datasets
+from pages.state import reader, require_datasets
 from store.gallery_queries import data_signature
 from store.queries import ProjectReader
 from store.report import ISSUE_THRESHOLDS, issue_counts, issue_operator
@@ -52,12 +52,7 @@ def _summaries(root: str, signature: tuple, datasets: tuple[str, ...], _reader: 
 
 st.title("📋 Summary")
 project_reader = reader()
-datasets = selected_datasets()
-if not datasets:
-    st.info(
-        "This project has no datasets yet. Import one: `cocolens import coco --images DIR --annotations FILE --project DIR`."
-    )
-    st.stop()
+datasets = require_datasets()
 
 counts = project_reader.dataset_counts()
 counts = counts[counts["dataset"].isin(datasets)]
