@@ -105,7 +105,7 @@ def get_embedder(backbone: str = "mobilenet_v2", device: str | None = None) -> E
     """Pretrained feature extractor, loaded once per (backbone, device)."""
     import torch
 
-    from models.weights import load_backbone
+    from metrics.weights import load_backbone
 
     device = device or default_device()
     model = _strip_head(load_backbone(backbone, weights="DEFAULT", device=device))

