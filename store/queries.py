@@ -44,6 +44,11 @@ EMPTY_SCHEMAS: dict[str, str] = {
 }
 
 
+def _any_file(root: Path, pattern: str) -> bool:
+    """Whether a glob matches anything; stops at the first hit (it runs before every query)."""
+    return next(iter(root.glob(pattern)), None) is not None
+
+
 def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
@@ -61,7 +66,7 @@ class ProjectReader:
 
     def _file_signature(self) -> tuple:
         root = self.project.root
-        return tuple((name, bool(list(root.glob(pattern))[:1])) for name, pattern in VIEWS.items()) + (
+        return tuple((name, _any_file(root, pattern)) for name, pattern in VIEWS.items()) + (
             tuple(self.project.datasets()),
             tuple(self.project.models()),
         )
@@ -74,7 +79,7 @@ class ProjectReader:
         with self._lock:
             root = self.project.root
             for name, pattern in VIEWS.items():
-                if list(root.glob(pattern))[:1]:
+                if _any_file(root, pattern):
                     source = f"read_parquet('{_sql_path(root / pattern)}', union_by_name=true)"
                     self._con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source}")
                 else:
