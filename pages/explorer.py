@@ -145,17 +145,8 @@ def _outcome_gallery(choice: ModelChoice, view: str) -> None:
         "Order", ["descending", "ascending"], key="px_order", horizontal=True, on_change=_reset_page
     )
     st.caption(f"Sorted by **{sort}**: {_sort_help(sort)}")
-    _, total = mq.gallery(
-        project_reader,
-        choice.model,
-        choice.iou_type,
-        choice.tag,
-        view,
-        chosen_classes,
-        chosen_reasons,
-        sort,
-        order == "descending",
-        limit=1,
+    total = mq.gallery_total(
+        project_reader, choice.model, choice.iou_type, choice.tag, view, chosen_classes, chosen_reasons
     )
     page, size = page_controls("px", total)
     items, total = mq.gallery(

@@ -241,27 +241,8 @@ def _filters(categories: list[int] | None, reasons: list[str] | None) -> tuple[s
     return where, params
 
 
-def gallery(
-    reader: ProjectReader,
-    model: str,
-    iou_type: str,
-    tag: str,
-    outcome: Outcome,
-    categories: list[int] | None = None,
-    reasons: list[str] | None = None,
-    sort: str = "score",
-    descending: bool = True,
-    limit: int = 24,
-    offset: int = 0,
-) -> tuple[pd.DataFrame, int]:
-    """One page of true positives, false positives or missed labels, and how many there are in all.
-
-    Rows: dataset, image_id, file_name, category_id, category, reason, prediction_id, object_id,
-    score, iou, related_category (the other class in a confusion), box of the prediction
-    (``p_*``) and of the label (``o_*``), ``sort_value``.
-    """
-    t = check_tag(tag)
-    dataset = reader.project.model_meta(model).get("dataset", "")
+def _gallery_base(t: str, outcome: Outcome) -> str:
+    """The rows of one outcome at threshold tag ``t`` (params: model, iou_type)."""
     if outcome in ("tp", "fp"):
         condition = f"m.tp_{t}" if outcome == "tp" else f"m.reason_{t} <> ''"
         base = f"""
@@ -284,6 +265,45 @@ def gallery(
             LEFT JOIN predictions p ON p.model = g.model AND p.prediction_id = g.related_prediction_id_{t}
             WHERE g.model = ? AND g.iou_type = ? AND g.missed_{t}
         """
+    return base
+
+
+def gallery_total(
+    reader: ProjectReader,
+    model: str,
+    iou_type: str,
+    tag: str,
+    outcome: Outcome,
+    categories: list[int] | None = None,
+    reasons: list[str] | None = None,
+) -> int:
+    """How many items :func:`gallery` would page through: a count, with no joins or sort."""
+    where, filter_params = _filters(categories, reasons)
+    return _count(reader, _gallery_base(check_tag(tag), outcome), where, [model, iou_type, *filter_params])
+
+
+def gallery(
+    reader: ProjectReader,
+    model: str,
+    iou_type: str,
+    tag: str,
+    outcome: Outcome,
+    categories: list[int] | None = None,
+    reasons: list[str] | None = None,
+    sort: str = "score",
+    descending: bool = True,
+    limit: int = 24,
+    offset: int = 0,
+) -> tuple[pd.DataFrame, int]:
+    """One page of true positives, false positives or missed labels, and how many there are in all.
+
+    Rows: dataset, image_id, file_name, category_id, category, reason, prediction_id, object_id,
+    score, iou, related_category (the other class in a confusion), box of the prediction
+    (``p_*``) and of the label (``o_*``), ``sort_value``.
+    """
+    t = check_tag(tag)
+    dataset = reader.project.model_meta(model).get("dataset", "")
+    base = _gallery_base(t, outcome)
     join, sort_expr, sort_params = _sort_join(reader, dataset, sort, "s", "object_id")
     where, filter_params = _filters(categories, reasons)
     order = "DESC" if descending else "ASC"
