@@ -69,8 +69,11 @@ def update_metrics(
                 folder = project.dataset_dir(dataset)
                 stage = stage_root / dataset
                 pixel, table = stale_metrics(folder)
+                summary[dataset] = {"pixel_metrics": pixel, "table_metrics": table}
+                if not (pixel or table):
+                    continue  # up to date: nothing to read
                 images = pd.read_parquet(folder / "images.parquet")
-                objects = pd.read_parquet(folder / "objects.parquet")
+                objects = pd.read_parquet(folder / "objects.parquet") if table else None
                 if pixel:
                     from metrics.engines import image_results
 
@@ -86,7 +89,6 @@ def update_metrics(
                     write_pixel_metrics(dataset, stage, images["image_id"].to_numpy(), results, only=pixel)
                 if table:
                     compute_table_metrics(dataset, stage, objects, images, only=table)
-                summary[dataset] = {"pixel_metrics": pixel, "table_metrics": table}
                 staged.append((stage / "metrics", folder / "metrics"))
             for source, target in staged:
                 if source.is_dir():
