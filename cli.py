@@ -47,8 +47,10 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=None if args.quiet else _progress_printer(),
         engine=args.engine,
+        prewarm=not args.embeddings,
     )
     if args.embeddings:
+        from store import page_summaries
         from store.embedding_store import compute_dataset_embeddings
         from store.project import Project
 
@@ -57,6 +59,7 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
             summary["embeddings"] = compute_dataset_embeddings(
                 project, summary["dataset"], progress=None if args.quiet else _progress_printer()
             )
+            page_summaries.prewarm(project.root)  # after the embedding metrics, not before
     print(json.dumps(summary))
     return 0
 

@@ -15,73 +15,32 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from metrics import registry
-from metrics.distribution_compare import compare, rank, shared_histograms
 from pages.state import query_value, reader, set_query
-from store.filters import metric_levels, sql_literal
+from store import page_summaries
+from store.dataset_compare import SAMPLE_LIMIT
+from store.gallery_queries import data_signature
+from store.queries import ProjectReader
 
-# Values per metric and dataset kept for the KS test and histograms: above this a seeded random
-# sample is used. With 20,000 values a side, sampling moves KS by less than ~0.014 (the 95 % critical
-# value 1.36·sqrt(2/20000)), far below the gaps worth ranking, and a 1M-object page stays under 2 s.
-SAMPLE_LIMIT = 20_000
 COLOURS = ("#1f77b4", "#ff7f0e")
 
 
-def _signature(root: str, datasets: tuple[str, ...]) -> tuple:
-    """Changes when a dataset or its metric files are rewritten: the cache key for sampled values."""
-    from pathlib import Path
-
-    out = []
-    for name in datasets:
-        folder = Path(root) / "datasets" / name
-        metrics = folder / "metrics"
-        out.append((name, folder.stat().st_mtime_ns if folder.exists() else 0,
-                    metrics.stat().st_mtime_ns if metrics.exists() else 0))  # fmt: skip
-    return tuple(out)
-
-
-def _sampled_values(project_reader, a: str, b: str) -> dict[tuple[str, str], np.ndarray]:
-    """(dataset, metric) → values, each capped near SAMPLE_LIMIT by a seeded Bernoulli sample of rows.
-
-    Reads each metric file (``datasets/NAME/metrics/LEVEL__METRIC.parquet``) alone and only its value
-    column: at 1M objects this costs a third of the CPU of a hash sample over the long view.
-    """
-    import pyarrow.parquet as pq
-
-    out: dict[tuple[str, str], np.ndarray] = {}
-    for dataset in (a, b):
-        for path in sorted((project_reader.project.dataset_dir(dataset) / "metrics").glob("*__*.parquet")):
-            metric = path.stem.partition("__")[2]
-            rows = pq.ParquetFile(path).metadata.num_rows
-            sample = (
-                f" TABLESAMPLE {100.0 * SAMPLE_LIMIT / rows!r}% (bernoulli, 7)" if rows > SAMPLE_LIMIT else ""
-            )
-            cur = project_reader.cursor()
-            try:
-                values = cur.execute(
-                    f"SELECT value FROM read_parquet({sql_literal(str(path))}){sample} WHERE value IS NOT NULL"
-                ).fetchnumpy()["value"]
-            finally:
-                cur.close()
-            if len(values):  # a metric with no values (pixels of missing images) has nothing to compare
-                out[(dataset, metric)] = np.asarray(values, dtype=np.float64)
-    return out
-
-
 @st.cache_data(show_spinner="Comparing every metric…", max_entries=8)
-def _comparison(
-    root: str, a: str, b: str, signature: tuple, _project_reader
-) -> tuple[dict[tuple[str, str], np.ndarray], pd.DataFrame]:
-    """(sampled values per (dataset, metric), ranking table); cached per dataset pair until files change."""
-    levels = metric_levels(_project_reader)
-    groups = _sampled_values(_project_reader, a, b)
-    empty = np.array([])
-    comparisons = [
-        compare(metric, groups.get((a, metric), empty), groups.get((b, metric), empty))
-        for metric in sorted({metric for _, metric in groups})
-    ]
-    table = rank(comparisons)
-    table.insert(1, "level", table["metric"].map(levels).fillna("image"))
-    return groups, table
+def _comparison(root: str, a: str, b: str, signature: tuple, _project_reader: ProjectReader) -> pd.DataFrame:
+    """The ranking with each metric's histograms (store/dataset_compare.py): in memory until the
+    project's files change, and on disk in the project's summary cache, so a fresh server process
+    neither re-samples the metric files nor imports scipy for a pair already compared."""
+    return page_summaries.summary(_project_reader, "comparison", a, b)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _counts_and_classes(
+    root: str, a: str, b: str, signature: tuple, _project_reader: ProjectReader
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Dataset counts and objects per class of A and B, from the same summary cache."""
+    return (
+        page_summaries.summary(_project_reader, "dataset_counts"),
+        page_summaries.summary(_project_reader, "class_distribution", [a, b]),
+    )
 
 
 st.title("⚖️ Compare datasets")
@@ -121,8 +80,9 @@ with far:
 set_query(cmp_a=a, cmp_b=b, cmp_level=None if level == "all" else level, cmp_top=None if top == 12 else top)
 
 root = str(project_reader.project.root)
-groups, table = _comparison(root, a, b, _signature(root, (a, b)), project_reader)
-if not groups:
+signature = data_signature(project_reader)
+table = _comparison(root, a, b, signature, project_reader)
+if table.empty:
     st.info("No metric values in these datasets yet.")
     st.stop()
 if level != "all":
@@ -135,7 +95,8 @@ def _meaning(metric: str) -> str:
     return spec.help_text() if spec else "Custom metric (no description registered)."
 
 
-counts = project_reader.dataset_counts().set_index("dataset")
+counts, classes = _counts_and_classes(root, a, b, signature, project_reader)
+counts = counts.set_index("dataset")
 summary_cols = st.columns(2)
 for column, name, colour in zip(summary_cols, (a, b), COLOURS, strict=True):
     row = counts.loc[name] if name in counts.index else None
@@ -192,12 +153,11 @@ st.subheader("Distributions")
 st.caption(
     "Normalised histograms on common bins: each bar is the fraction of that dataset's values in the bin."
 )
-empty = np.array([])
 chart_cols = st.columns(2)
 for index, row in enumerate(table.head(int(top)).itertuples(index=False)):
     metric = row.metric
-    edges, density_a, density_b = shared_histograms(
-        groups.get((a, metric), empty), groups.get((b, metric), empty)
+    edges, density_a, density_b = (
+        np.asarray(v, dtype=np.float64) for v in (row.edges, row.density_a, row.density_b)
     )
     centres = (edges[:-1] + edges[1:]) / 2
     width = float(edges[1] - edges[0])
@@ -218,13 +178,9 @@ for index, row in enumerate(table.head(int(top)).itertuples(index=False)):
 
 st.subheader("Classes")
 st.caption("Share of each dataset's objects per class name; the classes whose share differs most first.")
-shares = project_reader.df(
-    f"""
-    WITH g AS (SELECT dataset, category_id, count(*) AS objects FROM objects
-               WHERE dataset IN ({sql_literal(a)}, {sql_literal(b)}) GROUP BY ALL)
-    SELECT c.name AS class, g.dataset, g.objects FROM g LEFT JOIN categories c USING (dataset, category_id)
-    """
-)
+shares = classes[classes["objects"] > 0].rename(columns={"category": "class"})[
+    ["class", "dataset", "objects"]
+]
 if len(shares):
     wide = shares.pivot_table(index="class", columns="dataset", values="objects", fill_value=0)
     wide = wide.reindex(columns=[a, b], fill_value=0)

@@ -21,8 +21,8 @@ import streamlit as st
 from metrics import registry
 from pages.state import query_value, reader, set_query
 from store import gallery_queries as gq
+from store import page_summaries, thumbnails
 from store import tags as tag_store
-from store import thumbnails
 from store.queries import ProjectReader
 
 PAGE_SIZES = [12, 24, 48]
@@ -41,16 +41,15 @@ DEFAULT_TAG = "review"
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cached_call(name: str, root: str, signature: tuple, args: tuple, _reader: ProjectReader) -> Any:
-    if name == "dataset_counts":
-        return _reader.dataset_counts()
-    return getattr(gq, name)(_reader, *args)
+    return page_summaries.summary(_reader, name, *args)
 
 
 def cached(name: str, project_reader: ProjectReader, *args: Any) -> Any:
     """A store summary (histogram, bounds, class counts, means) cached until the project's files change.
 
-    Keyed on :func:`store.gallery_queries.data_signature`, so an import committed by another process
-    shows at the next run; galleries themselves are never cached (tags and pages change them).
+    In memory keyed on :func:`store.gallery_queries.data_signature`, so an import committed by another
+    process shows at the next run; below that on disk (:mod:`store.page_summaries`), so a fresh server
+    process reads it instead of scanning. Galleries themselves are never cached (tags and pages change them).
     """
     frozen = tuple(tuple(a) if isinstance(a, list) else a for a in args)
     root = str(project_reader.project.root)

@@ -9,9 +9,10 @@ import streamlit as st
 
 from metrics import registry
 from pages.state import reader, require_datasets
+from store import page_summaries
 from store.gallery_queries import data_signature
 from store.queries import ProjectReader
-from store.report import ISSUE_THRESHOLDS, issue_counts, issue_operator
+from store.report import ISSUE_THRESHOLDS, issue_operator
 
 ISSUE_HELP = {
     "exact_duplicate_images": (
@@ -46,15 +47,23 @@ PAGES_DIR = Path(__file__).resolve().parent
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _summaries(root: str, signature: tuple, datasets: tuple[str, ...], _reader: ProjectReader):
-    """Issue counts and the metric table, recomputed only when the project's files change."""
-    return issue_counts(_reader, list(datasets)), _reader.metric_summary(list(datasets))
+    """Dataset counts, issue counts and the metric table: in memory until the project's files change,
+    read from the project's summary cache (pre-computed by import / metrics) instead of scanning every
+    metric value again in each new server process."""
+    return (
+        page_summaries.summary(_reader, "dataset_counts"),
+        page_summaries.summary(_reader, "issue_counts", list(datasets)),
+        page_summaries.summary(_reader, "metric_summary", list(datasets)),
+    )
 
 
 st.title("📋 Summary")
 project_reader = reader()
 datasets = require_datasets()
 
-counts = project_reader.dataset_counts()
+counts, issues, summary = _summaries(
+    str(project_reader.project.root), data_signature(project_reader), tuple(datasets), project_reader
+)
 counts = counts[counts["dataset"].isin(datasets)]
 st.subheader("Datasets")
 st.dataframe(
@@ -65,9 +74,6 @@ st.dataframe(
 
 st.subheader("Issues")
 st.caption("Each detected problem with its count; open the gallery to see exactly those items.")
-issues, summary = _summaries(
-    str(project_reader.project.root), data_signature(project_reader), tuple(datasets), project_reader
-)
 columns = st.columns(4)
 for index, (issue, count) in enumerate(issues.items()):
     with columns[index % 4]:

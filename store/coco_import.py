@@ -170,8 +170,13 @@ def import_coco(
     workers: int = 2,
     progress: Progress | None = None,
     engine: str | None = None,
+    prewarm: bool = True,
 ) -> dict[str, Any]:
     """Import one COCO dataset into a project; return its counts.
+
+    ``prewarm`` computes the explorer pages' opening summaries into the project's summary cache
+    (store/page_summaries.py) right after the commit, so the app's first render reads them; callers
+    that change the dataset again at once (``--embeddings``) pass False and prewarm after.
 
     ``engine`` runs the image pass: 'local' (process pool) or 'ray' (Ray Data, see
     metrics/ray_engine.py); default: the project's ``settings.engine``, else 'local'. With Ray,
@@ -268,6 +273,10 @@ def import_coco(
         replace_dir_atomic(out, project.dataset_dir(dataset))
         shutil.rmtree(stage, ignore_errors=True)
         _remove_empty(project.staging_dir)
+        if prewarm:
+            from store import page_summaries
+
+            page_summaries.prewarm(project.root)
     return {"dataset": dataset, **counts}
 
 

@@ -143,7 +143,14 @@ def build_demo_project(
         if name in project.datasets():
             continue
         annotations = generate_demo_dataset(source / name, name, n_images, seed, noisy)
-        import_coco(source / name / "images", annotations, project.root, dataset=name, progress=progress)
+        import_coco(
+            source / name / "images",
+            annotations,
+            project.root,
+            dataset=name,
+            progress=progress,
+            prewarm=False,
+        )
     from store.demo_predictions import add_demo_model
 
     add_demo_model(project.root)  # models for the model pages (skips those already there)
@@ -151,4 +158,8 @@ def build_demo_project(
 
     for name in ("demo_reviewed", "demo_crowd"):  # the Embeddings page and mislabelled gallery
         compute_dataset_embeddings(project, name, progress=progress)  # skips when up to date
+    from store import page_summaries
+
+    with project.writing():
+        page_summaries.prewarm(project.root)  # the app opens on these: computed once, here
     return project.root

@@ -103,6 +103,9 @@ def update_metrics(
                         project, dataset, progress=progress
                     )
             project.update_meta(plugins=plugins)
+            from store import page_summaries
+
+            page_summaries.prewarm(project.root)  # the pages' opening summaries of the new values
         finally:
             shutil.rmtree(stage_root, ignore_errors=True)
             with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -68,3 +69,29 @@ def test_identical_datasets_have_ks_zero_and_one_dataset_says_why(tmp_path: Path
     at = _page(root)
     assert not at.exception, at.exception
     assert (at.dataframe[0].value["ks"] == 0).all()
+
+
+def test_the_stored_comparison_is_drawn_without_sampling_again(tmp_path: Path, monkeypatch) -> None:
+    """Import stored the default pair's ranking and histograms: a fresh server draws the same page from them."""
+    import streamlit as st
+
+    from store import page_summaries
+
+    for name, seed in (("one", 1), ("two", 2)):
+        images, ann = write_small_coco(tmp_path / name, n_images=4, seed=seed)
+        import_coco(images, ann, tmp_path / "p", dataset=name, workers=1)
+    st.cache_data.clear()
+    computed = _page(tmp_path / "p")
+    assert not computed.exception, computed.exception
+
+    def fail(*args: object) -> None:
+        raise AssertionError("the Compare page sampled and ranked again")
+
+    monkeypatch.setitem(page_summaries.SUMMARIES, "comparison", (fail, lambda args: [args[0], args[1]]))
+    st.cache_data.clear()  # a new server process
+    stored = _page(tmp_path / "p")
+    assert not stored.exception, stored.exception
+    pd.testing.assert_frame_equal(stored.dataframe[0].value, computed.dataframe[0].value)
+    charts = [chart.proto.spec for chart in stored.get("plotly_chart")]
+    assert charts == [chart.proto.spec for chart in computed.get("plotly_chart")]
+    assert len(charts) == min(12, len(stored.dataframe[0].value)) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -92,3 +93,30 @@ def test_sidebar_dataset_picker_limits_the_summary(tmp_path):
     assert not at.exception
     counts = at.dataframe[0].value
     assert counts["dataset"].tolist() == ["other"] and counts.iloc[0]["images"] == 3
+
+
+def test_summary_page_reads_the_prewarmed_summaries_with_the_same_figures(project, monkeypatch):
+    """`cocolens import` stored the page's summaries: a fresh server draws them without scanning."""
+    import streamlit as st
+
+    from store import page_summaries
+    from store.queries import ProjectReader
+    from store.report import issue_counts
+
+    reader = ProjectReader(project)
+    expected = reader.metric_summary(["small"])  # the uncached query
+    expected_issues = issue_counts(reader, ["small"])
+
+    def fail(*args):
+        raise AssertionError("the Summary page recomputed a stored summary")
+
+    for name, (_, datasets_of) in list(page_summaries.SUMMARIES.items()):
+        monkeypatch.setitem(page_summaries.SUMMARIES, name, (fail, datasets_of))
+    st.cache_data.clear()  # a new server process: nothing in memory
+    at = _app(project).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[1].value
+    shown = [c for c in expected.columns if c in table.columns]
+    assert {"count", "mean", "median", "min", "max", "moderate_outliers", "severe_outliers"} <= set(shown)
+    pd.testing.assert_frame_equal(table[shown], expected[shown], check_dtype=False)
+    assert {m.label: m.value for m in at.metric}["Dark images"] == f"{expected_issues['dark_images']:,}"
