@@ -73,3 +73,33 @@ def test_approximate_recall_against_exact() -> None:
     assert recall > 0.75, recall  # measured 0.82 here, 0.855 on real blood-cell crop embeddings
     assert not (approx_idx == np.arange(len(x))[:, None]).any()
     assert (np.diff(approx_sims, axis=1) <= 1e-6).all()  # best first
+
+
+def test_approximate_similarities_are_exact_cosines_of_the_returned_rows() -> None:
+    """The re-rank reads the caller's vectors: returned similarities are the true cosines."""
+    x = clustered(3000, 48, clusters=20, seed=3)
+    idx, sims = knn(x, k=5, exact=False)
+    unit = normalise_rows(x)
+    expected = np.einsum("id,ikd->ik", unit, unit[idx])
+    np.testing.assert_allclose(sims, expected, atol=1e-5)
+
+
+def test_approximate_pca_matches_a_plain_numpy_projection() -> None:
+    """The numpy-fitted faiss PCAMatrix projects like (x - mean) @ top eigenvectors (up to sign)."""
+    x = normalise_rows(clustered(2000, 32, clusters=10, seed=4))
+    pca = knn_module._fitted_pca(x, 8)
+    centred = x - x.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov(centred.T, bias=True))
+    expected = centred @ vectors[:, ::-1][:, :8]
+    np.testing.assert_allclose(np.abs(pca.apply(x)), np.abs(expected), atol=1e-4)
+
+
+def test_rerank_masks_exhausted_candidates() -> None:
+    """faiss pads with -1 when the probed lists hold fewer than the wanted candidates."""
+    x = normalise_rows(clustered(10, 8, clusters=2, seed=5))
+    candidates = np.array([[3, -1, 1, -1], [-1, -1, -1, 0]], dtype=np.int64)
+    found, sims = knn_module._rerank(x, slice(0, 2), candidates, keep=3)
+    assert list(found[0][:2]) in ([1, 3], [3, 1]) and found[0][2] == -1
+    assert sims[0][2] == -np.inf and np.isfinite(sims[0][:2]).all()
+    assert found[1][0] == 0 and (sims[1][1:] == -np.inf).all()
+    np.testing.assert_allclose(sims[1][0], x[1] @ x[0], atol=1e-6)
