@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -142,12 +143,24 @@ UNSAFE = [
 
 
 def _source_files() -> list[Path]:
-    """Every .py file of the repository (walked with .venv, .git and friends pruned, not filtered after)."""
-    skip = {".venv", "venv", ".git", "node_modules", "__pycache__", ".hypothesis", ".pytest_cache"}
-    files = []
-    for folder, dirs, names in os.walk(REPO):
-        dirs[:] = [d for d in dirs if d not in skip]
-        files += [Path(folder) / n for n in names if n.endswith(".py")]
+    """Every .py file of the code base: what git tracks or would track (git-ignored scratch excluded).
+
+    Without git (an unpacked archive), the tree is walked with .venv, .git and friends pruned.
+    """
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "*.py"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        files = [REPO / name for name in listed.split("\0") if name and (REPO / name).is_file()]
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".venv", "venv", ".git", "node_modules", "__pycache__", ".hypothesis", ".pytest_cache"}
+        files = []
+        for folder, dirs, names in os.walk(REPO):
+            dirs[:] = [d for d in dirs if d not in skip]
+            files += [Path(folder) / n for n in names if n.endswith(".py")]
     return [p for p in files if p.resolve() != Path(__file__).resolve()]
 
 
