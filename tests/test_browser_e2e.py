@@ -62,10 +62,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
 
 
 def _wait_rendered(page, timeout_ms: int = 90_000) -> None:
-    """The script has finished: a title is shown and Streamlit's 'running' indicator is gone."""
+    """The script has finished: a title is shown, Streamlit's 'running' indicator and the grey
+    placeholder skeletons of elements not drawn yet are gone (the status widget alone can be absent
+    for a moment before a first run starts)."""
     page.wait_for_selector("h1", timeout=timeout_ms)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms, polling=250
+        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                 && !document.querySelector('[data-testid="stSkeleton"]')""",
+        timeout=timeout_ms,
+        polling=250,
     )
     page.wait_for_timeout(500)
 
