@@ -8,6 +8,7 @@ a few small files (store/summary_cache.py says why this can never be stale).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from store import summary_cache
 from store.dataset_compare import comparison
 from store.queries import ProjectReader
 from store.report import issue_counts
+
+log = logging.getLogger(__name__)
 
 # The metric each gallery page shows first (pages/data_quality.py, pages/label_quality.py).
 DEFAULT_IMAGE_METRIC = "brightness"
@@ -83,11 +86,17 @@ def prewarm(project_dir: str | Path) -> dict[str, float]:
     """Compute and store the pages' opening summaries; returns seconds per summary name.
 
     Called by writers after they commit (import, metrics); a summary already stored is a read.
+    Best effort: the data is committed by then, so a summary that cannot be computed here is
+    logged and left for the page to compute (and show its error), not turned into a failed import.
     """
     reader = ProjectReader(project_dir)
     seconds: dict[str, float] = {}
     for name, *args in default_requests(reader):
         started = time.perf_counter()
-        summary(reader, name, *args)
+        try:
+            summary(reader, name, *args)
+        except Exception as error:  # noqa: BLE001 - a cache fill must not fail a committed write
+            log.warning("summary %s not pre-computed: %s", name, error)
+            continue
         seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 3)
     return seconds

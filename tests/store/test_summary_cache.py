@@ -239,3 +239,19 @@ def test_import_and_metrics_prewarm(tmp_path: Path) -> None:
     after = set(summary_cache.entries(reader.project))
     new = {path.name.partition("-")[0] for path in after - before}
     assert {"metric_summary", "issue_counts", "metric_histogram"} <= new  # brightness changed: recomputed
+
+
+def test_a_summary_that_fails_to_prewarm_does_not_fail_the_committed_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    _, datasets_of = page_summaries.SUMMARIES["issue_counts"]
+    monkeypatch.setitem(page_summaries.SUMMARIES, "issue_counts", (broken, datasets_of))
+    images, annotations = write_small_coco(tmp_path / "src", n_images=3)
+    summary = import_coco(images, annotations, tmp_path / "p", dataset="only", workers=1)
+    assert summary["images"] == 3  # committed and reported as a success
+    assert "summary issue_counts not pre-computed: disk on fire" in caplog.text
+    names = {path.name.partition("-")[0] for path in summary_cache.entries(Project(tmp_path / "p"))}
+    assert "issue_counts" not in names and "metric_summary" in names  # the others were still stored
