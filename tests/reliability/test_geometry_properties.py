@@ -23,12 +23,17 @@ from metrics.geometry import (
 
 @st.composite
 def star_polygons(draw):
-    """A simple (star-shaped, non self-intersecting) polygon: points sorted by angle around a centre."""
+    """A simple polygon: star-shaped around a centre that lies inside it.
+
+    One vertex per equal angular sector, jittered within its first 45%, so consecutive vertices are
+    less than 180° apart around the centre; points merely sorted by angle are not enough (with a gap
+    over 180° the closing edge can cross the others).
+    """
     cx, cy = draw(st.floats(30, 70)), draw(st.floats(30, 70))
     n = draw(st.integers(3, 12))
-    angles = sorted(
-        draw(st.lists(st.floats(0, 2 * math.pi, exclude_max=True), min_size=n, max_size=n, unique=True))
-    )
+    offset = draw(st.floats(0, 2 * math.pi, exclude_max=True))
+    jitter = draw(st.lists(st.floats(0, 0.45), min_size=n, max_size=n))
+    angles = [offset + 2 * math.pi * (i + j) / n for i, j in enumerate(jitter)]
     radii = draw(st.lists(st.floats(3, 28), min_size=n, max_size=n))
     return [
         v for a, r in zip(angles, radii, strict=True) for v in (cx + r * math.cos(a), cy + r * math.sin(a))
@@ -52,6 +57,29 @@ def test_polygon_rle_area_matches_shoelace_within_the_boundary_pixels(ring):
     exact = _shoelace(ring)
     # rasterising decides each boundary pixel in or out: the error is bounded by ~ one pixel per unit of perimeter
     assert abs(area - exact) <= 0.75 * _perimeter(ring) + 4, (area, exact)
+
+
+def test_star_polygons_are_simple():
+    """The generator above must only draw simple polygons, or the shoelace area means nothing."""
+
+    def crosses(p1, p2, p3, p4) -> bool:
+        def side(o, a, b):
+            return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+        return side(p3, p4, p1) * side(p3, p4, p2) < 0 and side(p1, p2, p3) * side(p1, p2, p4) < 0
+
+    @settings(max_examples=300, deadline=None)
+    @given(ring=star_polygons())
+    def check(ring):
+        points = list(zip(ring[0::2], ring[1::2], strict=True))
+        edges = [(points[i], points[(i + 1) % len(points)]) for i in range(len(points))]
+        n = len(edges)
+        for i in range(n):
+            for j in range(i + 2, n):
+                if not (i == 0 and j == n - 1):
+                    assert not crosses(*edges[i], *edges[j]), (i, j, ring)
+
+    check()
 
 
 @st.composite
