@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from train_step_bench import MODELS, load_frames, time_steps  # noqa: E402
 
 from models.config import load_config  # noqa: E402
-from models.data import Frames  # noqa: E402
+from models.data import Frames, frames_to_coco  # noqa: E402
 from models.predict import load_checkpoint, predict  # noqa: E402
 from models.train import coco_stats, fit  # noqa: E402
 
@@ -43,27 +43,6 @@ def pretrained_offline(name: str) -> bool:
     if name == "maskrcnn_resnet50_fpn":
         return (Path(torch.hub.get_dir()) / "checkpoints" / "resnet50-0676ba61.pth").exists()
     return True
-
-
-def coco_gt(frames: Frames) -> dict:
-    images = [
-        {"id": int(r.image_id), "width": int(r.width), "height": int(r.height)}
-        for r in frames.images.itertuples()
-    ]
-    annotations = [
-        {
-            "id": i,
-            "image_id": int(o.image_id),
-            "category_id": int(o.category_id),
-            "iscrowd": int(o.iscrowd),
-            "bbox": [o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h],
-            "area": float(o.area),
-            "segmentation": json.loads(o.segmentation),
-        }
-        for i, o in enumerate(frames.objects.itertuples(), start=1)
-    ]
-    categories = [{"id": int(c.category_id), "name": c.name} for c in frames.categories.itertuples()]
-    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def main() -> None:
@@ -116,7 +95,7 @@ def main() -> None:
             save()
 
     train, val = split(frames)
-    gt = coco_gt(val)
+    gt = frames_to_coco(val)
     for name in args.models:
         config = load_config(
             model=name,

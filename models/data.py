@@ -27,6 +27,32 @@ class Frames(NamedTuple):
     categories: pd.DataFrame
 
 
+def frames_to_coco(frames: Frames) -> dict[str, Any]:
+    """The frames as a COCO ground-truth dict, in original image coordinates, for pycocotools.
+
+    Annotation ids are renumbered from 1: the store keys objects by (image_id, object_id), and
+    COCO needs ids unique across the file.
+    """
+    images = [
+        {"id": int(r.image_id), "width": int(r.width), "height": int(r.height)}
+        for r in frames.images.itertuples()
+    ]
+    annotations = [
+        {
+            "id": i,
+            "image_id": int(o.image_id),
+            "category_id": int(o.category_id),
+            "iscrowd": int(o.iscrowd),
+            "bbox": [o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h],
+            "area": float(o.area),
+            "segmentation": json.loads(o.segmentation),
+        }
+        for i, o in enumerate(frames.objects.itertuples(), start=1)
+    ]
+    categories = [{"id": int(c.category_id), "name": c.name} for c in frames.categories.itertuples()]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
 def label_mapping(categories_df: pd.DataFrame) -> dict[int, int]:
     """Contiguous model labels 1..C (0 is background) → COCO category ids, in category-id order."""
     ids = sorted(int(c) for c in categories_df["category_id"].unique())

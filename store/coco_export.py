@@ -105,15 +105,11 @@ def _metric_dicts(reader: ProjectReader, dataset: str, keys: pd.DataFrame) -> di
     columns = [c for c in ("image_id", "object_id") if c in keys.columns]
     on = " AND ".join(f"k.{c} = m.{c}" for c in columns)
     null = "NULL" if columns == ["image_id"] else "NOT NULL"
-    cur = reader.cursor()
-    try:
-        cur.register("_keys", keys[columns].astype("int64"))
-        frame = cur.execute(
-            f"SELECT {', '.join('m.' + c for c in columns)}, m.metric, m.value FROM metric_values m JOIN _keys k"
-            f" ON {on} WHERE m.dataset = {sql_literal(dataset)} AND m.object_id IS {null} AND m.value IS NOT NULL"
-        ).df()
-    finally:
-        cur.close()
+    frame = reader.df(
+        f"SELECT {', '.join('m.' + c for c in columns)}, m.metric, m.value FROM metric_values m JOIN _keys k"
+        f" ON {on} WHERE m.dataset = {sql_literal(dataset)} AND m.object_id IS {null} AND m.value IS NOT NULL",
+        tables={"_keys": keys[columns].astype("int64")},
+    )
     out: dict[tuple, dict[str, float]] = {}
     ids = zip(*(frame[c].tolist() for c in columns), strict=True)
     for key, metric, value in zip(ids, frame["metric"].tolist(), frame["value"].tolist(), strict=True):

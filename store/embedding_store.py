@@ -516,12 +516,7 @@ def card_rows(reader: Any, keys: pd.DataFrame, level: Level) -> pd.DataFrame:
         FROM _wanted w JOIN images i ON i.dataset = w.dataset AND i.image_id = w.image_id
         {object_join}
     """
-    cur = reader.cursor()
-    try:
-        cur.register("_wanted", lookup)
-        found = cur.execute(sql).df()
-    finally:
-        cur.close()
+    found = reader.df(sql, tables={"_wanted": lookup})
     out = wanted.merge(found, on="_order", how="inner").sort_values("_order", kind="stable")
     return out.drop(columns="_order").reset_index(drop=True)
 
@@ -596,12 +591,7 @@ def metric_values_for(reader: Any, keys: pd.DataFrame, metric: str, level: Level
         JOIN {metric_source(reader, metric, level, datasets)} m
           ON m.dataset = w.dataset AND m.image_id = w.image_id AND {match} AND m.metric = ?
     """
-    cur = reader.cursor()
-    try:
-        cur.register("_wanted", lookup)
-        found = cur.execute(sql, [metric]).df()
-    finally:
-        cur.close()
+    found = reader.df(sql, [metric], tables={"_wanted": lookup})
     out = np.full(len(lookup), np.nan)
     out[found["_order"].to_numpy(dtype=np.int64)] = found["value"].to_numpy(dtype="float64", na_value=np.nan)
     return out
@@ -618,12 +608,7 @@ def object_classes(reader: Any, keys: pd.DataFrame) -> pd.DataFrame:
         JOIN objects o ON o.dataset = w.dataset AND o.image_id = w.image_id AND o.object_id = w.object_id
         LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id
     """
-    cur = reader.cursor()
-    try:
-        cur.register("_wanted", lookup)
-        found = cur.execute(sql).df()
-    finally:
-        cur.close()
+    found = reader.df(sql, tables={"_wanted": lookup})
     out = pd.DataFrame(
         {"category": ["?"] * len(lookup), "category_id": pd.array([None] * len(lookup), "Int64")}
     )

@@ -423,13 +423,7 @@ def build_sql(reader: ProjectReader, flt: Filter) -> FilterSQL:
 
 
 def _run(reader: ProjectReader, built: FilterSQL, sql: str) -> pd.DataFrame:
-    cur = reader.cursor()
-    try:
-        if built.tags is not None:
-            cur.register("_tagged", built.tags)
-        return cur.execute(sql).df()
-    finally:
-        cur.close()
+    return reader.df(sql, tables=None if built.tags is None else {"_tagged": built.tags})
 
 
 def match_counts(reader: ProjectReader, flt: Filter) -> dict[str, int]:

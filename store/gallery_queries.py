@@ -220,17 +220,13 @@ def _issue_condition(reader: ProjectReader, f: GalleryFilter, alias: str) -> tup
 def _run(
     reader: ProjectReader, sql: str, params: list[Any], f: GalleryFilter, registered: set[str]
 ) -> pd.DataFrame:
-    cur = reader.cursor()
-    try:
-        if "_tag_keys" in registered:
-            keys = f.tag_keys if f.tag_keys is not None else pd.DataFrame()
-            keys = keys.reindex(columns=["dataset", "image_id", "object_id"]).astype(
-                {"dataset": "string", "image_id": "Int64", "object_id": "Int64"}
-            )
-            cur.register("_tag_keys", keys)
-        return cur.execute(sql, params).df()
-    finally:
-        cur.close()
+    tables = {}
+    if "_tag_keys" in registered:
+        keys = f.tag_keys if f.tag_keys is not None else pd.DataFrame()
+        tables["_tag_keys"] = keys.reindex(columns=["dataset", "image_id", "object_id"]).astype(
+            {"dataset": "string", "image_id": "Int64", "object_id": "Int64"}
+        )
+    return reader.df(sql, params, tables=tables)
 
 
 def count_items(reader: ProjectReader, f: GalleryFilter) -> int:
@@ -404,12 +400,7 @@ def image_objects(reader: ProjectReader, keys: list[tuple[str, int]]) -> pd.Data
         LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id
         ORDER BY o.dataset, o.image_id, o.object_id
     """
-    cur = reader.cursor()
-    try:
-        cur.register("_wanted", wanted)
-        return cur.execute(sql).df()[columns]
-    finally:
-        cur.close()
+    return reader.df(sql, tables={"_wanted": wanted})[columns]
 
 
 def item_metrics(

@@ -91,10 +91,18 @@ class ProjectReader:
         self.refresh()
         return self._con.cursor()
 
-    def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
-        """Run a query and return a DataFrame (only the rows the page needs)."""
+    def df(
+        self, sql: str, params: list[Any] | None = None, tables: dict[str, pd.DataFrame] | None = None
+    ) -> pd.DataFrame:
+        """Run a query and return a DataFrame (only the rows the page needs).
+
+        ``tables`` names in-memory frames the query joins against (keys to look up, tagged ids),
+        visible to this query's cursor only.
+        """
         cur = self.cursor()
         try:
+            for name, frame in (tables or {}).items():
+                cur.register(name, frame)
             return cur.execute(sql, params or []).df()
         finally:
             cur.close()

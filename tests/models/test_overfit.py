@@ -1,33 +1,11 @@
 """Acceptance: the light Mask R-CNN memorises 4 fruits_nuts images on CPU in a few minutes."""
 
-import json
-
 import pytest
 
 from models.config import load_config
+from models.data import frames_to_coco
 from models.predict import load_checkpoint, predict
 from models.train import coco_stats, fit, overfit_frames
-
-
-def _coco_gt(frames):
-    images = [
-        {"id": int(r.image_id), "width": int(r.width), "height": int(r.height)}
-        for r in frames.images.itertuples()
-    ]
-    annotations = [
-        {
-            "id": i,
-            "image_id": int(o.image_id),
-            "category_id": int(o.category_id),
-            "iscrowd": int(o.iscrowd),
-            "bbox": [o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h],
-            "area": float(o.area),
-            "segmentation": json.loads(o.segmentation),
-        }
-        for i, o in enumerate(frames.objects.itertuples(), start=1)
-    ]
-    categories = [{"id": int(c.category_id), "name": c.name} for c in frames.categories.itertuples()]
-    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 @pytest.mark.slow
@@ -60,7 +38,7 @@ def test_light_model_overfits_four_images_on_cpu(fruits, tmp_path):
     loaded = load_checkpoint(summary["checkpoint"], "cpu")
     few = overfit_frames(fruits, 4)
     results = predict(loaded.model, few.images, "cpu", score_threshold=0.05, max_side=256)
-    gt = _coco_gt(few)
+    gt = frames_to_coco(few)
     for iou_type in ("bbox", "segm"):
         stats = coco_stats(gt, results, iou_type)
         assert stats["AP50"] > 0.3, (iou_type, stats)
