@@ -111,20 +111,19 @@ def metric_source(reader: ProjectReader, metric: str, level: Level, datasets: li
 
 
 def data_signature(reader: ProjectReader) -> tuple:
-    """Names, sizes and mtimes of the dataset files: changes whenever an import or metric run commits.
+    """Name, size, mtime and inode of every dataset file: changes whenever an import or metric run commits.
 
-    Pages key cached summaries on it, so a cache is never stale and costs one directory listing.
+    Pages key in-memory cached summaries on it, as the on-disk cache keys its entries
+    (:func:`store.summary_cache.data_signature`, the one listing both use).
     """
-    root = reader.project.datasets_dir
-    files = sorted([*root.glob("*/*.parquet"), *root.glob("*/metrics/*.parquet")])
-    out = []
-    for path in files:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:  # replaced while we listed: the next call sees the new one
-            continue
-        out.append((str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns))
-    return tuple(out)
+    from store.summary_cache import data_signature as files_signature
+
+    return _frozen(files_signature(reader.project))
+
+
+def _frozen(value: Any) -> Any:
+    """Nested lists as nested tuples: hashable, for st.cache_data keys."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
 
 
 def stored_metric_names(reader: ProjectReader, level: Level) -> list[str]:
