@@ -18,6 +18,7 @@ from store.errors import InputError
 from store.filters import (
     OUTLIER_LEVELS,
     Filter,
+    inclusive_bounds,
     match_counts,
     matching_images,
     matching_objects,
@@ -131,7 +132,7 @@ if range_metrics:
         )
         seen = f"In these datasets: {data_lo:.6g} … {data_hi:.6g}." if row is not None else "No values here."
         text_col.caption(f"**{metric}** — {_help(metric)} {seen}")
-        ranges[metric] = (lo, hi)
+        ranges[metric] = inclusive_bounds(lo, hi, data_lo, data_hi)
 
 where = st.text_input(
     "Expert: SQL condition (`--where`)",

@@ -266,32 +266,71 @@ def slider_step(low: float, high: float) -> float:
     return float(f"{span / 200:.2g}")
 
 
+def step_decimals(step: float) -> int:
+    """Decimal places the browser keeps of a slider value (it rounds every value to its step's precision)."""
+    text = f"{step:.10f}".rstrip("0")
+    return max(0, len(text) - text.index(".") - 1) if "." in text else 0
+
+
+def slider_edges(low: float, high: float) -> tuple[float, float, float]:
+    """(min, max, step) of a range slider whose ends lie on its step grid, outside the data's extremes.
+
+    Why: the browser snaps every slider value to ``min + k·step`` rounded to the step's decimals, so a
+    slider whose min is the data's minimum (0.052097) sends back 0.0521 and the extreme item falls out.
+    With ends on the grid, rounded outwards, the handles at the ends mean "everything" exactly.
+    """
+    step = slider_step(low, high)
+    decimals = step_decimals(step)
+    start = round(math.floor(low / step) * step, decimals)
+    if start > low:
+        start = round(start - step, decimals)
+    end = round(start + math.ceil((high - start) / step) * step, decimals)
+    if end < high:
+        end = round(end + step, decimals)
+    return start, end, step
+
+
+def inclusive_range(
+    value: tuple[float, float], edges: tuple[float, float, float], low: float, high: float
+) -> tuple[float, float] | None:
+    """The slider's value as a filter: a handle within half a step of its end stands for the data's
+    real extreme (so the min/max item is kept); both at the ends: None (no filter)."""
+    start, end, step = edges
+    chosen_low, chosen_high = float(value[0]), float(value[1])
+    at_start = chosen_low <= start + step / 2 or chosen_low <= low
+    at_end = chosen_high >= end - step / 2 or chosen_high >= high
+    if at_start and at_end:
+        return None
+    return (low if at_start else chosen_low, high if at_end else chosen_high)
+
+
 def range_controls(prefix: str, metric: str, bounds: dict[str, float | int]) -> tuple[float, float] | None:
-    """The chart's selection or the slider: the chosen [low, high], or None for the whole range."""
+    """The chart's selection or the slider: the chosen [low, high], or None for the whole range.
+
+    A handle at either end of the slider keeps the real extreme item (see :func:`slider_edges`).
+    """
     low, high = float(bounds["min"]), float(bounds["max"])
     key = f"{prefix}_range"
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         st.caption(f"All values of `{metric}` are {low:g}: nothing to narrow.")
         return None
-    init_state(key, "lo", lambda raw: (float(raw), _url_float("hi", high)), (low, _url_float("hi", high)))
+    edges = slider_edges(low, high)
+    start, end, step = edges
+    init_state(key, "lo", lambda raw: (float(raw), _url_float("hi", end)), (start, _url_float("hi", end)))
     current = st.session_state[key]
-    st.session_state[key] = (max(low, min(float(current[0]), high)), min(high, max(float(current[1]), low)))
+    st.session_state[key] = (max(start, min(float(current[0]), end)), min(end, max(float(current[1]), start)))
     value = st.slider(
         f"Range of {metric}",
-        min_value=low,
-        max_value=high,
-        step=slider_step(low, high),
+        min_value=start,
+        max_value=end,
+        step=step,
         key=key,
         format="%.4g",
         on_change=_reset_page(prefix),
-        help="Narrows the gallery to items in this range (or drag a box over the chart). "
-        + metric_help(metric),
+        help="Narrows the gallery to items in this range (or drag a box over the chart). A handle at an end "
+        "keeps everything beyond it. " + metric_help(metric),
     )
-    chosen = (float(value[0]), float(value[1]))
-    tolerance = (high - low) * 1e-9
-    if chosen[0] <= low + tolerance and chosen[1] >= high - tolerance:
-        return None
-    return chosen
+    return inclusive_range(value, edges, low, high)
 
 
 def _url_float(query_key: str, fallback: float) -> float:
@@ -313,8 +352,8 @@ def chart_selection_callback(prefix: str, bounds: dict[str, float | int]) -> Cal
         picked = selection_range(st.session_state.get(f"{prefix}_chart"))
         if picked is None:
             return
-        low, high = float(bounds["min"]), float(bounds["max"])
-        st.session_state[f"{prefix}_range"] = (max(low, picked[0]), min(high, picked[1]))
+        start, end, _step = slider_edges(float(bounds["min"]), float(bounds["max"]))
+        st.session_state[f"{prefix}_range"] = (max(start, picked[0]), min(end, picked[1]))
         st.session_state[f"{prefix}_page"] = 1
 
     return apply

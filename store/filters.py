@@ -68,6 +68,29 @@ def sql_literal(value: Any) -> str:
     return repr(number)
 
 
+def inclusive_bounds(
+    lo: float | None,
+    hi: float | None,
+    data_lo: float | None,
+    data_hi: float | None,
+    digits: int = 6,
+) -> tuple[float | None, float | None]:
+    """A range as typed on a page, with an end that is the data's extreme *as shown* left open.
+
+    Pages show metric values to ``digits`` significant digits; a bound equal to the data's minimum
+    or maximum as shown (0.362011 for 0.36201080…) would otherwise drop the extreme item itself.
+    """
+
+    def shown_equal(a: float, b: float) -> bool:
+        return f"{a:.{digits}g}" == f"{b:.{digits}g}"
+
+    if lo is not None and data_lo is not None and (lo <= data_lo or shown_equal(lo, data_lo)):
+        lo = None
+    if hi is not None and data_hi is not None and (hi >= data_hi or shown_equal(hi, data_hi)):
+        hi = None
+    return lo, hi
+
+
 def _in(column: str, values: list[Any]) -> str:
     return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
 

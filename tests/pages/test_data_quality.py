@@ -13,6 +13,7 @@ from metrics import registry
 from store import tags
 from store.coco_import import import_coco
 from tests.conftest import REPO, shared
+from tests.pages.browser_slider import browser_range
 from tests.store.test_gallery_queries import build_quality_project
 
 
@@ -168,3 +169,35 @@ def test_fruits_nuts(tmp_path):
     assert len(list((tmp_path / "p" / "thumbs").glob("*/*.jpg"))) == 18
     legend = next(m.value for m in at.markdown if m.value.startswith("**Classes:**"))
     assert all(name in legend for name in ("date", "fig", "hazelnut"))
+
+
+@pytest.fixture(scope="module")
+def fruits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = shared("fruits_nuts")
+    root = tmp_path_factory.mktemp("dq_fruits") / "p"
+    import_coco(data / "images", data / "annotations.json", root, dataset="fruits", workers=1)
+    return root
+
+
+@pytest.mark.parametrize("metric", ["sharpness", "brightness"])
+def test_range_slider_keeps_the_real_extremes(fruits, metric):
+    """Left handle untouched, right one dragged: the browser rounds both to the step's precision,
+    and the item at the real minimum (and, at the right end, at the real maximum) still shows."""
+    values = _values(fruits, metric).dropna().sort_values()
+    real_min, real_max = float(values.iloc[0]), float(values.iloc[-1])
+    at = _page(fruits, metric=metric, sort=metric, order="asc")
+    slider = at.slider(key="dq_range")
+    middle = float(values.iloc[len(values) // 2])
+    low, high = browser_range(slider, float(slider.min), middle)
+    at.slider(key="dq_range").set_value((low, high)).run()
+    assert not at.exception, at.exception
+    expected = int(((values >= real_min) & (values <= high)).sum())
+    assert _shown(at) == expected == len(_cards(at))
+    first = next(c.value for c in at.caption if f"{metric} = " in c.value)
+    assert f"{metric} = {real_min:.4g}" in first, "the extreme item is the first card"
+    # Left handle dragged in, right one back at the end: the maximum item is kept.
+    slider = at.slider(key="dq_range")
+    low, high = browser_range(slider, middle, float(slider.max))
+    at.slider(key="dq_range").set_value((low, high)).run()
+    assert _shown(at) == int(((values >= low) & (values <= real_max)).sum())
+    assert float(at.query_params["hi"]) == real_max

@@ -13,7 +13,7 @@ from store.coco_import import import_coco
 from store.filters import Filter, match_counts
 from store.queries import ProjectReader
 from store.tags import tagged
-from tests.conftest import REPO, write_small_coco
+from tests.conftest import REPO, shared, write_small_coco
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,27 @@ def test_tag_everything_then_export_coco_and_csv(project: Path, tmp_path: Path) 
 
     tagged_view = _page(project, f_tag="reds")
     assert _counts(tagged_view) == {"images": 5, "objects": 5}
+
+
+def test_range_typed_as_shown_keeps_the_real_extremes(tmp_path: Path) -> None:
+    """A bound typed as the page shows the data's minimum (6 significant digits) keeps the minimum item."""
+    fruits = shared("fruits_nuts")
+    root = tmp_path / "p"
+    import_coco(fruits / "images", fruits / "annotations.json", root, dataset="fruits", workers=1)
+    frames = {
+        m: pd.read_parquet(root / "datasets" / "fruits" / "metrics" / f"image__{m}.parquet")["value"]
+        for m in ("sharpness", "brightness", "contrast", "entropy")
+    }
+    metric, values = next((m, v) for m, v in frames.items() if float(f"{v.min():.6g}") > v.min())
+    shown_min = float(f"{values.min():.6g}")
+    middle = float(values.sort_values().iloc[len(values) // 2])
+    at = _page(root)
+    at.multiselect(key="fx_range_metrics").set_value([metric]).run()
+    assert _counts(at)["images"] == 18, "the full range keeps every image"
+    at.number_input(key=f"fx_lo_{metric}").set_value(shown_min).run()
+    at.number_input(key=f"fx_hi_{metric}").set_value(middle).run()
+    assert not at.exception, at.exception
+    assert _counts(at)["images"] == int((values <= middle).sum())
+    shown_max = float(f"{values.max():.6g}")
+    at.number_input(key=f"fx_hi_{metric}").set_value(shown_max).run()
+    assert _counts(at)["images"] == 18

@@ -13,6 +13,7 @@ from metrics import registry
 from store import tags
 from store.coco_import import import_coco
 from tests.conftest import REPO, shared
+from tests.pages.browser_slider import browser_range
 from tests.store.test_gallery_queries import build_quality_project
 
 
@@ -129,3 +130,21 @@ def test_fruits_nuts(tmp_path):
     assert len(at.get("image")) == 24
     stats = at.dataframe[-1].value.iloc[0]
     assert stats["objects"] == 165 and stats["objects_per_image"] == pytest.approx(165 / 18, abs=0.01)
+
+
+def test_object_range_slider_keeps_the_real_minimum(tmp_path):
+    """Object metrics share the slider: the browser-rounded left end still keeps the smallest object."""
+    fruits = shared("fruits_nuts")
+    root = tmp_path / "p"
+    import_coco(fruits / "images", fruits / "annotations.json", root, dataset="fruits", workers=1)
+    metric = "object_aspect_ratio"
+    values = _values(root, metric)["value"].dropna().sort_values()
+    at = _page(root, metric=metric, sort=metric, order="asc")
+    slider = at.slider(key="lq_range")
+    middle = float(values.iloc[len(values) // 2])
+    low, high = browser_range(slider, float(slider.min), middle)
+    at.slider(key="lq_range").set_value((low, high)).run()
+    assert not at.exception, at.exception
+    assert _shown(at) == int((values <= high).sum())
+    first = next(c.value for c in at.caption if f"{metric} = " in c.value)
+    assert f"{metric} = {values.iloc[0]:.4g}" in first
