@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import os
 import pickle
@@ -220,16 +221,122 @@ def log_tail(job_dir: str | Path, lines: int = 40) -> str:
     return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
 
 
+# An ETA is shown only once this many timed intervals exist (between logged training steps, whole
+# epochs when an epoch is shorter than the log interval, or prediction batches): one interval is noise.
+MIN_ETA_INTERVALS = 2
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, as PyTorch's DataLoader checks it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_workers(config: TrainConfig) -> TrainConfig:
+    """The config with at most one data-loader worker per available core (more only adds contention,
+    and PyTorch warns about it); says so in the job log when it lowers the number."""
+    cores = available_cores()
+    if config.workers <= cores:
+        return config
+    logging.getLogger("cocolens.job").info(
+        "data loader workers: %d asked for, %d cores available: using %d", config.workers, cores, cores
+    )
+    return config.replace(workers=cores)
+
+
+def _step_number(event: dict[str, Any], per_epoch: int) -> int:
+    return int(event.get("global_step") or (int(event["epoch"]) - 1) * per_epoch + int(event["step"]))
+
+
+def estimate_eta(
+    job: dict[str, Any], progress: list[dict[str, Any]], now: float | None = None
+) -> tuple[float, str] | None:
+    """(seconds left in the running phase, what the estimate covers), or None until there is data.
+
+    Measured, never guessed: training time per step is the mean over every interval between two
+    logged steps of one epoch so far (smoothed; the warm-up before the first step and the evaluation
+    between epochs are left out), plus the mean evaluation time of an evaluated epoch times the
+    evaluations still to come, once one has been timed. Prediction: the mean time per image so far.
+    Counted down from the last event; never below 0.
+    """
+    if job.get("status") != "running":
+        return None
+    now = time.time() if now is None else now
+    phase = str(job.get("phase") or "")
+    if phase.startswith("predicting"):
+        events = [e for e in progress if e.get("event") == "predict"]
+        if len(events) < MIN_ETA_INTERVALS or int(events[-1]["done"]) <= int(events[0]["done"]):
+            return None
+        first, last = events[0], events[-1]
+        per_item = (float(last["time"]) - float(first["time"])) / (int(last["done"]) - int(first["done"]))
+        left = (int(last["total"]) - int(last["done"])) * per_item - (now - float(last["time"]))
+        return max(0.0, left), "prediction on the val dataset"
+    if phase != "training":
+        return None
+    config = job.get("config") or {}
+    epochs = int(config.get("epochs") or 0)
+    eval_every = max(1, int(config.get("eval_every") or 1))
+    per_epoch = int(job.get("steps_per_epoch") or 0)
+    steps = [e for e in progress if e.get("event") == "step"]
+    finished = [e for e in progress if e.get("event") == "epoch"]
+    if not epochs or not per_epoch or not (steps or finished):
+        return None
+    seconds = count = 0.0
+    intervals = 0
+    for a, b in zip(steps, steps[1:], strict=False):
+        gained = _step_number(b, per_epoch) - _step_number(a, per_epoch)
+        if a.get("epoch") == b.get("epoch") and gained > 0:
+            seconds += float(b["time"]) - float(a["time"])
+            count += gained
+            intervals += 1
+    last_time = max(float(e["time"]) for e in [*steps, *finished])
+    done_epochs = max((int(e["epoch"]) for e in finished), default=0)
+    evaluations_left = sum(
+        1 for e in range(done_epochs + 1, epochs + 1) if e % eval_every == 0 or e == epochs
+    )
+    if intervals >= MIN_ETA_INTERVALS:
+        per_step = seconds / count
+        done_steps = max(_step_number(steps[-1], per_epoch), done_epochs * per_epoch) if steps else 0
+        left = (epochs * per_epoch - done_steps) * per_step
+        timed = []  # evaluation = from the epoch's last logged step to its end, less the steps not logged
+        for epoch_event in (e for e in finished if e.get("val")):
+            in_epoch = [e for e in steps if e.get("epoch") == epoch_event["epoch"]]
+            if in_epoch:
+                unlogged = per_epoch - int(in_epoch[-1]["step"])
+                spent = float(epoch_event["time"]) - float(in_epoch[-1]["time"]) - unlogged * per_step
+                timed.append(max(0.0, spent))
+        if timed:
+            left += evaluations_left * (sum(timed) / len(timed))
+            covers = "training and evaluation"
+        elif evaluations_left:
+            covers = "training steps; evaluation not timed yet"
+        else:
+            covers = "training"
+        return max(0.0, left - (now - last_time)), covers
+    epoch_times = [float(e["epoch_s"]) for e in finished if e.get("epoch_s") is not None]
+    if len(epoch_times) >= MIN_ETA_INTERVALS:  # epochs shorter than the log interval: time whole epochs
+        recent = epoch_times[1:] if len(epoch_times) > MIN_ETA_INTERVALS else epoch_times
+        left = (epochs - done_epochs) * (sum(recent) / len(recent))
+        return max(0.0, left - (now - last_time)), "training and evaluation (whole epochs)"
+    return None
+
+
 def eta_seconds(
     job: dict[str, Any], progress: list[dict[str, Any]], now: float | None = None
 ) -> float | None:
-    """Seconds of training left, from the last event's estimate minus the time since it was written."""
-    if job.get("status") != "running":
+    """Seconds left in the running phase (see :func:`estimate_eta`); None until there is data."""
+    estimate = estimate_eta(job, progress, now)
+    return None if estimate is None else estimate[0]
+
+
+def predict_progress(progress: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """(images done, images in all) of the prediction on the val dataset, once it has started."""
+    events = [e for e in progress if e.get("event") == "predict"]
+    if not events:
         return None
-    for event in reversed(progress):
-        if "eta_s" in event and event.get("event") in ("step", "epoch"):
-            return max(0.0, float(event["eta_s"]) - ((now or time.time()) - float(event["time"])))
-    return None
+    return int(events[-1]["done"]), int(events[-1]["total"])
 
 
 # ----- config and input checks ------------------------------------------------------------------
@@ -489,6 +596,7 @@ def _train_and_predict(
 
     config = from_dict(job["config"])
     check_device(config.device)
+    config = fit_workers(config)
     train = dataset_frames(project, job["train"], "--train")
     val = dataset_frames(project, job["val"], "--val")
     per_epoch = steps_per_epoch(usable_images(train), config)

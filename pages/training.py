@@ -16,6 +16,7 @@ import streamlit as st
 from models import jobs
 from pages.state import reader, set_query
 from pages.training_form import RENDERED_FLAG, page_link, render_training_form
+from store.project import Project
 
 PAGES_DIR = Path(__file__).resolve().parent
 REFRESH_S = 2
@@ -130,19 +131,38 @@ def _headline(job: dict[str, Any], progress: list[dict[str, Any]]) -> None:
     monitor = config.get("monitor", "bbox")
     best = max((e["val"][monitor]["AP"] for e in evaluated), default=None)
     last_epoch = max((int(e["epoch"]) for e in progress if "epoch" in e), default=0)
-    eta = jobs.eta_seconds(job, progress)
+    phase = str(job.get("phase") or "")
+    estimate = jobs.estimate_eta(job, progress)
     columns = st.columns([1.6, 1, 1, 1, 1.2])
-    columns[0].metric("Status", job["status"], help=f"Phase: {job.get('phase')}")
+    columns[0].metric("Status", job["status"], help=f"Phase: {phase}")
     columns[1].metric("Epoch", f"{last_epoch} / {config.get('epochs', '?')}")
     columns[2].metric("Last loss", f"{steps[-1]['loss']:.3f}" if steps else "–")
     columns[3].metric(f"Best val {monitor} AP", f"{best:.3f}" if best is not None else "–")
-    columns[4].metric(
-        "ETA (training)" if job["status"] == "running" else "Run time",
-        _duration(eta) if eta is not None else _duration(_elapsed(job)) or "–",
-    )
-    st.caption(
-        f"Phase: {job.get('phase', '')} · created {_when(job.get('created_at'))} · job folder `{job['dir']}`"
-    )
+    if job["status"] == "running":
+        label = "ETA (predicting)" if phase.startswith("predicting") else "ETA (training)"
+        columns[4].metric(
+            label,
+            (("≥ " if "not timed" in estimate[1] else "") + _duration(estimate[0]))
+            if estimate
+            else "measuring…",
+            help=(
+                f"Time left, measured from the run so far: {estimate[1]}."
+                if estimate
+                else "Shown once a few training steps (or prediction batches) have been timed."
+            ),
+        )
+    else:
+        columns[4].metric("Run time", _duration(_elapsed(job)) or "–")
+    predicted = jobs.predict_progress(progress)
+    if job["status"] == "running" and phase.startswith("predicting"):
+        done, total = predicted or (0, 0)
+        st.progress(
+            done / total if total else 0.0,
+            text=f"Predicting on **{job.get('val')}** with the best checkpoint: {done:,} / {total:,} images"
+            if total
+            else f"Predicting on **{job.get('val')}** with the best checkpoint: loading it…",
+        )
+    st.caption(f"Phase: {phase} · created {_when(job.get('created_at'))} · job folder `{job['dir']}`")
 
 
 def _outcome(job: dict[str, Any]) -> None:
@@ -172,11 +192,9 @@ def _outcome(job: dict[str, Any]) -> None:
         st.warning("Cancelled." + (" The best checkpoint so far is kept." if job.get("checkpoint") else ""))
 
 
-def job_view(job_dir: str, status_when_drawn: str) -> None:
-    """One job, redrawn every REFRESH_S seconds while it is active (st.fragment)."""
-    job = {**jobs.read_job(job_dir), "dir": job_dir}
-    if status_when_drawn in jobs.ACTIVE and job["status"] not in jobs.ACTIVE:
-        st.rerun()  # ended: redraw the whole page (the table, and no more auto-refresh)
+def job_view(job: dict[str, Any]) -> None:
+    """One job, as read by the jobs table above it in the same run (one state for both)."""
+    job_dir = job["dir"]
     progress = jobs.read_progress(job_dir)
     _headline(job, progress)
     if job["status"] in jobs.ACTIVE:
@@ -208,6 +226,30 @@ def job_view(job_dir: str, status_when_drawn: str) -> None:
         st.json(job.get("config", {}))
 
 
+def jobs_panel(project_root: str, active_when_drawn: bool) -> None:
+    """The jobs table, the job picker and the chosen job, from one read of the job folders, redrawn
+    every REFRESH_S seconds while a job is active (st.fragment): the table and the panel never disagree."""
+    current = jobs.list_jobs(Project(project_root))
+    if active_when_drawn and not any(job["status"] in jobs.ACTIVE for job in current):
+        st.rerun()  # the last active job ended: redraw the page once, and stop refreshing
+    st.dataframe(jobs_table(current), hide_index=True, width="stretch")
+    ids = [job["id"] for job in current]
+    by_id = {job["id"]: job for job in current}
+    wanted = st.session_state.get("training_job") or st.query_params.get("job")
+    if wanted not in ids:
+        active = [job["id"] for job in current if job["status"] in jobs.ACTIVE]
+        wanted = active[0] if active else ids[0]
+    st.session_state["training_job"] = wanted
+    selected = st.selectbox(
+        "Job",
+        ids,
+        key="training_job",
+        format_func=lambda i: f"{i} · {by_id[i].get('name')} · {by_id[i]['status']}",
+    )
+    set_query(job=selected)
+    job_view(by_id[selected])
+
+
 st.title("🏋️ Training")
 project = reader().project
 if not st.session_state.get(RENDERED_FLAG):  # run on its own (not through app.py): form here
@@ -220,21 +262,6 @@ if not all_jobs:
     )
     st.stop()
 
-st.dataframe(jobs_table(all_jobs), hide_index=True, width="stretch")
-ids = [job["id"] for job in all_jobs]
-by_id = {job["id"]: job for job in all_jobs}
-wanted = st.session_state.get("training_job") or st.query_params.get("job")
-if wanted not in ids:
-    active = [job["id"] for job in all_jobs if job["status"] in jobs.ACTIVE]
-    wanted = active[0] if active else ids[0]
-st.session_state["training_job"] = wanted
-selected = st.selectbox(
-    "Job",
-    ids,
-    key="training_job",
-    format_func=lambda i: f"{i} · {by_id[i].get('name')} · {by_id[i]['status']}",
-)
-set_query(job=selected)
-chosen = by_id[selected]
-active_now = chosen["status"] in jobs.ACTIVE
-st.fragment(job_view, run_every=REFRESH_S if active_now else None)(chosen["dir"], chosen["status"])
+
+any_active = any(job["status"] in jobs.ACTIVE for job in all_jobs)
+st.fragment(jobs_panel, run_every=REFRESH_S if any_active else None)(str(project.root), any_active)

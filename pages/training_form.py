@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from models.config import MODEL_NAMES, default_values
+from models.jobs import available_cores
 from store.errors import InputError
 
 TRAINING_PAGE = Path(__file__).resolve().parent / "training.py"
@@ -84,6 +85,15 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 key="tf_max_side",
                 help="Longest image side in pixels, for training and for inference.",
             )
+            workers = left.number_input(
+                "Loader workers",
+                0,
+                64,
+                min(int(defaults["workers"]), available_cores()),
+                key="tf_workers",
+                help=f"Data-loader processes decoding images while the model trains (this machine has "
+                f"{available_cores()} cores; more than that only adds contention, and is lowered to it).",
+            )
             device = st.radio(
                 "Device",
                 DEVICES,
@@ -111,6 +121,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 "batch_size": int(batch_size),
                 "max_side": int(max_side),
                 "device": device,
+                "workers": int(workers),
                 "overfit_images": int(overfit_images),
                 "pretrained_backbone": bool(pretrained_backbone),
             }

@@ -142,15 +142,71 @@ def test_cuda_asked_without_cuda_is_one_line(project):
         jobs.create_job(project, "tr", "va", config)
 
 
-def test_progress_reader_skips_a_half_written_line_and_eta_counts_down(tmp_path):
+def test_progress_reader_skips_a_half_written_line(tmp_path):
     jobs.append_progress(tmp_path, {"event": "step", "epoch": 1, "step": 1, "loss": 2.0, "eta_s": 100.0})
     with open(tmp_path / jobs.PROGRESS_FILE, "a") as handle:
         handle.write('{"event": "step", "epo')  # the writer is mid-line
     events = jobs.read_progress(tmp_path)
     assert [e["loss"] for e in events] == [2.0]
-    job = {"status": "running"}
-    assert jobs.eta_seconds(job, events, now=events[0]["time"] + 30) == pytest.approx(70.0)
-    assert jobs.eta_seconds({"status": "succeeded"}, events) is None
+
+
+def _timed_run(epochs: int, per_epoch: int, step_s: float, eval_s: float, until: float) -> list[dict]:
+    """Progress events of a run logging every step, each step_s long, each epoch then evaluated in eval_s,
+    as far as they were written by time `until` (seconds from the start)."""
+    events, now = [], 5.0  # 5 s of warm-up before the first step
+    for epoch in range(1, epochs + 1):
+        for step in range(1, per_epoch + 1):
+            now += step_s
+            if now > until:
+                return events
+            events.append({"event": "step", "epoch": epoch, "step": step, "time": now, "loss": 1.0,
+                           "global_step": (epoch - 1) * per_epoch + step, "eta_s": 1.0})  # fmt: skip
+        now += eval_s
+        if now > until:
+            return events
+        epoch_s = per_epoch * step_s + eval_s + (5.0 if epoch == 1 else 0.0)
+        events.append({"event": "epoch", "epoch": epoch, "time": now, "val": {"bbox": {"AP": 0.1}},
+                       "epoch_s": epoch_s, "eta_s": 1.0})  # fmt: skip
+    return events
+
+
+def test_eta_only_once_measured_then_smooth_across_evaluations():
+    job = {"status": "running", "phase": "training", "steps_per_epoch": 10,
+           "config": {"epochs": 5, "eval_every": 1}}  # fmt: skip
+    # One logged step (its own eta_s says 1 s): no estimate yet, whatever the trainer guessed.
+    assert jobs.estimate_eta(job, _timed_run(5, 10, 2.0, 30.0, until=7.5), now=7.5) is None
+    truth = 5 + 5 * (10 * 2.0 + 30.0)  # the run ends at 255 s
+    seen = []
+    for now in (20.0, 40.0, 60.0, 80.0, 120.0, 160.0, 200.0):
+        seconds, covers = jobs.estimate_eta(job, _timed_run(5, 10, 2.0, 30.0, until=now), now=now)
+        if now > 55.0:  # the first evaluation has been timed: the estimate is right, and only counts down
+            assert seconds == pytest.approx(truth - now, abs=2.5) and covers == "training and evaluation"
+            seen.append(seconds)
+        else:  # steps only, said so: a lower bound (the page shows "≥")
+            assert covers == "training steps; evaluation not timed yet" and seconds < truth - now
+    assert all(b < a for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert jobs.eta_seconds({**job, "status": "succeeded"}, []) is None
+
+
+def test_eta_and_progress_of_the_predict_phase():
+    job = {"status": "running", "phase": "predicting on the val dataset", "config": {"epochs": 2}}
+    steps = [{"event": "epoch", "epoch": 2, "time": 100.0, "epoch_s": 50.0, "eta_s": 0.0}]
+    assert jobs.estimate_eta(job, steps, now=101.0) is None and jobs.predict_progress(steps) is None
+    predicted = [
+        *steps,
+        *({"event": "predict", "done": d, "total": 40, "time": 100.0 + d} for d in (4, 8, 12)),
+    ]
+    seconds, covers = jobs.estimate_eta(job, predicted, now=112.0)
+    assert seconds == pytest.approx(28.0) and covers == "prediction on the val dataset"
+    assert jobs.predict_progress(predicted) == (12, 40)
+
+
+def test_loader_workers_never_exceed_the_available_cores(monkeypatch):
+    config = jobs.prepare_config(None, **{**FAST, "workers": 4})
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert jobs.available_cores() == 2
+    assert jobs.fit_workers(config).workers == 2
+    assert jobs.fit_workers(config.replace(workers=1)).workers == 1
 
 
 def _fake_job(project: Path, pid: int | None, status: str = "running", **extra: Any) -> Path:

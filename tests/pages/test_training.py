@@ -229,3 +229,55 @@ def test_form_reports_bad_input_in_one_line(project):
         assert "\n" not in at.error[0].value
     after = set(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else set()
     assert after == before
+
+
+@pytest.fixture
+def live_job(project: Path):
+    """A job marked running and owned by a live stand-in process; the test writes its progress."""
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    folder = jobs.create_job(project, "tr", "va", jobs.prepare_config(None, **{**FAST, "epochs": 2}), None)
+    jobs.update_job(
+        folder,
+        status="running",
+        phase="training",
+        started_at=time.time() - 10,
+        pid=helper.pid,
+        pid_start=jobs.process_start_time(helper.pid),
+        steps_per_epoch=20,
+    )
+    yield folder
+    helper.kill()
+    helper.wait()
+    jobs.update_job(folder, status="cancelled")
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_no_eta_before_steps_are_timed_then_predict_phase_progress(project, live_job):
+    step = {"event": "step", "epoch": 1, "step": 1, "global_step": 1, "loss": 2.0, "lr": 1e-4, "eta_s": 5.0}
+    jobs.append_progress(live_job, step)
+    at = _training_page(project)
+    at.selectbox(key="training_job").set_value(live_job.name).run()
+    assert _metrics(at)["ETA (training)"] == "measuring…", "one step is no basis for an ETA"
+    assert not at.get("progress")
+
+    jobs.update_job(live_job, phase="predicting on the val dataset")
+    start = time.time() - 8
+    for done in (2, 4, 6):
+        jobs.append_progress(live_job, {"event": "predict", "done": done, "total": 20, "time": start + done})
+    at.run()
+    assert not at.exception, at.exception
+    progress = at.get("progress")
+    assert len(progress) == 1 and "6 / 20 images" in progress[0].proto.text
+    assert progress[0].proto.value == 30  # percent
+    eta = _metrics(at)["ETA (predicting)"]
+    assert eta.endswith("s") and eta != "0s"
+
+
+def test_form_offers_loader_workers_defaulting_to_the_cores(project):
+    at = _form(project)
+    workers = at.number_input(key="tf_workers")
+    assert workers.value == min(4, jobs.available_cores())
+    assert "cores" in workers.help
