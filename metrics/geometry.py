@@ -27,6 +27,80 @@ Rle = dict[str, Any]
 
 # pycocotools 2.0.11 ``area`` stores the list length in a uint8 and overflows beyond 255 objects.
 _AREA_CHUNK = 255
+# pycocotools keeps runs as uint32: a frame of more pixels cannot be one RLE (a 10×10 square at
+# (60000, 60000) on a 100000² record measured 295,927,206 px²). Such frames get no mask; areas come
+# from rasterising the object's own window (:func:`segmentation_area`).
+RLE_MAX_PIXELS = 2**32 - 1
+# Polygon coordinates are upsampled ×5 into C ints inside pycocotools; with the ±side clip margin
+# below, sides up to 1e8 stay far from 2^31.
+RLE_MAX_SIDE = 10**8
+# pycocotools' merge allocates height×width counts (8 GB for 45000², a segfault when it fails):
+# above this many pixels masks are merged on their runs instead.
+_MERGE_IN_C_MAX_PIXELS = 2**24
+# Coordinates are clamped here before clipping (beyond it a polygon is absurd and flagged anyway).
+_COORD_CLAMP = 1e12
+
+
+def rle_frame_ok(height: Any, width: Any) -> bool:
+    """True when a height×width frame can hold a pycocotools RLE (positive, ≤ 2^32−1 pixels)."""
+    try:
+        height, width = int(height), int(width)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return 0 < height <= RLE_MAX_SIDE and 0 < width <= RLE_MAX_SIDE and height * width <= RLE_MAX_PIXELS
+
+
+def rle_string_counts(counts: str | bytes) -> np.ndarray | None:
+    """Runs of a compressed RLE string (pycocotools' ``rleFrString``) as int64, None when malformed.
+
+    Malformed: a character outside the alphabet ('0'…'o'), a number cut short at the end, a number
+    longer than 7 characters (beyond 32 bits). Negative runs are returned as they decode; the caller
+    checks them and the total (pycocotools would wrap them to ~4e9 and decode for ever).
+    """
+    try:
+        data = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    except (UnicodeEncodeError, TypeError):
+        return None
+    c = np.frombuffer(data, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0 or (c < 0).any() or (c > 63).any():
+        return None
+    more = (c & 0x20) != 0
+    if more[-1]:
+        return None
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if lengths.max() > 7:
+        return None
+    group = np.repeat(np.arange(len(ends)), lengths)
+    k = np.arange(len(c)) - starts[group]
+    values = np.zeros(len(ends), dtype=np.int64)
+    np.add.at(values, group, (c & 0x1F) << (5 * k))
+    negative = (c[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * lengths[negative])
+    runs = values.copy()
+    runs[1::2] = np.cumsum(values[1::2])  # run i > 2 is stored as the difference to run i − 2
+    runs[2::2] = np.cumsum(values[2::2])
+    return runs
+
+
+def rle_counts_problem(counts: Any, height: int, width: int) -> str:
+    """Why RLE counts (list or compressed string) cannot describe a height×width mask; '' when they can."""
+    total = int(height) * int(width)
+    if isinstance(counts, str | bytes):
+        runs = rle_string_counts(counts)
+        if runs is None:
+            return "compressed RLE counts are malformed (characters outside the RLE alphabet, or cut short)"
+        if (runs < 0).any():
+            return "compressed RLE counts decode to a negative run"
+        runs_total = int(runs.sum())
+    elif isinstance(counts, list):
+        runs_total = sum(int(v) for v in counts)
+    else:
+        return f"expected a list or a string, got {type(counts).__name__}"
+    if runs_total != total:
+        return f"RLE counts sum to {runs_total}, not height×width {total}"
+    return ""
 
 
 def parse_segmentation(text: str | None) -> Any:
@@ -80,28 +154,129 @@ def polygon_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int)
     return _rings_to_rle(polygon_rings(list(polygons)), height, width)
 
 
+def _clip_ring(coords: list[float], x0: float, y0: float, x1: float, y1: float) -> list[float]:
+    """Sutherland–Hodgman: the part of a ring inside the box [x0, x1]×[y0, y1] (flat list)."""
+    pts = [(coords[i], coords[i + 1]) for i in range(0, len(coords), 2)]
+    for axis, bound, keep_below in ((0, x0, False), (0, x1, True), (1, y0, False), (1, y1, True)):
+        if not pts:
+            break
+
+        def inside(p: tuple[float, float], axis=axis, bound=bound, keep_below=keep_below) -> bool:
+            return p[axis] <= bound if keep_below else p[axis] >= bound
+
+        out: list[tuple[float, float]] = []
+        prev = pts[-1]
+        for cur in pts:
+            if inside(cur) != inside(prev):
+                t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                cross = [prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])]
+                cross[axis] = bound
+                out.append((cross[0], cross[1]))
+            if inside(cur):
+                out.append(cur)
+            prev = cur
+        pts = out
+    return [v for p in pts for v in p]
+
+
+def _clipped_rings(rings: list[list[float]], height: int, width: int) -> list[list[float]]:
+    """Rings cut to the frame plus a margin of one frame side on every side.
+
+    pycocotools traces every edge pixel by pixel (×5 upsampled) before cropping to the frame: a
+    coordinate of 1e9 meant billions of points and a segfault. What lies inside the frame is
+    unchanged (the cut runs a whole frame side outside it); rings within the margin are untouched.
+    """
+    x0, y0, x1, y1 = -float(width), -float(height), 2.0 * width, 2.0 * height
+    out = []
+    for ring in rings:
+        xs, ys = ring[0::2], ring[1::2]
+        if min(xs) >= x0 and max(xs) <= x1 and min(ys) >= y0 and max(ys) <= y1:
+            out.append(ring)
+            continue
+        clamped = [min(max(v, -_COORD_CLAMP), _COORD_CLAMP) for v in ring]
+        clipped = _clip_ring(clamped, x0, y0, x1, y1)
+        if len(clipped) >= 6:
+            out.append(clipped)
+    return out
+
+
 def _rings_to_rle(rings: list[list[float]], height: int, width: int) -> Rle | None:
+    if not rings or not rle_frame_ok(height, width):
+        return None
+    rings = _clipped_rings(rings, int(height), int(width))
+    if not rings:
+        return mask_to_rle_empty(int(height), int(width))
+    parts = mask_utils.frPyObjects(rings, int(height), int(width))
+    return parts[0] if len(parts) == 1 else rle_union(parts)
+
+
+def mask_to_rle_empty(height: int, width: int) -> Rle:
+    """The RLE of an all-zero height×width mask."""
+    return mask_utils.frPyObjects({"size": [height, width], "counts": [height * width]}, height, width)
+
+
+def segmentation_area(seg: Any, height: int, width: int) -> float | None:
+    """Mask area (float64 pixels) of a segmentation on any frame, also one too large for an RLE.
+
+    On a frame that holds an RLE this is the RLE's area. On a larger one a polygon is rasterised
+    in its own window (the rings' extent clipped to the frame, shifted by whole pixels, which
+    pycocotools rasterises identically); None when there is no usable mask or the window itself is
+    too large.
+    """
+    if isinstance(seg, str):
+        seg = parse_segmentation(seg)
+    if rle_frame_ok(height, width):
+        rle = segmentation_to_rle(seg, height, width)
+        return None if rle is None else float(rle_area([rle])[0])
+    rings = polygon_rings(seg)
     if not rings:
         return None
-    parts = mask_utils.frPyObjects(rings, int(height), int(width))
-    return parts[0] if len(parts) == 1 else mask_utils.merge(parts)
+    xs = np.concatenate([np.asarray(r[0::2]) for r in rings])
+    ys = np.concatenate([np.asarray(r[1::2]) for r in rings])
+    left = int(np.floor(max(min(xs.min(), float(width)), 0.0)))
+    top = int(np.floor(max(min(ys.min(), float(height)), 0.0)))
+    right = int(np.ceil(min(max(xs.max(), 0.0), float(width))))
+    bottom = int(np.ceil(min(max(ys.max(), 0.0), float(height))))
+    win_w, win_h = max(right - left, 0) + 2, max(bottom - top, 0) + 2
+    win_w, win_h = min(win_w, int(width) - left), min(win_h, int(height) - top)
+    if win_w <= 0 or win_h <= 0:
+        return 0.0
+    if not rle_frame_ok(win_h, win_w):
+        return None
+    shifted = [[v - (left if i % 2 == 0 else top) for i, v in enumerate(r)] for r in rings]
+    rle = _rings_to_rle(shifted, win_h, win_w)
+    return None if rle is None else float(rle_area([rle])[0])
 
 
 def rle_from_dict(seg: dict) -> Rle | None:
-    """COCO RLE dict (uncompressed counts list or compressed string) → pycocotools RLE."""
+    """COCO RLE dict (uncompressed counts list or compressed string) → pycocotools RLE.
+
+    None when the size is not a usable frame or the runs do not fill it exactly (pycocotools would
+    read past them, or spin on a negative run): validated before anything is decoded.
+    """
     try:
         height, width = (int(v) for v in seg["size"])
         counts = seg["counts"]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    if isinstance(counts, str):
-        return {"size": [height, width], "counts": counts.encode("ascii")}
-    if isinstance(counts, bytes):
-        return {"size": [height, width], "counts": counts}
+    if not rle_frame_ok(height, width):
+        return None
     if isinstance(counts, list):
-        if sum(int(c) for c in counts) != height * width:
-            return None  # runs that do not fill the frame cannot be decoded
+        try:
+            if rle_counts_problem(counts, height, width):
+                return None
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if any(int(c) < 0 for c in counts):
+            return None
         return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    if isinstance(counts, str | bytes):
+        if rle_counts_problem(counts, height, width):
+            return None
+        return {
+            "size": [height, width],
+            "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+        }
     return None
 
 
@@ -121,20 +296,41 @@ def segmentation_to_rle(seg: Any, height: int | None, width: int | None) -> Rle 
         return None
     if not height or not width or height <= 0 or width <= 0:
         coords = np.concatenate([np.asarray(r) for r in rings])
-        width = int(np.ceil(max(coords[0::2].max(), 1.0))) + 1
-        height = int(np.ceil(max(coords[1::2].max(), 1.0))) + 1
+        width = float(np.ceil(max(coords[0::2].max(), 1.0))) + 1
+        height = float(np.ceil(max(coords[1::2].max(), 1.0))) + 1
+        if not (width <= RLE_MAX_SIDE and height <= RLE_MAX_SIDE):
+            return None  # no image size and coordinates beyond any real frame: no mask
     return _rings_to_rle(rings, int(height), int(width))
 
 
-def bbox_to_rle(bbox: Sequence[float], height: int, width: int) -> Rle:
-    """COCO xywh box → RLE (pycocotools rounds the corners to whole pixels and clips to the image)."""
-    return mask_utils.frPyObjects(np.asarray([bbox], dtype=np.float64), int(height), int(width))[0]
+def _clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """xywh boxes cut to the frame plus one frame side of margin (the in-frame part is unchanged)."""
+    b = np.nan_to_num(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), nan=0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x0 = np.clip(b[:, 0], -width, 2.0 * width)
+        y0 = np.clip(b[:, 1], -height, 2.0 * height)
+        x1 = np.clip(np.nan_to_num(b[:, 0] + b[:, 2], nan=0.0), -width, 2.0 * width)
+        y1 = np.clip(np.nan_to_num(b[:, 1] + b[:, 3], nan=0.0), -height, 2.0 * height)
+    return np.ascontiguousarray(np.stack([x0, y0, np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)], axis=1))
+
+
+def bbox_to_rle(bbox: Sequence[float], height: int, width: int) -> Rle | None:
+    """COCO xywh box → RLE (pycocotools rounds the corners to whole pixels and clips to the image).
+
+    None on a frame too large for an RLE (:data:`RLE_MAX_PIXELS`).
+    """
+    if not rle_frame_ok(height, width):
+        return None
+    boxes = _clip_boxes(np.asarray([bbox], dtype=np.float64), int(height), int(width))
+    return mask_utils.frPyObjects(boxes, int(height), int(width))[0]
 
 
 def bboxes_to_rles(boxes: np.ndarray, height: int, width: int) -> list[Rle]:
-    """Many xywh boxes of one image → RLEs in one pycocotools call."""
-    boxes = np.ascontiguousarray(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
-    return list(mask_utils.frPyObjects(boxes, int(height), int(width))) if len(boxes) else []
+    """Many xywh boxes of one image → RLEs in one pycocotools call ([] on a frame too large for RLE)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if not len(boxes) or not rle_frame_ok(height, width):
+        return []
+    return list(mask_utils.frPyObjects(_clip_boxes(boxes, int(height), int(width)), int(height), int(width)))
 
 
 def object_rle(seg: Any, bbox: Sequence[float], height: int | None, width: int | None) -> Rle | None:
@@ -165,11 +361,55 @@ def rle_bbox(rle: Rle) -> np.ndarray:
 
 
 def rle_union(rles: Sequence[Rle]) -> Rle | None:
-    """Union of same-size RLE masks (None for an empty list)."""
+    """Union of same-size RLE masks (None for an empty list).
+
+    pycocotools' merge allocates height×width counts; large frames are merged on the runs instead
+    (the same canonical RLE, memory in the number of runs).
+    """
     rles = list(rles)
     if not rles:
         return None
-    return rles[0] if len(rles) == 1 else mask_utils.merge(rles, intersect=False)
+    if len(rles) == 1:
+        return rles[0]
+    height, width = (int(v) for v in rles[0]["size"])
+    if height * width <= _MERGE_IN_C_MAX_PIXELS:
+        return mask_utils.merge(rles, intersect=False)
+    return _union_on_runs(rles, height, width)
+
+
+def _runs_of(rle: Rle) -> np.ndarray:
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        return np.asarray(counts, dtype=np.int64)
+    runs = rle_string_counts(counts)
+    if runs is None:
+        raise ValueError("malformed compressed RLE counts")
+    return runs
+
+
+def _union_on_runs(rles: Sequence[Rle], height: int, width: int) -> Rle:
+    starts, ends = [], []
+    for rle in rles:
+        bounds = np.cumsum(_runs_of(rle))
+        n_on = len(bounds) // 2
+        starts.append(bounds[0::2][:n_on])
+        ends.append(bounds[1::2][:n_on])
+    s, e = np.concatenate(starts), np.concatenate(ends)
+    keep = e > s
+    s, e = s[keep], e[keep]
+    total = height * width
+    if not len(s):
+        return mask_to_rle_empty(height, width)
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], np.maximum.accumulate(e[order])
+    new = np.concatenate([[True], s[1:] > e[:-1]])
+    group_start = s[new]
+    group_end = e[np.concatenate([np.flatnonzero(new)[1:] - 1, [len(e) - 1]])]
+    edges = np.stack([group_start, group_end], axis=1).ravel()
+    runs = np.diff(np.concatenate([[0], edges, [total]]))
+    if runs[-1] == 0:
+        runs = runs[:-1]  # the mask reaches the last pixel: no closing run of zeros, as pycocotools
+    return mask_utils.frPyObjects({"size": [height, width], "counts": runs.tolist()}, height, width)
 
 
 def rle_to_mask(rle: Rle) -> np.ndarray:

@@ -12,9 +12,11 @@ runs all registered image pixel metrics, so custom metrics registered later are 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import math
+import os
 import warnings
 from collections.abc import Callable
 from functools import cached_property
@@ -27,6 +29,9 @@ from metrics.registry import all_specs, finite_or_none, image_metric
 
 # Longest side (px) the reduced decode keeps at least; pixel metrics are measured on it.
 ANALYSIS_SIDE = 512
+# An image file larger than this is flagged unreadable without being read: files are read whole,
+# and the largest real photos (108 MP, even as 16-bit TIFF) stay well below it.
+MAX_IMAGE_FILE_BYTES = 2 * 1024**3
 # Sharpness = v / (v + SHARPNESS_K), v = variance of the Laplacian of the 0–255 grey image at
 # ≤ 512 px longest side. K = 100 puts the classic "blurry below 100" rule of thumb at 0.5.
 SHARPNESS_K = 100.0
@@ -180,6 +185,13 @@ class ImageContext:
             return None
         try:
             with open(self.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > MAX_IMAGE_FILE_BYTES:  # a 100 GB sparse file: MemoryError reading it whole
+                    raise OSError(
+                        errno.EFBIG,
+                        f"file is {size / 1e9:.1f} GB, above the {MAX_IMAGE_FILE_BYTES / 1e9:.1f} GB limit "
+                        "for one image; not read",
+                    )
                 return handle.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
@@ -520,7 +532,7 @@ def light_score(ctx: ImageContext) -> float:
     direction="higher_better",
     description=(
         "Sharpness v / (v + 100), v = variance of the Laplacian of the 0–255 grey image scaled to "
-        "≤ 512 px longest side; 0.5 is the usual 'blurry below 100' line. Decoded at reduced scale."
+        "≤ 512 px longest side (0.5 at v = 100). Decoded at reduced scale."
     ),
 )
 def sharpness(ctx: ImageContext) -> float:

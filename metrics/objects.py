@@ -114,6 +114,11 @@ def object_geometry(objects: pd.DataFrame, images: pd.DataFrame) -> ObjectGeomet
     have = [i for i, r in enumerate(rles) if r is not None]
     if have:
         mask_area[have] = geometry.rle_area([rles[i] for i in have])
+    for i, (seg, h, w) in enumerate(zip(segs, img_h, img_w, strict=True)):
+        # A frame too large for one RLE (> 2^32 pixels): the polygon's area from its own window.
+        if rles[i] is None and isinstance(seg, list) and h > 0 and w > 0 and not geometry.rle_frame_ok(h, w):
+            area = geometry.segmentation_area(seg, int(h), int(w))
+            mask_area[i] = np.nan if area is None else area
     value = ObjectGeometry(boxes, img_h, img_w, segs, rles, mask_area)
     _cache["key"], _cache["value"] = key, value
     return value

@@ -8,6 +8,7 @@ annotations file, the import resumes from the last full chunk, with nothing lost
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -43,7 +44,11 @@ def file_sha256(path: Path) -> str:
 
 def resolve_image_path(images_root: Path, file_name: str) -> tuple[str, str]:
     """Absolute path for a record, or ('', reason) when it would leave the images folder."""
-    candidate = (images_root / file_name).resolve()
+    try:
+        candidate = (images_root / file_name).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
+        reason = "symlink loop" if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP else exc.strerror
+        return "", f"{file_name!r} cannot be resolved: {reason}"
     if not candidate.is_relative_to(images_root):
         return "", f"{file_name!r} resolves outside the images folder (symlink escape)"
     try:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metrics.geometry import rle_counts_problem
 from store.errors import InputError
 
 # json.load needs ~10× the file in memory: the limit applies where a file is read whole (a file the
@@ -26,6 +27,12 @@ MAX_ANNOTATION_BYTES = 4 * 1024**3
 # Files above this are streamed (ijson, two passes): json.load's ~10× would pass ~300 MB. Below it
 # json.load is faster and its memory is bounded anyway. Both paths share one validator.
 STREAM_ABOVE_BYTES = 32 * 1024**2
+# COCO needs 5 levels (annotations → record → segmentation → ring → number); info/licences a few
+# more. Deeper documents are refused in one line: json.load's recursion and writing the
+# dataset's info back out failed with tracebacks on 100,000 levels, ijson built ever longer prefixes.
+MAX_JSON_DEPTH = 100
+# Ids, widths and heights are stored as int64.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass
@@ -101,13 +108,33 @@ def load_json(path: Path) -> Any:
     except OSError as exc:
         raise InputError(str(path), f"cannot be read: {exc.strerror}") from exc
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
             str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError as exc:
+        raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except ValueError as exc:
         raise InputError(str(path), str(exc)) from exc
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """True when containers nest deeper than ``limit`` (iterative: no recursion on hostile input)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((item, depth + 1) for item in value if isinstance(item, dict | list))
+    return False
 
 
 class _Checker:
@@ -128,6 +155,8 @@ class _Checker:
         if not _is_int(value):
             self.fail(where, key, f"expected an integer, got {_short(value)}")
         value = int(value)
+        if not INT64_MIN <= value <= INT64_MAX:
+            self.fail(where, key, f"{value} is outside the 64-bit integer range cocolens stores")
         if minimum is not None and value < minimum:
             self.fail(where, key, f"must be ≥ {minimum}, got {value}")
         return value
@@ -210,6 +239,10 @@ def _check_segmentation(check: _Checker, where: str, seg: Any, width: int, heigh
                     "segmentation.counts",
                     "compressed RLE counts hold characters outside the RLE alphabet",
                 )
+            # Runs that do not fill the frame exactly made pycocotools spin for ever (issue 18).
+            problem = rle_counts_problem(counts, height, width)
+            if problem:
+                check.fail(where, "segmentation.counts", problem)
             return json.dumps({"size": size, "counts": counts}, separators=(",", ":")), "rle_compressed"
         check.fail(where, "segmentation.counts", f"expected a list or a string, got {_short(counts)}")
     check.fail(where, "segmentation", f"expected polygons (list) or RLE (object), got {_short(seg)}")
@@ -439,7 +472,14 @@ def _stream_header(path: Path, validator: _Validator) -> dict[str, Any]:
             raise _NotStreamable from exc
         if event != "start_map":
             raise _NotStreamable
+        level = 1
         for prefix, event, value in events:
+            if event in ("start_map", "start_array"):
+                level += 1
+                if level > MAX_JSON_DEPTH:
+                    raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            elif event in ("end_map", "end_array"):
+                level -= 1
             if builder is not None:
                 builder.event(event, value)
                 if event in ("start_map", "start_array"):
