@@ -30,7 +30,13 @@ if issue and (issue not in gq.IMAGE_ISSUES):
 gallery.issue_banner(PREFIX, issue)
 
 metric, chosen = gallery.metric_with_distribution(
-    PREFIX, project_reader, "Image metric", names, DEFAULT_METRIC, "image", datasets
+    PREFIX,
+    project_reader,
+    "Image metric",
+    names,
+    gallery.issue_metric(issue, DEFAULT_METRIC),
+    "image",
+    datasets,
 )
 
 st.divider()

@@ -66,6 +66,12 @@ def issue_banner(prefix: str, issue: str | None) -> None:
         right.button("✕ Clear issue", key=f"{prefix}_clear_issue", on_click=reset_view(prefix, "issue"))
 
 
+def issue_metric(issue: str | None, default: str) -> str:
+    """The metric an issue counts (its gallery opens on and sorts by it), else the page's default."""
+    threshold = gq.ISSUE_THRESHOLDS.get(issue or "")
+    return threshold[0] if threshold else default
+
+
 def metric_with_distribution(
     prefix: str,
     project_reader: ProjectReader,
@@ -161,6 +167,26 @@ def dataset_colours(datasets: list[str]) -> dict[str, str]:
     return {name: DATASET_COLOURS[i % len(DATASET_COLOURS)] for i, name in enumerate(sorted(datasets))}
 
 
+def bad_ends(metric: str) -> tuple[bool, bool]:
+    """Which ends of a metric's distribution are problems: (low end, high end). Higher is better: only
+    the low end; lower is better: only the high end; neutral or unknown: both."""
+    spec = registry.specs_by_name().get(metric)
+    direction = spec.direction if spec else "neutral"
+    return direction != "lower_better", direction != "higher_better"
+
+
+def outlier_text(metric: str) -> str:
+    """How the chart shades outliers, for its caption."""
+    bad_low, bad_high = bad_ends(metric)
+    side = (
+        "" if bad_low and bad_high else (" on the low (worse) end" if bad_low else " on the high (worse) end")
+    )
+    return (
+        f"Shaded{side}: moderate outliers (beyond 1.5×IQR from the quartiles, orange) and severe "
+        "(beyond 2.5×IQR, red)" + ("" if not side else "; the better end's fences are grey")
+    )
+
+
 def distribution_figure(
     histogram: pd.DataFrame,
     bounds: dict[str, float | int],
@@ -187,13 +213,16 @@ def distribution_figure(
         )
     low, high = float(bounds["min"]), float(bounds["max"])
     pad = (high - low) * 0.02 or 0.5
+    bad_low, bad_high = bad_ends(metric)
     bands = [
-        (bounds["severe_low"], bounds["moderate_low"], MODERATE_COLOUR, "moderate"),
-        (bounds["moderate_high"], bounds["severe_high"], MODERATE_COLOUR, "moderate"),
-        (low - pad, bounds["severe_low"], SEVERE_COLOUR, "severe"),
-        (bounds["severe_high"], high + pad, SEVERE_COLOUR, "severe"),
+        (bounds["severe_low"], bounds["moderate_low"], MODERATE_COLOUR, "moderate", bad_low),
+        (bounds["moderate_high"], bounds["severe_high"], MODERATE_COLOUR, "moderate", bad_high),
+        (low - pad, bounds["severe_low"], SEVERE_COLOUR, "severe", bad_low),
+        (bounds["severe_high"], high + pad, SEVERE_COLOUR, "severe", bad_high),
     ]
-    for start, end, colour, name in bands:
+    for start, end, colour, name, bad in bands:
+        if not bad:  # the good end of a metric with a direction: unusual, not a problem
+            continue
         start, end = max(float(start), low - pad), min(float(end), high + pad)
         if math.isfinite(start) and math.isfinite(end) and end > start:
             fig.add_vrect(
@@ -210,9 +239,9 @@ def distribution_figure(
         value = float(bounds[fence])
         if low - pad <= value <= high + pad and math.isfinite(value):
             dash = "dot" if fence.startswith("moderate") else "dash"
-            fig.add_vline(
-                x=value, line_dash=dash, line_width=1, line_color="#a05000" if dash == "dot" else "#b00000"
-            )
+            bad = bad_low if fence.endswith("_low") else bad_high
+            colour = ("#a05000" if dash == "dot" else "#b00000") if bad else "#9a9a9a"
+            fig.add_vline(x=value, line_dash=dash, line_width=1, line_color=colour)
     if selected is not None:
         fig.add_vrect(
             x0=selected[0], x1=selected[1], line_width=2, line_color="#1f4e9e", fillcolor="rgba(0,0,0,0)"
@@ -382,8 +411,7 @@ def distribution_section(
         width="stretch",
     )
     st.caption(
-        f"**{metric}** — {metric_help(metric)} Shaded: moderate outliers (beyond 1.5×IQR from the quartiles, "
-        f"orange) and severe (beyond 2.5×IQR, red). {bounds['count']:,} values; Q1 {bounds['q1']:.4g}, "
+        f"**{metric}** — {metric_help(metric)} {outlier_text(metric)}. {bounds['count']:,} values; Q1 {bounds['q1']:.4g}, "
         f"Q3 {bounds['q3']:.4g}. Drag a box over the chart or use the slider to filter the gallery."
     )
     chosen = range_controls(prefix, metric, bounds)

@@ -94,7 +94,13 @@ st.divider()
 st.subheader("Object metrics")
 gallery.issue_banner(PREFIX, issue)
 metric, chosen = gallery.metric_with_distribution(
-    PREFIX, project_reader, "Object metric", names, DEFAULT_METRIC, "object", datasets
+    PREFIX,
+    project_reader,
+    "Object metric",
+    names,
+    gallery.issue_metric(issue, DEFAULT_METRIC),
+    "object",
+    datasets,
 )
 
 # ----- crop gallery -----------------------------------------------------------------------------------------------

@@ -77,10 +77,11 @@ st.caption("Each detected problem with its count; open the gallery to see exactl
 columns = st.columns(4)
 for index, (issue, count) in enumerate(issues.items()):
     with columns[index % 4]:
+        link = {"issue": issue}
         if issue in ISSUE_THRESHOLDS:
             metric, threshold = ISSUE_THRESHOLDS[issue]
-            side = "below" if issue_operator(issue) == "<" else "above"
-            help_text = f"`{metric}` {side} {threshold}. " + (
+            below = issue_operator(issue) == "<"
+            help_text = f"Counted: `{metric}` {'below' if below else 'above'} {threshold:g}. " + (
                 registry.get(metric).help_text() if metric in registry.specs_by_name() else ""
             )
             page = (
@@ -88,11 +89,13 @@ for index, (issue, count) in enumerate(issues.items()):
                 if registry.specs_by_name().get(metric) and registry.get(metric).level == "object"
                 else "data_quality"
             )
+            # The gallery shows the metric it counts, the most extreme items first.
+            link.update(metric=metric, sort=metric, order="asc" if below else "desc")
         else:
             help_text, page = ISSUE_HELP.get(issue, ("", "data_quality"))
         st.metric(issue.replace("_", " ").capitalize(), f"{count:,}", help=help_text)
         if count and (PAGES_DIR / f"{page}.py").is_file():
-            st.page_link(f"pages/{page}.py", label="open gallery →", query_params={"issue": issue})
+            st.page_link(f"pages/{page}.py", label="open gallery →", query_params=link)
 
 st.subheader("Metrics")
 st.caption(

@@ -201,3 +201,35 @@ def test_range_slider_keeps_the_real_extremes(fruits, metric):
     at.slider(key="dq_range").set_value((low, high)).run()
     assert _shown(at) == int(((values >= low) & (values <= real_max)).sum())
     assert float(at.query_params["hi"]) == real_max
+
+
+def test_issue_link_opens_on_the_metric_it_counts(fruits):
+    """?issue=blurry_images alone (an old link): the chart, the sort and the order follow sharpness."""
+    at = _page(fruits, issue="low_information_images")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="dq_metric").value == "entropy"
+    assert at.selectbox(key="dq_sort").value == "entropy"
+    assert at.radio(key="dq_order").value == "ascending"  # higher is better: the worst first
+    at = _page(fruits, issue="blurry_images")
+    assert at.selectbox(key="dq_metric").value == "sharpness"
+    assert at.selectbox(key="dq_sort").value == "sharpness"
+
+
+@pytest.mark.parametrize(
+    ("metric", "shaded"),
+    [("sharpness", {"low"}), ("dark_score", {"high"}), ("aspect_ratio", {"low", "high"})],
+)
+def test_outlier_shading_follows_the_metric_direction(metric, shaded):
+    """Red/orange bands only on the end that is a problem: a very sharp image is not a severe outlier."""
+    from pages.gallery import distribution_figure
+
+    histogram = pd.DataFrame(
+        {"dataset": ["a"] * 3, "bin_low": [0.0, 1.0, 2.0], "bin_high": [1.0, 2.0, 3.0], "count": [1, 5, 1]}
+    )
+    bounds = {"min": -10.0, "max": 10.0, "q1": -1.0, "q3": 1.0, "count": 7}
+    bounds.update(moderate_low=-4.0, moderate_high=4.0, severe_low=-6.0, severe_high=6.0)
+    figure = distribution_figure(histogram, bounds, metric)
+    bands = [s for s in figure.layout.shapes if s.type == "rect" and s.fillcolor != "rgba(0,0,0,0)"]
+    sides = {"low" if s.x1 <= 0 else "high" for s in bands}
+    assert sides == shaded
+    assert len(bands) == 2 * len(shaded)  # moderate and severe on each shaded end

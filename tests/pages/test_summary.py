@@ -120,3 +120,33 @@ def test_summary_page_reads_the_prewarmed_summaries_with_the_same_figures(projec
     assert {"count", "mean", "median", "min", "max", "moderate_outliers", "severe_outliers"} <= set(shown)
     pd.testing.assert_frame_equal(table[shown], expected[shown], check_dtype=False)
     assert {m.label: m.value for m in at.metric}["Dark images"] == f"{expected_issues['dark_images']:,}"
+
+
+def test_issue_links_open_the_gallery_sorted_by_the_metric_counted(tmp_path):
+    """One definition per issue: the help states the rule counted, the metric's own description adds
+    no other line, and the link opens the gallery on that metric, most extreme first."""
+    from urllib.parse import parse_qs
+
+    import cv2
+    import numpy as np
+
+    from metrics import registry
+    from store.coco_import import import_coco
+    from store.report import ISSUE_THRESHOLDS, issue_operator
+
+    images, ann = write_small_coco(tmp_path / "src", n_images=4)
+    cv2.imwrite(str(images / "img_0.jpg"), np.full((120, 160, 3), 128, np.uint8))  # flat: blurry
+    import_coco(images, ann, tmp_path / "p", dataset="small", workers=1)
+    at = _app(tmp_path / "p").run()
+    assert not at.exception, at.exception
+    helps = {m.label: m.help for m in at.metric}
+    assert helps["Blurry images"].startswith("Counted: `sharpness` below 0.1.")
+    assert "blurry" not in registry.get("sharpness").description.lower()
+    links = [parse_qs(link.proto.query_string) for link in at.get("page_link")]
+    by_issue = {q["issue"][0]: q for q in links}
+    checked = [issue for issue in by_issue if issue in ISSUE_THRESHOLDS]
+    assert "blurry_images" in checked
+    for issue in checked:
+        metric = ISSUE_THRESHOLDS[issue][0]
+        order = "asc" if issue_operator(issue) == "<" else "desc"
+        assert by_issue[issue] == {"issue": [issue], "metric": [metric], "sort": [metric], "order": [order]}
