@@ -1,14 +1,17 @@
 """Duplicate images: exact (same decoded pixels) and near (perceptual hashes within a Hamming radius).
 
-Near duplicates compare every pair of 64-bit pHashes (metrics.image._phash) with a vectorised
-XOR + popcount (``np.bitwise_count``) in cache-sized tiles, and join pairs within the radius with
-union-find, so a group is a connected component (A~B and B~C puts A, B, C together). Mirrored
-copies (the commonest augmentation) count too: a flip turns a hash into hash XOR a lane mask, so
-the distance is the minimum over the four flips. Brute force is exact and needs no index; cost
-grows with n²: 20k hashes took ~7 s on 2 busy cores, so 100k (25× the pairs) is a few minutes,
-run once per import. Chance matches grow with n² too: two random hashes are within 12 bits with
-probability ~2.3·10⁻⁷ (~9·10⁻⁷ with flips), ~0.9 per million pairs, so ~4,500 chance pairs among
-100k images (5·10⁹ pairs); pass a smaller radius for very large sets.
+Near duplicates join pairs of 64-bit pHashes (metrics.image._phash) within the radius into groups
+(connected components: A~B and B~C puts A, B, C together). Mirrored copies (the commonest
+augmentation) count too: a flip turns a hash into hash XOR a lane mask, so the distance is the
+minimum over the four flips. The pairs are found exactly, two ways with the same result:
+- ``brute``: every pair, a vectorised XOR + popcount (``np.bitwise_count``) in cache-sized tiles;
+  cost grows with n²: 20k hashes took ~7 s on 2 busy cores, 1M would take hours.
+- ``index``: multi-index hashing (metrics.hamming_index): hashes are split into blocks, pigeonhole
+  says a pair within the radius is close on one block, so only hashes in nearby buckets of some
+  block are verified with the full popcount. Used from a few thousand hashes up ("auto").
+Chance matches grow with n²: two random hashes are within 12 bits with probability ~2.3·10⁻⁷
+(~9·10⁻⁷ with flips), ~0.9 per million pairs, so ~4,500 chance pairs among 100k images (5·10⁹
+pairs) and ~450k among 1M; pass a smaller radius for very large sets.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ FLIP_MASKS = np.array(
 # Tile of the pair matrix handled per numpy step: small enough to stay in cache.
 _TILE_ROWS = 256
 _TILE_COLS = 4096
+# "auto" uses the index from this many hashes (below it all pairs take < 0.2 s and no compiled code
+# is loaded); it is exact either way.
+_INDEX_FROM = 4096
 
 
 def exact_duplicate_groups(pixel_hashes: Sequence[str | None]) -> list[int]:
@@ -59,24 +65,21 @@ def _is_hash(value: object) -> bool:
         return False
 
 
-def _as_uint64(phashes: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
+def _as_uint64(phashes: Sequence[int | None] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Signed/unsigned 64-bit ints (None/NaN/NA = no hash) → uint64 array and a validity mask.
 
-    Pass ints (e.g. an Int64 column's ``tolist()``), never floats: float64 keeps only 53 bits.
+    Pass ints (e.g. an Int64 column's ``tolist()``) or an int64/uint64 array, never floats: float64
+    keeps only 53 bits.
     """
+    if isinstance(phashes, np.ndarray) and phashes.dtype in (np.int64, np.uint64):
+        return phashes.view(np.uint64), np.ones(len(phashes), dtype=bool)  # same bits, no copy
     valid = np.array([_is_hash(h) for h in phashes], dtype=bool)
     masked = [int(h) & 0xFFFFFFFFFFFFFFFF if ok else 0 for h, ok in zip(phashes, valid, strict=True)]
     return np.array(masked, dtype=np.uint64), valid  # explicit dtype: big ints never go through float
 
 
-def hamming_pairs(
-    phashes: Sequence[int | None], radius: int = NEAR_DUPLICATE_RADIUS, flips: bool = True
-) -> np.ndarray:
-    """All index pairs (i < j) within ``radius`` bits (minimum over flips if ``flips``), as (m, 2)."""
-    values, valid = _as_uint64(phashes)
-    index = np.flatnonzero(valid)
-    hashes = values[index]
-    masks = FLIP_MASKS[1:] if flips else FLIP_MASKS[:0]
+def _brute_pairs(hashes: np.ndarray, radius: int, masks: np.ndarray) -> np.ndarray:
+    """All position pairs (i < j) within ``radius`` (min over ``masks``), comparing every pair."""
     n = len(hashes)
     found = []
     for row in range(0, n, _TILE_ROWS):
@@ -90,43 +93,65 @@ def hamming_pairs(
             i, j = row + rows, col + cols
             keep = j > i
             if keep.any():
-                found.append(np.stack([index[i[keep]], index[j[keep]]], axis=1))
+                found.append(np.stack([i[keep], j[keep]], axis=1))
     return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
 
 
-def _union_find_groups(n: int, pairs: np.ndarray) -> list[int]:
-    parent = list(range(n))
+def hamming_pairs(
+    phashes: Sequence[int | None] | np.ndarray,
+    radius: int = NEAR_DUPLICATE_RADIUS,
+    flips: bool = True,
+    method: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """All index pairs (i < j) within ``radius`` bits (minimum over flips if ``flips``), as (m, 2).
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    ``method``: "brute" (all pairs), "index" (multi-index hashing) or "auto" (the index from
+    ``_INDEX_FROM`` hashes up). The set of pairs is the same; the index returns them sorted.
+    """
+    values, valid = _as_uint64(phashes)
+    index = np.flatnonzero(valid)
+    hashes = values[index]
+    if method == "auto":
+        method = "index" if len(hashes) >= _INDEX_FROM and radius < 32 else "brute"
+    if method == "brute":
+        pairs = _brute_pairs(hashes, radius, FLIP_MASKS[1:] if flips else FLIP_MASKS[:0])
+    elif method == "index":
+        from metrics.hamming_index import pairs_within  # numba: compiled on first use, then cached
 
-    for i, j in pairs.tolist():
-        root_i, root_j = find(i), find(j)
-        if root_i != root_j:
-            parent[max(root_i, root_j)] = min(root_i, root_j)
-    roots = [find(i) for i in range(n)]
-    sizes: dict[int, int] = {}
-    for root in roots:
-        sizes[root] = sizes.get(root, 0) + 1
-    ids: dict[int, int] = {}
-    groups = []
-    for root in roots:
-        if sizes[root] < 2:
-            groups.append(-1)
-        else:
-            groups.append(ids.setdefault(root, len(ids)))
-    return groups
+        pairs = pairs_within(hashes, radius, FLIP_MASKS if flips else FLIP_MASKS[:1], threads)
+    else:
+        raise ValueError(f"method must be 'auto', 'brute' or 'index', not {method!r}")
+    return index[pairs] if len(pairs) else np.empty((0, 2), dtype=np.int64)
+
+
+def _components(n: int, pairs: np.ndarray) -> list[int]:
+    """Group id per node (connected components of ``pairs``), −1 for singletons, ids in order of first member."""
+    if n == 0:
+        return []
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, first, sizes = np.unique(labels, return_index=True, return_counts=True)
+    grouped = np.sort(first[sizes > 1])  # first member of each group, in index order
+    ids = np.full(len(first), -1, dtype=np.int64)
+    ids[labels[grouped]] = np.arange(len(grouped))
+    return ids[labels].tolist()
 
 
 def near_duplicate_groups(
-    phashes: Sequence[int | None], radius: int = NEAR_DUPLICATE_RADIUS, flips: bool = True
+    phashes: Sequence[int | None] | np.ndarray,
+    radius: int = NEAR_DUPLICATE_RADIUS,
+    flips: bool = True,
+    method: str = "auto",
+    threads: int | None = None,
 ) -> list[int]:
     """Group id per image (connected components of pHash distance ≤ ``radius``); −1 for singletons.
 
     ``flips`` also matches left-right / up-down mirrored copies. Missing hashes (None, e.g.
     unreadable images) are always singletons. Group ids are 0..k−1 in order of first member.
+    ``method`` / ``threads``: see :func:`hamming_pairs` (the groups do not depend on them).
     """
-    return _union_find_groups(len(phashes), hamming_pairs(phashes, radius, flips))
+    return _components(len(phashes), hamming_pairs(phashes, radius, flips, method, threads))

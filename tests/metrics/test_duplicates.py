@@ -16,11 +16,13 @@ import pytest
 from PIL import Image
 
 from metrics.duplicates import (
+    FLIP_MASKS,
     NEAR_DUPLICATE_RADIUS,
     exact_duplicate_groups,
     hamming_pairs,
     near_duplicate_groups,
 )
+from metrics.hamming_index import pairs_within, plan
 from metrics.image import compute_image
 from tests.conftest import shared
 
@@ -154,3 +156,123 @@ def test_scales_to_many_hashes_and_matches_chance_rate() -> None:
 @pytest.mark.parametrize("radius", [0, 5])
 def test_identical_hashes_always_group(radius: int) -> None:
     assert near_duplicate_groups([7, 7, 8], radius=radius, flips=False)[:2] == [0, 0]
+
+
+# --- the index (multi-index hashing) against the all-pairs search -----------------------------------
+
+
+def _union_find_reference(n: int, pairs: np.ndarray) -> list[int]:
+    """The union-find near_duplicate_groups used before the index (ids in order of first member)."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs.tolist():
+        root_i, root_j = find(i), find(j)
+        if root_i != root_j:
+            parent[max(root_i, root_j)] = min(root_i, root_j)
+    roots = [find(i) for i in range(n)]
+    sizes: dict[int, int] = defaultdict(int)
+    for root in roots:
+        sizes[root] += 1
+    ids: dict[int, int] = {}
+    return [-1 if sizes[root] < 2 else ids.setdefault(root, len(ids)) for root in roots]
+
+
+def _pair_set(pairs: np.ndarray) -> set[tuple[int, int]]:
+    return set(map(tuple, pairs.tolist()))
+
+
+def _planted_hashes(n: int, groups: int, radius: int, seed: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Random hashes with planted groups: copies of a source with ≤ radius bits changed, some mirrored.
+
+    Returns the hashes (shuffled) and the planted (source, copy) index pairs.
+    """
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2**64, size=n, dtype=np.uint64)
+    planted = []
+    slot = 0
+    for _ in range(groups):
+        source = slot
+        for _copy in range(int(rng.integers(1, 4))):
+            slot += 1
+            bits = rng.choice(64, size=int(rng.integers(0, radius + 1)), replace=False)
+            noise = np.uint64(sum(1 << int(b) for b in bits))
+            hashes[slot] = hashes[source] ^ noise ^ FLIP_MASKS[rng.integers(0, 4)]
+            planted.append((source, slot))
+        slot += 1
+    order = rng.permutation(n)
+    where = np.argsort(order)  # new position of each old index
+    return hashes[order], [tuple(sorted((int(where[a]), int(where[b])))) for a, b in planted]
+
+
+@pytest.mark.parametrize(("radius", "flips"), [(12, True), (12, False), (0, True), (5, True), (16, True)])
+def test_index_finds_exactly_the_all_pairs_set(radius: int, flips: bool) -> None:
+    hashes, planted = _planted_hashes(6_000, groups=400, radius=min(radius, 12), seed=radius)
+    brute = hamming_pairs(hashes, radius, flips, method="brute")
+    index = hamming_pairs(hashes, radius, flips, method="index", threads=2)
+    assert _pair_set(index) == _pair_set(brute)
+    assert len(index) == len(_pair_set(index))  # each pair once
+    assert index.tolist() == sorted(index.tolist())
+    if flips and radius >= 12:
+        assert set(planted) <= _pair_set(index)  # every planted copy, mirrored or not
+    expected = _union_find_reference(len(hashes), brute)
+    assert near_duplicate_groups(hashes, radius, flips, method="index") == expected
+    assert near_duplicate_groups(hashes, radius, flips, method="brute") == expected
+
+
+def test_index_with_crowded_buckets_and_missing_hashes() -> None:
+    """Skewed hashes (the top 40 bits shared: all in one bucket of most blocks) and None entries."""
+    rng = np.random.default_rng(3)
+    low = rng.integers(0, 2**24, size=5_000, dtype=np.uint64)
+    hashes: list[int | None] = [int((np.uint64(0xABCDEF1234) << np.uint64(24)) | x) for x in low]
+    hashes[10] = hashes[20] = None
+    brute = hamming_pairs(hashes, 6, method="brute")
+    index = hamming_pairs(hashes, 6, method="index", threads=1)
+    assert _pair_set(index) == _pair_set(brute) and len(brute) > 10_000
+    assert not ({10, 20} & set(index.ravel().tolist()))
+    assert near_duplicate_groups(hashes, 6, method="index") == _union_find_reference(len(hashes), brute)
+
+
+def test_every_plan_satisfies_the_pigeonhole_bound() -> None:
+    for n in (10, 5_000, 1_000_000, 10_000_000):
+        for radius in range(0, 25):
+            for masks in (FLIP_MASKS, FLIP_MASKS[:1]):
+                blocks, _ = plan(n, radius, masks)
+                assert sum(b.width for b in blocks) == 64
+                assert sum(b.threshold + 1 for b in blocks) >= radius + 1
+                assert all(0 <= b.threshold <= b.width for b in blocks)
+
+
+def test_pairs_within_handles_tiny_inputs() -> None:
+    masks = FLIP_MASKS
+    assert pairs_within(np.array([], dtype=np.uint64), 12, masks).shape == (0, 2)
+    assert pairs_within(np.array([5], dtype=np.uint64), 12, masks).shape == (0, 2)
+    assert pairs_within(np.array([5, 5, 9], dtype=np.uint64), 0, masks[:1]).tolist() == [[0, 1]]
+
+
+@pytest.mark.parametrize("name", ["fruits_nuts", "blood_cells"])
+def test_index_groups_equal_all_pairs_groups_on_real_sets(name: str) -> None:
+    """The real sets' pHashes: the same pairs and groups as the all-pairs search at the default radius."""
+    root = shared(name)
+    images = json.loads((root / "annotations.json").read_text())["images"]
+    hashes = [
+        compute_image(
+            {"path": str(root / "images" / im["file_name"]), "width": im["width"], "height": im["height"]}
+        )["phash"]
+        for im in images
+    ]
+    found = {}
+    for flips in (True, False):
+        brute = found[flips] = hamming_pairs(hashes, flips=flips, method="brute")
+        index = hamming_pairs(hashes, flips=flips, method="index")
+        assert _pair_set(index) == _pair_set(brute)
+        groups = near_duplicate_groups(hashes, flips=flips, method="index")
+        assert groups == near_duplicate_groups(hashes, flips=flips, method="brute")
+        assert groups == _union_find_reference(len(hashes), brute)
+    if name == "blood_cells":
+        assert len(found[True]) > 50  # the augmented triplicates: a real test of the grouping
