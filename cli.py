@@ -263,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     ecoco.add_argument("--out", required=True)
     ecoco.add_argument("--dataset")
     ecoco.add_argument(
-        "--where", help='SQL condition over image/object columns and metrics, e.g. "brightness < 0.3"'
+        "--where",
+        help="SQL condition over image/object columns, metrics and has_tag('TAG'), "
+        "e.g. \"brightness < 0.3 AND NOT has_tag('reviewed')\"",
     )
     ecoco.add_argument("--max-side", type=int, help="downscale images so the longest side is at most PX")
     ecoco.add_argument("--with-metrics", action="store_true", help="add metric values as attributes")

@@ -18,6 +18,7 @@ from store.errors import InputError
 from store.filters import (
     OUTLIER_LEVELS,
     Filter,
+    cli_where,
     inclusive_bounds,
     match_counts,
     matching_images,
@@ -36,9 +37,18 @@ DOWNLOAD_LIMIT = 200 * 1024**2  # larger files are only written to disk (the bro
 WHERE_HELP = (
     "A SQL condition evaluated per object (and per image without objects). Columns: dataset, image_id, "
     "object_id, file_name, category, bbox_x/y/w/h, iscrowd, every object metric by name, every image metric "
-    "by name or as image_<name>. Operators: = <> < > <= >=, AND OR NOT, + - * / %, IN (…), BETWEEN, LIKE, "
-    "IS NULL. Example: `category = 'Bottle' AND object_area_relative < 0.001 AND brightness < 0.3`."
+    "by name or as image_<name>; has_tag('TAG') is true when the image, or the object, carries TAG. "
+    "Operators: = <> < > <= >=, AND OR NOT, + - * / %, IN (…), BETWEEN, LIKE, IS NULL. "
+    "Example: `category = 'Bottle' AND object_area_relative < 0.001 AND NOT has_tag('reviewed')`."
 )
+
+
+def shell_word(text: str) -> str:
+    """One shell word in double quotes (readable with the single quotes SQL uses)."""
+    for char in ("\\", '"', "$", "`"):
+        text = text.replace(char, "\\" + char)
+    return f'"{text}"'
+
 
 st.title("📦 Filter & export")
 project_reader = reader()
@@ -158,8 +168,8 @@ count_b.metric("Matching objects", f"{counts['objects']:,}")
 with count_c:
     st.caption(
         "An object matches when it and its image pass every condition; an image matches when it passes the "
-        "image conditions and, if any object condition is set, has a matching object. "
-        f'The CLI equivalent of the SQL box: `cocolens export coco --project {root} --out FILE --where "…"`.'
+        "image conditions and, if any object condition is set, has a matching object. The same filter "
+        "from a terminal is under Export."
     )
 with st.expander("Preview (first 200 matching images)"):
     preview = matching_images(project_reader, flt, limit=200)
@@ -226,6 +236,21 @@ if fmt == "COCO JSON":
         help='Adds "cocolens_metrics": {name: value} to every image and annotation.',
     )  # fmt: skip
     default_out = exports_dir / f"{export_dataset}-{stamp}.json"
+    expression, missing = cli_where(project_reader, flt)
+    command = f"cocolens export coco --project {shell_word(str(root))} --dataset {shell_word(export_dataset)} --out FILE"
+    if expression:
+        command += f" --where {shell_word(expression)}"
+    st.caption(
+        "The same export from a terminal"
+        + (
+            f" (the {' and '.join(missing)} condition has no `--where` form: tag the matching items above, "
+            "then use `has_tag('TAG')`)"
+            if missing
+            else ""
+        )
+        + ":"
+    )
+    st.code(command, language="bash")
 else:
     default_out = exports_dir / f"{'images' if 'images' in fmt else 'objects'}-{stamp}.csv"
 out_text = st.text_input(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,16 +213,72 @@ def _check_node(node: Any, columns: Mapping[str, Any], used: set[str]) -> None:
             raise _fail(f"operator {kind} is not allowed")
         if klass == "FUNCTION":
             name = node.get("function_name", "")
+            if name.lower() == "has_tag":
+                raise _fail("has_tag() takes one quoted tag name, e.g. has_tag('blurry')")
             if name not in _ALLOWED_FUNCTIONS or node.get("filter") or node.get("distinct"):
-                raise _fail(f"function {name}() is not allowed (only + - * / %, LIKE and ILIKE)")
+                raise _fail(
+                    f"function {name}() is not allowed (only + - * / %, LIKE, ILIKE and has_tag('…'))"
+                )
         if klass == "COLUMN_REF":
             names = node.get("column_names", [])
             if len(names) != 1 or names[0].lower() not in columns:
-                raise _fail(f"unknown column {'.'.join(names)!r}; use one of: {', '.join(sorted(columns))}")
+                known = ", ".join(sorted(c for c in columns if not c.startswith("__has_tag_")))
+                raise _fail(f"unknown column {'.'.join(names)!r}; use one of: {known} (and has_tag('TAG'))")
             used.add(names[0].lower())
     for key, value in node.items():
         if key not in ("type", "class"):
             _check_node(value, columns, used)
+
+
+HAS_TAG_COLUMN = "__has_tag_{}"  # what has_tag('x') becomes in the row query (one boolean column per tag)
+
+
+def _rewrite_has_tag(expression: str) -> tuple[str, dict[str, str]]:
+    """``has_tag('x')`` calls (outside quotes) → ``"__has_tag_N"`` column references; returns the new
+    expression and {column: tag}. A call that is not one quoted tag name is left for the checker."""
+    out: list[str] = []
+    tags: dict[str, str] = {}
+    i, n = 0, len(expression)
+    while i < n:
+        char = expression[i]
+        if char in "'\"":  # copy a quoted literal or identifier whole ('' / "" escape the quote)
+            j = i + 1
+            while j < n:
+                if expression[j] == char:
+                    if j + 1 < n and expression[j + 1] == char:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(expression[i : j + 1])
+            i = j + 1
+            continue
+        if (char.isalpha() or char == "_") and (
+            i == 0 or not (expression[i - 1].isalnum() or expression[i - 1] in "_$")
+        ):
+            j = i
+            while j < n and (expression[j].isalnum() or expression[j] in "_$"):
+                j += 1
+            word = expression[i:j]
+            call = _HAS_TAG_CALL.match(expression, j) if word.lower() == "has_tag" else None
+            if call:
+                tag = call.group(1).replace("''", "'")
+                column = next((c for c, t in tags.items() if t == tag), None) or HAS_TAG_COLUMN.format(
+                    len(tags)
+                )
+                tags[column] = tag
+                out.append(f'"{column}"')
+                i = call.end()
+            else:
+                out.append(word)
+                i = j
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out), tags
+
+
+_HAS_TAG_CALL = re.compile(r"\s*\(\s*'((?:[^']|'')*)'\s*\)")
 
 
 def validate_where(reader: ProjectReader, expression: str) -> tuple[str, set[str]]:
@@ -236,7 +293,8 @@ def validate_where(reader: ProjectReader, expression: str) -> tuple[str, set[str
         raise _fail("';' is not allowed (one expression, no statements)")
     if "--" in expression or "/*" in expression:
         raise _fail("comments are not allowed")
-    columns = where_columns(reader)
+    expression, tag_columns = _rewrite_has_tag(expression)
+    columns = {**where_columns(reader), **{c: ("BOOLEAN", "tag", t) for c, t in tag_columns.items()}}
     con = duckdb.connect(":memory:")
     try:
         text = con.execute(
@@ -263,12 +321,38 @@ def validate_where(reader: ProjectReader, expression: str) -> tuple[str, set[str
     return expression, used
 
 
+def _has_tag_sql(reader: ProjectReader, tag: str) -> str:
+    """SQL true on a row (aliases i: image, o: object or NULL) when the image carries ``tag``, or for an
+    object row the object does. The tag's keys are inlined (the query runs without registered tables)."""
+    from store.tags import tagged
+
+    keys = tagged(reader.project.root, tag)
+    if len(keys):
+        values = ", ".join(
+            f"({sql_literal(str(r.dataset))}, {int(r.image_id)}, "
+            f"{'NULL' if pd.isna(r.object_id) else int(r.object_id)})"
+            for r in keys.itertuples(index=False)
+        )
+        source = f"(VALUES {values}) AS t(dataset, image_id, object_id)"
+    else:
+        source = "(SELECT NULL::VARCHAR AS dataset, NULL::BIGINT AS image_id, NULL::BIGINT AS object_id WHERE false) t"
+    return (
+        f"EXISTS (SELECT 1 FROM {source} WHERE t.dataset = i.dataset AND t.image_id = i.image_id"
+        " AND (t.object_id IS NULL OR t.object_id = o.object_id))"
+    )
+
+
 def where_rows_sql(reader: ProjectReader, expression: str, datasets: list[str] | None) -> str:
     """SQL of (dataset, image_id, object_id) rows where the validated expression holds."""
+    _, tag_columns = _rewrite_has_tag(expression)
     expression, used = validate_where(reader, expression)
     columns = where_columns(reader)
     joins, selects = [], []
+    for column, tag in tag_columns.items():
+        selects.append(f'{_has_tag_sql(reader, tag)} AS "{column}"')
     for index, column in enumerate(sorted(used)):
+        if column in tag_columns:
+            continue
         _, level, metric = columns[column]
         if level is None:
             continue
@@ -298,6 +382,32 @@ def where_rows_sql(reader: ProjectReader, expression: str, datasets: list[str] |
             WHERE {dataset_cond}
         ) WHERE ({expression})
     """
+
+
+def cli_where(reader: ProjectReader, flt: Filter) -> tuple[str | None, list[str]]:
+    """The filter's classes, ranges, tags and expression as one ``--where`` expression (what
+    ``cocolens export coco`` takes), and the conditions that have no ``--where`` form (outliers, issue).
+    The datasets go to ``--dataset``."""
+    columns = where_columns(reader)
+    levels = metric_levels(reader)
+    parts: list[str] = []
+    if flt.classes:
+        parts.append(_in("category", list(flt.classes)))
+    for metric, (lo, hi) in flt.ranges.items():
+        level = levels.get(metric)
+        bare = columns.get(metric.lower())
+        name = metric if bare is not None and bare[1:] == (level, metric) else f"image_{metric}"
+        conditions = [f"{name} >= {sql_literal(lo)}"] if lo is not None else []
+        if hi is not None:
+            conditions.append(f"{name} <= {sql_literal(hi)}")
+        parts.append(" AND ".join(conditions) or f"{name} IS NOT NULL")
+    if flt.tags:
+        tags = " OR ".join(f"has_tag({sql_literal(tag)})" for tag in flt.tags)
+        parts.append(f"({tags})" if len(flt.tags) > 1 else tags)
+    if flt.where:
+        parts.append(f"({flt.where})")
+    missing = (["outliers"] if flt.outliers else []) + (["issue"] if flt.issue else [])
+    return (" AND ".join(parts) or None), missing
 
 
 # ----- the filter as SQL ------------------------------------------------------------------------------

@@ -114,3 +114,28 @@ def test_range_typed_as_shown_keeps_the_real_extremes(tmp_path: Path) -> None:
     shown_max = float(f"{values.max():.6g}")
     at.number_input(key=f"fx_hi_{metric}").set_value(shown_max).run()
     assert _counts(at)["images"] == 18
+
+
+def test_terminal_command_shown_exports_what_the_page_exports(project: Path, tmp_path: Path) -> None:
+    """The page's terminal equivalent (tags as has_tag) run through the CLI gives the page's export."""
+    import shlex
+
+    from cli import main
+    from store.tags import add_tags
+
+    add_tags(project, "a", [0, 2], None, "cli check")
+    at = _page(project, f_ds="a", f_tag="cli check", f_cls="red")
+    assert not at.exception, at.exception
+    command = next(c.value for c in at.code if c.value.startswith("cocolens export coco"))
+    assert "has_tag('cli check')" in command and "category IN ('red')" in command
+    out = tmp_path / "cli.json"
+    argv = [str(out) if word == "FILE" else word for word in shlex.split(command)[1:]]
+    assert main(argv) == 0
+    page_out = tmp_path / "page.json"
+    at.text_input(key="fx_out_COCO JSON").set_value(str(page_out)).run()
+    at.button(key="fx_export_button").click().run()
+    assert not at.exception, at.exception
+    by_cli, by_page = json.loads(out.read_text()), json.loads(page_out.read_text())
+    assert [i["id"] for i in by_cli["images"]] == [i["id"] for i in by_page["images"]] == [0, 2]
+    assert [a["id"] for a in by_cli["annotations"]] == [a["id"] for a in by_page["annotations"]]
+    assert len(by_page["annotations"]) == 2

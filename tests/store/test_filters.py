@@ -142,3 +142,53 @@ def test_url_round_trip() -> None:
     params = {k: v for k, v in flt.to_query().items() if v}
     assert Filter.from_query(params) == flt
     assert Filter.from_query({"f_range": ["bad", "m:x:1"], "f_out": ["m:huge"]}) == Filter()
+
+
+def test_has_tag_in_where_matches_the_tagged_image_or_object(project: Path, tmp_path: Path) -> None:
+    """`--where "has_tag('x')"`: true on an image's rows when the image carries x, and on an object row
+    when the object does; usable with the rest of the expression, in the filter and in `export coco`."""
+    from cli import main
+    from store.coco_export import export_coco
+
+    reader = ProjectReader(project)
+    objects = reader.df("SELECT dataset, image_id, object_id FROM objects ORDER BY 1, 2, 3")
+    one = objects[(objects["dataset"] == "a") & (objects["image_id"] == 1)].iloc[0]
+    add_tags(project, "a", [1], [int(one["object_id"])], "it's blurry")  # one object, quote in the name
+    add_tags(project, "a", [3], None, "it's blurry")  # a whole image
+    add_tags(project, "b", [99], None, "empty")  # the image without objects
+    where = "has_tag('it''s blurry')"
+    got = matching_objects(reader, Filter(where=where))
+    a3 = objects[(objects["dataset"] == "a") & (objects["image_id"] == 3)]
+    assert _ids(got, "image_id", "object_id") == {(1, int(one["object_id"]))} | _ids(
+        a3, "image_id", "object_id"
+    )
+    assert _ids(matching_images(reader, Filter(where=where)), "dataset", "image_id") == {("a", 1), ("a", 3)}
+    assert match_counts(reader, Filter(where="HAS_TAG ( 'empty' ) AND object_id IS NULL")) == {
+        "images": 1, "objects": 0,
+    }  # fmt: skip
+    assert match_counts(reader, Filter(where="has_tag('no such tag') OR category = 'red'"))["objects"] == 8
+    assert match_counts(reader, Filter(where="NOT has_tag('it''s blurry') AND dataset = 'a'"))["objects"] == (
+        8 - 1 - len(a3)
+    )
+    # text that only looks like a call is left alone
+    assert match_counts(reader, Filter(where="file_name = 'has_tag(''x'')'")) == {"images": 0, "objects": 0}
+    with pytest.raises(InputError, match="has_tag\\(\\) takes one quoted tag name"):
+        validate_where(reader, "has_tag(category)")
+
+    result = export_coco(project, tmp_path / "a.json", dataset="a", where=where)
+    assert (result["images"], result["objects"]) == (2, 1 + len(a3))
+    out = tmp_path / "cli.json"
+    argv = [
+        "export",
+        "coco",
+        "--project",
+        str(project),
+        "--dataset",
+        "a",
+        "--out",
+        str(out),
+        "--where",
+        where,
+    ]
+    assert main(argv) == 0
+    assert sorted(image["id"] for image in json.loads(out.read_text())["images"]) == [1, 3]
