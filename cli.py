@@ -132,6 +132,24 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tag(args: argparse.Namespace) -> int:
+    """`cocolens tag` / `untag`: prints how many images or objects it changed."""
+    from store.tags import tag_where
+
+    add = args.command == "tag"
+    changed, matched = tag_where(
+        args.project, args.name, args.where, [args.dataset] if args.dataset else None, args.level, add
+    )
+    items = f"{args.level}s" if changed != 1 else args.level
+    if add:
+        print(
+            f"tagged {changed:,} {items} with '{args.name}' ({matched - changed:,} of {matched:,} matching already had it)"
+        )
+    else:
+        print(f"untagged {changed:,} {items} ('{args.name}' removed; {matched:,} matching)")
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from store.metrics_update import update_metrics
 
@@ -296,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the image pass runs (default: project setting, else local)",
     )
     met.set_defaults(func=cmd_metrics)
+
+    for command in ("tag", "untag"):
+        tag = sub.add_parser(
+            command,
+            help=f"{'add a tag to' if command == 'tag' else 'remove a tag from'} the images/objects matching --where",
+        )
+        tag.add_argument("--project", required=True)
+        tag.add_argument("--name", required=True, help="the tag")
+        tag.add_argument("--where", required=True, help="SQL condition as for export coco --where")
+        tag.add_argument("--dataset", help="only this dataset")
+        tag.add_argument(
+            "--level", choices=["image", "object"], default="image", help="tag images (default) or objects"
+        )
+        tag.set_defaults(func=cmd_tag)
 
     tr = sub.add_parser("train", help="train Mask R-CNN in the foreground")
     tr.add_argument("--project", required=True)

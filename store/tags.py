@@ -204,3 +204,94 @@ def tagged(project_root: str | Path, tag: str | None = None) -> pd.DataFrame:
         )
         frame = pd.DataFrame(rows, columns=["dataset", "image_id", "object_id"])
     return frame.astype({"dataset": "string", "image_id": "int64", "object_id": "Int64"})
+
+
+def _apply(project_root: str | Path, keys: pd.DataFrame, tag: str, add: bool) -> int:
+    """Add or remove ``tag`` on every key (dataset, image_id, object_id: NULL = the image); one
+    transaction per dataset. Returns how many tags were added or removed."""
+    change = add_tags if add else remove_tags
+    changed = 0
+    for dataset, rows in keys.groupby("dataset", sort=True):
+        if "object_id" in rows.columns and rows["object_id"].notna().any():
+            object_ids: list[int | None] | None = [None if pd.isna(o) else int(o) for o in rows["object_id"]]
+        else:
+            object_ids = None
+        changed += change(project_root, str(dataset), rows["image_id"].astype(int).tolist(), object_ids, tag)
+    return changed
+
+
+def add_keys(project_root: str | Path, keys: pd.DataFrame, tag: str) -> int:
+    """Tag every (dataset, image_id[, object_id]) row of ``keys``; returns tags added (not already there)."""
+    return _apply(project_root, keys, tag, add=True)
+
+
+def remove_keys(project_root: str | Path, keys: pd.DataFrame, tag: str) -> int:
+    """Untag every (dataset, image_id[, object_id]) row of ``keys``; returns tags removed."""
+    return _apply(project_root, keys, tag, add=False)
+
+
+def rename_tag(project_root: str | Path, old: str, new: str) -> int:
+    """Rename a tag everywhere (merging into ``new`` where an item carries both); returns items renamed."""
+    old, new = _check_tag(old), _check_tag(new)
+    if old == new:
+        return 0
+
+    def transaction() -> int:
+        with _connect(project_root) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                count = con.execute("SELECT count(*) FROM tags WHERE tag = ?", (old,)).fetchone()[0]
+                con.execute(
+                    "INSERT OR IGNORE INTO tags (dataset, image_id, object_id, tag, created)"
+                    " SELECT dataset, image_id, object_id, ?, created FROM tags WHERE tag = ?",
+                    (new, old),
+                )
+                con.execute("DELETE FROM tags WHERE tag = ?", (old,))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return int(count)
+
+    return _with_retry(transaction)
+
+
+def delete_tag(project_root: str | Path, tag: str) -> int:
+    """Remove a tag from every image and object; returns how many items carried it."""
+    tag = _check_tag(tag)
+    if not _db_path(project_root).is_file():
+        return 0
+    return _write(project_root, "DELETE FROM tags WHERE tag = ?", [(tag,)])
+
+
+def tag_where(
+    project_root: str | Path,
+    tag: str,
+    where: str,
+    datasets: list[str] | None = None,
+    level: str = "image",
+    add: bool = True,
+) -> tuple[int, int]:
+    """``cocolens tag`` / ``untag``: add (or remove) ``tag`` on the images, or the objects, on whose rows
+    the ``--where`` expression holds; returns (items changed, items matched)."""
+    from store.filters import project_reader, where_rows_sql
+
+    if level not in ("image", "object"):
+        raise InputError("--level", f"expected image or object, got {level!r}")
+    tag = _check_tag(tag)
+    reader = project_reader(project_root)
+    known = reader.datasets()
+    for name in datasets or []:
+        if name not in known:
+            raise InputError(
+                str(project_root), f"no dataset {name!r} (have: {', '.join(known)})", field="--dataset"
+            )
+    rows = where_rows_sql(reader, where, datasets or None)
+    if level == "image":
+        keys = reader.df(f"SELECT DISTINCT dataset, image_id FROM ({rows}) ORDER BY 1, 2")
+    else:
+        keys = reader.df(
+            f"SELECT DISTINCT dataset, image_id, object_id FROM ({rows}) WHERE object_id IS NOT NULL ORDER BY 1, 2, 3"
+        )
+    changed = add_keys(project_root, keys, tag) if add else remove_keys(project_root, keys, tag)
+    return changed, len(keys)

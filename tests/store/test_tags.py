@@ -63,3 +63,53 @@ def test_two_processes_tagging_at_once_lose_nothing(tmp_path: Path) -> None:
     frame = tagged(tmp_path, "shared")
     assert len(frame) == 1000
     assert sorted(frame["object_id"].tolist()) == list(range(1000))
+
+
+def test_rename_merges_and_delete_removes_everywhere(tmp_path: Path) -> None:
+    from store.tags import delete_tag, rename_tag
+
+    add_tags(tmp_path, "a", [0, 1], None, "revew")
+    add_tags(tmp_path, "a", [1], [10], "revew")
+    add_tags(tmp_path, "a", [1, 2], None, "review")
+    assert rename_tag(tmp_path, "revew", "review") == 3  # items renamed; image 1 had both: merged
+    assert all_tags(tmp_path) == ["review"]
+    assert tag_counts(tmp_path).set_index("tag").loc["review"].tolist() == [3, 1]
+    assert tags_of(tmp_path, "a", 1, 10) == ["review"]
+    assert delete_tag(tmp_path, "review") == 4
+    assert all_tags(tmp_path) == [] and delete_tag(tmp_path, "review") == 0
+
+
+def test_cli_tag_and_untag_print_how_many_changed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`cocolens tag/untag --where`: images (default) or objects, optionally one dataset."""
+    from cli import main
+    from store.coco_import import import_coco
+    from tests.conftest import write_small_coco
+
+    root = tmp_path / "p"
+    for name, seed in (("a", 0), ("b", 1)):
+        images, ann = write_small_coco(tmp_path / name, n_images=4, seed=seed)
+        import_coco(images, ann, root, dataset=name, workers=1)
+
+    def run(*argv: str) -> str:
+        capsys.readouterr()
+        assert main([*argv, "--project", str(root)]) == 0
+        return capsys.readouterr().out.strip()
+
+    assert run("tag", "--name", "low", "--where", "image_id < 2") == (
+        "tagged 4 images with 'low' (0 of 4 matching already had it)"
+    )
+    assert run("tag", "--name", "low", "--where", "image_id < 3", "--dataset", "a") == (
+        "tagged 1 image with 'low' (2 of 3 matching already had it)"
+    )
+    assert len(tagged(root, "low")) == 5
+    assert run("tag", "--name", "reds", "--where", "category = 'red'", "--level", "object") == (
+        "tagged 8 objects with 'reds' (0 of 8 matching already had it)"
+    )
+    assert tagged(root, "reds")["object_id"].notna().all()
+    assert run("untag", "--name", "low", "--where", "has_tag('low') AND dataset = 'b'") == (
+        "untagged 2 images ('low' removed; 2 matching)"
+    )
+    assert set(tagged(root, "low")["dataset"]) == {"a"}
+    capsys.readouterr()
+    assert main(["untag", "--project", str(root), "--name", "x", "--where", "nope > 1"]) == 2
+    assert "unknown column 'nope'" in capsys.readouterr().err
