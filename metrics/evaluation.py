@@ -22,6 +22,7 @@ number of counted predictions of that category. Per-prediction reasons
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -222,14 +223,30 @@ def confusion_matrix(
     iou_threshold: float = 0.5,
     score_threshold: float = 0.0,
     category_names: Mapping[int, str] | None = None,
+    max_classes: int | None = None,
 ) -> pd.DataFrame:
-    """Counts[ground-truth category, predicted category] with background; see the module docstring."""
+    """Counts[ground-truth category, predicted category] with background; see the module docstring.
+
+    With ``max_classes``, only that many categories (most labels + predictions first) keep their
+    own row and column; the rest are summed into "other classes" (10,000 classes made 10⁸ cells).
+    """
     t = result.threshold_index(iou_threshold)
     names = category_names or {}
     cats = [int(c) for c in result.category_ids]
-    labels = [names.get(c, str(c)) for c in cats] + ["background"]
-    index_of = {c: i for i, c in enumerate(cats)}
-    bg = len(cats)
+    other: list[str] = []
+    if max_classes is not None and len(cats) > max_classes:
+        frequency = pd.concat(
+            [result.gt["category_id"], result.predictions["category_id"]], ignore_index=True
+        ).value_counts(sort=False)
+        ranked = sorted(cats, key=lambda c: -int(frequency.get(c, 0)))  # stable: file order on ties
+        top = set(ranked[:max_classes])
+        cats = [c for c in cats if c in top]
+        other = ["other classes"]
+    labels = [names.get(c, str(c)) for c in cats] + other + ["background"]
+    index_of: dict[int, int] = {c: i for i, c in enumerate(cats)}
+    if other:
+        index_of = collections.defaultdict(lambda: len(cats), index_of)
+    bg = len(cats) + len(other)
     counts = np.zeros((bg + 1, bg + 1), np.int64)
 
     p_cat = result.predictions["category_id"].to_numpy()

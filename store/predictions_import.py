@@ -20,12 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metrics.geometry import rle_counts_problem
 from store.coco_reader import load_json
 from store.errors import InputError
 from store.project import Project, check_name, replace_dir_atomic, write_json_atomic, write_parquet_atomic
 
 Progress = Callable[[str, int, int], None]
 THRESHOLD_TAGS = [f"{int(round(t * 100))}" for t in np.linspace(0.5, 0.95, 10)]
+# Stored confusion matrices keep this many classes (most labels + predictions), the rest summed as
+# "other classes": a 10,000-class dataset made ten 10⁸-cell matrices (6 GB, then a crash).
+MAX_CONFUSION_CLASSES = 100
+# Box coordinates beyond this are no image's (1e308 stored an infinite area).
+MAX_BOX_COORDINATE = 1e12
 
 
 def _is_number(value: Any) -> bool:
@@ -74,6 +80,10 @@ def _segmentation(where: str, file: str, seg: Any, height: int, width: int) -> t
                     record=where,
                     field="segmentation.counts",
                 )
+            # Runs that do not fill the frame made pycocotools decode for ever (issue 18).
+            problem = rle_counts_problem(counts, height, width)
+            if problem:
+                raise InputError(file, problem, record=where, field="segmentation.counts")
             return json.dumps({"size": [height, width], "counts": counts}), "rle_compressed"
         if isinstance(counts, list) and all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts
@@ -134,6 +144,14 @@ def _check_boxes(file: str, boxes: list[Any]) -> None:
     if negative.size:
         raise InputError(
             file, "negative width or height", record=f"predictions[{present[negative[0]]}]", field="bbox"
+        )
+    huge = np.flatnonzero((np.abs(array) > MAX_BOX_COORDINATE).any(axis=1))
+    if huge.size:
+        raise InputError(
+            file,
+            f"a value beyond ±{MAX_BOX_COORDINATE:g} px, outside any image: {json.dumps(boxes[present[huge[0]]])[:60]}",
+            record=f"predictions[{present[huge[0]]}]",
+            field="bbox",
         )
 
 
@@ -202,10 +220,10 @@ def read_predictions(path: Path, images: pd.DataFrame, categories: pd.DataFrame)
         score = rec.get("score")
         if "score" not in rec:
             raise InputError(file, "missing", record=where, field="score")
-        if not _is_number(score) or score < 0:
+        if not _is_number(score) or not 0 <= score <= 1:
             raise InputError(
                 file,
-                f"expected a finite number ≥ 0, got {json.dumps(score)[:40]}",
+                f"expected a finite number ≥ 0 and ≤ 1 (a confidence), got {json.dumps(score)[:40]}",
                 record=where,
                 field="score",
             )
@@ -365,7 +383,7 @@ def evaluate_model(
             curve = evaluation.pr_curve(t, int(cat))
             curves[str(int(cat))] = curve["precision"].round(6).tolist()
         pr_curves[tag] = curves
-        matrix = confusion_matrix(result, t, category_names=names)
+        matrix = confusion_matrix(result, t, category_names=names, max_classes=MAX_CONFUSION_CLASSES)
         confusion[tag] = {"labels": [str(c) for c in matrix.columns], "counts": matrix.to_numpy().tolist()}
     errors = find_label_errors(gt, preds, iou_type, pairs=result.pairs)
     summary = {
