@@ -61,7 +61,7 @@ filters = [
 ]
 st.markdown(f"**{total:,} images** " + (" · ".join(f for f in filters if f) or "(no filter)"))
 page, size = gallery.page_controls(PREFIX, total)
-gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name)
+gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name, total)
 items = gq.page_items(project_reader, gallery_filter, sort_metric, descending, page, size)
 gallery.image_cards(project_reader, items, sort_metric, tag_name, PREFIX)
 gallery.write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)

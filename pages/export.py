@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from metrics import registry
+from pages.gallery import tag_manager
 from pages.state import reader, selected_datasets, set_query
 from store import tags as tag_store
 from store.errors import InputError
@@ -185,30 +186,65 @@ with st.expander("Preview (first 200 matching images)"):
 
 # ----- tag everything in the filter ----------------------------------------------------------------
 st.subheader("Tag")
-tag_col, level_col, button_col = st.columns([2, 2, 1])
+tag_col, level_col, button_col, untag_col = st.columns([2, 2, 1, 1])
 tag_name = tag_col.text_input(
-    "Tag", key="fx_tag_name", placeholder="e.g. review", help="Added to everything matching."
-)
+    "Tag",
+    key="fx_tag_name",
+    placeholder="e.g. review",
+    help="Added to (or removed from) everything matching.",
+).strip()
 tag_level = level_col.radio("Tag the matching", ["images", "objects"], key="fx_tag_level", horizontal=True)
+matching = counts[tag_level]
 with button_col:
     st.write("")
-    do_tag = st.button("Tag all", key="fx_tag_button", disabled=not tag_name.strip() or not counts[tag_level])
-if do_tag:
-    added = 0
-    with st.spinner("Tagging…"):
-        if tag_level == "images":
-            frame = matching_images(project_reader, flt)
-            for dataset, part in frame.groupby("dataset"):
-                added += tag_store.add_tags(root, str(dataset), part["image_id"].tolist(), None, tag_name)
-        else:
-            frame = matching_objects(project_reader, flt)
-            for dataset, part in frame.groupby("dataset"):
-                added += tag_store.add_tags(
-                    root, str(dataset), part["image_id"].tolist(), part["object_id"].tolist(), tag_name
-                )
-    st.success(
-        f"Tagged {added:,} {tag_level} with '{tag_name.strip()}' ({len(frame) - added:,} already had it)."
+    if st.button(
+        "Tag all…", key="fx_tag_button", icon=":material/sell:", disabled=not tag_name or not matching,
+        help=f"Adds the tag to the {matching:,} matching {tag_level} (asks first).",
+    ):  # fmt: skip
+        st.session_state["fx_tag_pending"] = ("add", tag_name, tag_level, matching)
+with untag_col:
+    st.write("")
+    if st.button(
+        "Untag all…", key="fx_untag_button", icon=":material/label_off:", disabled=not tag_name or not matching,
+        help=f"Removes the tag from the {matching:,} matching {tag_level} (asks first).",
+    ):  # fmt: skip
+        st.session_state["fx_tag_pending"] = ("remove", tag_name, tag_level, matching)
+pending = st.session_state.get("fx_tag_pending")
+if pending and pending != (pending[0], tag_name, tag_level, matching):
+    st.session_state.pop("fx_tag_pending", None)  # the filter, tag or level changed since: ask again
+    pending = None
+if pending:
+    action = pending[0]
+    question = (
+        f"Tag all {matching:,} matching {tag_level} with '{tag_name}'?"
+        if action == "add"
+        else f"Remove '{tag_name}' from all {matching:,} matching {tag_level}?"
     )
+    st.warning(question, icon=":material/warning:")
+    yes, no, _ = st.columns([1, 1, 6])
+    if no.button("Cancel", key="fx_tag_cancel"):
+        st.session_state.pop("fx_tag_pending", None)
+        st.rerun()
+    if yes.button("Confirm", key="fx_tag_confirm", type="primary"):
+        st.session_state.pop("fx_tag_pending", None)
+        with st.spinner("Tagging…"):
+            frame = (
+                matching_images(project_reader, flt)
+                if tag_level == "images"
+                else matching_objects(project_reader, flt)
+            )
+            if action == "add":
+                changed = tag_store.add_keys(root, frame, tag_name)
+                done = f"Tagged {changed:,} {tag_level} with '{tag_name}' ({len(frame) - changed:,} already had it)."
+            else:
+                changed = tag_store.remove_keys(root, frame, tag_name)
+                done = f"Removed '{tag_name}' from {changed:,} {tag_level} ({len(frame) - changed:,} did not have it)."
+        st.session_state["fx_tag_done"] = done
+        st.rerun()
+done = st.session_state.pop("fx_tag_done", None)
+if done:
+    st.success(done)
+tag_manager("fx", str(root))
 
 # ----- export -----------------------------------------------------------------------------------------
 st.subheader("Export")

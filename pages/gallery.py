@@ -510,22 +510,116 @@ def tag_controls(prefix: str, project_root: str) -> tuple[str, pd.DataFrame | No
             format_func=lambda t: t or "(any: no tag filter)",
             on_change=_reset_page(prefix),
         )
+    tag_manager(prefix, project_root)
     keys = tag_store.tagged(project_root, tag_filter) if tag_filter else None
     return tag_name, keys, tag_filter or None
 
 
 def tag_all_button(
-    prefix: str, project_root: str, project_reader: ProjectReader, f: gq.GalleryFilter, tag: str
+    prefix: str, project_root: str, project_reader: ProjectReader, f: gq.GalleryFilter, tag: str, total: int
 ) -> None:
-    """Tag every item passing the current filter (all pages), one transaction per dataset."""
-    if not st.button(f"🏷 Tag all in current filter with “{tag}”", key=f"{prefix}_tag_all"):
+    """Tag, or untag, every item passing the current filter (all pages), after a confirmation that
+    says how many items it touches; one transaction per dataset."""
+    pending_key = f"{prefix}_bulk_pending"
+    items = "images" if f.level == "image" else "objects"
+    left, right, _ = st.columns([2, 2, 3])
+    if left.button(
+        f"Tag all {total:,} with “{tag}”…",
+        key=f"{prefix}_tag_all",
+        icon=":material/sell:",
+        disabled=not total,
+        help=f"Adds “{tag}” to every {items[:-1]} in the current filter, on every page (asks first).",
+    ):
+        st.session_state[pending_key] = ("add", tag, total)
+    if right.button(
+        f"Untag all {total:,}…",
+        key=f"{prefix}_untag_all",
+        icon=":material/label_off:",
+        disabled=not total,
+        help=f"Removes “{tag}” from every {items[:-1]} in the current filter, on every page (asks first).",
+    ):
+        st.session_state[pending_key] = ("remove", tag, total)
+    pending = st.session_state.get(pending_key)
+    if not pending:
         return
+    action, pending_tag, count = pending
+    if pending_tag != tag or count != total:  # the filter or the tag changed since: ask again
+        st.session_state.pop(pending_key, None)
+        return
+    with st.container(border=True):
+        verb = (
+            f"Tag all {count:,} {items} in the current filter with"
+            if action == "add"
+            else (f"Remove the tag from all {count:,} {items} in the current filter:")
+        )
+        st.warning(f"{verb} “{tag}”?", icon=":material/warning:")
+        yes, no, _ = st.columns([1, 1, 4])
+        confirmed = yes.button("Confirm", key=f"{prefix}_bulk_confirm", type="primary")
+        if no.button("Cancel", key=f"{prefix}_bulk_cancel"):
+            st.session_state.pop(pending_key, None)
+            st.rerun()
+    if not confirmed:
+        return
+    st.session_state.pop(pending_key, None)
     keys = gq.filter_keys(project_reader, f)
-    added = 0
-    for dataset, rows in keys.groupby("dataset"):
-        object_ids = None if f.level == "image" else rows["object_id"].tolist()
-        added += tag_store.add_tags(project_root, str(dataset), rows["image_id"].tolist(), object_ids, tag)
-    st.toast(f"Tagged {added:,} new items with “{tag}” ({len(keys):,} in the filter).")
+    if f.level == "image":
+        keys = keys[["dataset", "image_id"]]
+    if action == "add":
+        changed = tag_store.add_keys(project_root, keys, tag)
+        st.toast(f"Tagged {changed:,} {items} with “{tag}” ({len(keys) - changed:,} already had it).")
+    else:
+        changed = tag_store.remove_keys(project_root, keys, tag)
+        st.toast(f"Removed “{tag}” from {changed:,} {items} ({len(keys) - changed:,} did not have it).")
+    st.rerun()
+
+
+def tag_manager(prefix: str, project_root: str) -> None:
+    """Every tag with its counts; rename one (merging into an existing name) or delete it everywhere."""
+    counts = tag_store.tag_counts(project_root)
+    done = st.session_state.pop(f"{prefix}_manage_done", None)
+    if done:
+        st.success(done, icon=":material/check:")
+    with st.expander(f"Manage tags ({len(counts)})", icon=":material/sell:"):
+        if counts.empty:
+            st.caption("No tags yet: tag items on any gallery, on Filter & export, or with `cocolens tag`.")
+            return
+        st.dataframe(counts, hide_index=True, width="stretch")
+        names = counts["tag"].tolist()
+        pick, new_name, rename_col, delete_col = st.columns([2, 2, 1, 1])
+        chosen = pick.selectbox("Tag", names, key=f"{prefix}_manage_tag")
+        renamed = new_name.text_input(
+            "New name", key=f"{prefix}_manage_new", placeholder="e.g. review"
+        ).strip()
+        rename_col.write("")
+        if rename_col.button(
+            "Rename", key=f"{prefix}_manage_rename", disabled=not renamed or renamed == chosen
+        ):
+            changed = tag_store.rename_tag(project_root, chosen, renamed)
+            for suffix in ("manage_tag", "manage_new"):
+                st.session_state.pop(f"{prefix}_{suffix}", None)
+            st.session_state[f"{prefix}_manage_done"] = (
+                f"Renamed “{chosen}” to “{renamed}” on {changed:,} items."
+            )
+            st.rerun()
+        delete_col.write("")
+        row = counts.set_index("tag").loc[chosen]
+        carried = int(row["images"]) + int(row["objects"])
+        if delete_col.button("Delete…", key=f"{prefix}_manage_delete"):
+            st.session_state[f"{prefix}_manage_pending"] = chosen
+        if st.session_state.get(f"{prefix}_manage_pending") == chosen:
+            st.warning(
+                f"Delete “{chosen}” from all {carried:,} items that carry it?", icon=":material/warning:"
+            )
+            yes, no, _ = st.columns([1, 1, 4])
+            if yes.button("Delete", key=f"{prefix}_manage_confirm", type="primary"):
+                changed = tag_store.delete_tag(project_root, chosen)
+                st.session_state.pop(f"{prefix}_manage_tag", None)
+                st.session_state.pop(f"{prefix}_manage_pending", None)
+                st.session_state[f"{prefix}_manage_done"] = f"Deleted “{chosen}” from {changed:,} items."
+                st.rerun()
+            if no.button("Cancel", key=f"{prefix}_manage_cancel"):
+                st.session_state.pop(f"{prefix}_manage_pending", None)
+                st.rerun()
 
 
 def _tagged_set(project_root: str, tag: str) -> set[tuple[str, int, int | None]]:

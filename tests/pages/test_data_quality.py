@@ -151,6 +151,9 @@ def test_tag_a_card_tag_all_and_filter_by_tag(project):
     at.button(key="dq_tag_a_101").click().run()  # toggles off
     assert tags.tags_of(project, "a", 101) == []
     at.button(key="dq_tag_all").click().run()
+    assert len(tags.tagged(project, "dq-test")) == 0, "tag all asks first"
+    assert any("Tag all 2 images in the current filter with “dq-test”?" in w.value for w in at.warning)
+    at.button(key="dq_bulk_confirm").click().run()
     assert set(tags.tagged(project, "dq-test")["image_id"]) == {101}
     at.button(key="dq_clear_issue").click().run()
     at.selectbox(key="dq_tag_filter").set_value("dq-test").run()
@@ -233,3 +236,31 @@ def test_outlier_shading_follows_the_metric_direction(metric, shaded):
     sides = {"low" if s.x1 <= 0 else "high" for s in bands}
     assert sides == shaded
     assert len(bands) == 2 * len(shaded)  # moderate and severe on each shaded end
+
+
+def test_untag_all_in_filter_rename_and_delete_tags(project):
+    tags.add_tags(project, "a", [0, 1, 2], None, "bulk")
+    at = _page(project, issue="missing_images")  # images a/101 and b/101
+    at.text_input(key="dq_tag_name").set_value("bulk").run()
+    tags.add_tags(project, "a", [101], None, "bulk")
+    at.button(key="dq_untag_all").click().run()
+    assert any("Remove the tag from all 2 images in the current filter" in w.value for w in at.warning)
+    at.button(key="dq_bulk_cancel").click().run()
+    assert not at.warning and tags.tags_of(project, "a", 101) == ["bulk"]
+    at.button(key="dq_untag_all").click().run()
+    at.button(key="dq_bulk_confirm").click().run()
+    assert not at.exception, at.exception
+    assert tags.tags_of(project, "a", 101) == [] and len(tags.tagged(project, "bulk")) == 3  # others kept
+
+    at.selectbox(key="dq_manage_tag").set_value("bulk").run()
+    at.text_input(key="dq_manage_new").set_value("bulk2").run()
+    at.button(key="dq_manage_rename").click().run()
+    assert not at.exception, at.exception
+    assert "bulk" not in tags.all_tags(project) and len(tags.tagged(project, "bulk2")) == 3
+    assert any("Renamed “bulk” to “bulk2” on 3 items" in s.value for s in at.success)
+    at.selectbox(key="dq_manage_tag").set_value("bulk2").run()
+    at.button(key="dq_manage_delete").click().run()
+    assert any("Delete “bulk2” from all 3 items" in w.value for w in at.warning)
+    at.button(key="dq_manage_confirm").click().run()
+    assert not at.exception, at.exception
+    assert "bulk2" not in tags.all_tags(project)

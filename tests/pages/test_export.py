@@ -66,6 +66,10 @@ def test_tag_everything_then_export_coco_and_csv(project: Path, tmp_path: Path) 
     at.radio(key="fx_tag_level").set_value("objects").run()
     at.button(key="fx_tag_button").click().run()
     assert not at.exception, at.exception
+    assert (
+        at.warning[0].value == "Tag all 5 matching objects with 'reds'?" and len(tagged(project, "reds")) == 0
+    )
+    at.button(key="fx_tag_confirm").click().run()
     assert "Tagged 5 objects" in at.success[0].value
     assert len(tagged(project, "reds")) == 5
 
@@ -139,3 +143,17 @@ def test_terminal_command_shown_exports_what_the_page_exports(project: Path, tmp
     assert [i["id"] for i in by_cli["images"]] == [i["id"] for i in by_page["images"]] == [0, 2]
     assert [a["id"] for a in by_cli["annotations"]] == [a["id"] for a in by_page["annotations"]]
     assert len(by_page["annotations"]) == 2
+
+
+def test_untag_all_matching_asks_with_the_count(project: Path) -> None:
+    from store.tags import add_tags
+
+    add_tags(project, "a", [0, 1, 2, 3, 4], None, "to drop")
+    at = _page(project, f_ds="a", f_where="image_id < 3")
+    at.text_input(key="fx_tag_name").set_value("to drop").run()
+    at.button(key="fx_untag_button").click().run()
+    assert at.warning[0].value == "Remove 'to drop' from all 3 matching images?"
+    at.button(key="fx_tag_confirm").click().run()
+    assert not at.exception, at.exception
+    assert "Removed 'to drop' from 3 images" in at.success[0].value
+    assert sorted(tagged(project, "to drop")["image_id"]) == [3, 4]
