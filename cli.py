@@ -373,6 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     except ProjectBusyError as exc:
         print(f"cocolens: error: {exc}", file=sys.stderr)
         return 3
+    except Exception as exc:
+        from store.errors import damaged_file_error
+
+        damaged = damaged_file_error(exc)  # a project file cut short: say which and how to rebuild it
+        if damaged is None:
+            raise
+        print(f"cocolens: error: {damaged}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("cocolens: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -203,12 +203,9 @@ def import_coco(
     tables = read_coco(annotations, dataset)  # everything validated before the first write
     annotations_sha = file_sha256(annotations)
     started = time.time()
+    project.check_folder()
+    plugins = load_project_plugins(project)
     with project.writing():
-        plugins = list(project.meta().get("plugins", []))
-        from metrics import registry
-
-        for plugin in plugins:
-            registry.load_plugin(plugin)
         stage = project.staging_dir / f"{dataset}-{annotations_sha[:16]}"
         out = stage / "dataset"
         out.mkdir(parents=True, exist_ok=True)
@@ -283,6 +280,25 @@ def import_coco(
 
             page_summaries.prewarm(project.root)
     return {"dataset": dataset, **counts}
+
+
+def load_project_plugins(project: Project) -> list[str]:
+    """Import the custom metric modules ``project.json`` lists; one that fails is one line."""
+    from metrics import registry
+
+    plugins = [str(p) for p in project.meta().get("plugins", [])]
+    for plugin in plugins:
+        try:
+            registry.load_plugin(plugin)
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, not raised
+            text = str(exc).strip().splitlines()
+            raise InputError(
+                str(project.meta_path),
+                f"custom metric {plugin!r} cannot be loaded ({type(exc).__name__}: {text[0][:200] if text else ''}); "
+                'restore it, or remove it from "plugins" in project.json',
+                record="plugins",
+            ) from exc
+    return plugins
 
 
 def _remove_empty(folder: Path) -> None:

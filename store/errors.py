@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class InputError(Exception):
     """Bad user input: names the file, the record and the field, in one line.
@@ -28,3 +30,28 @@ class InputError(Exception):
 
 class ProjectBusyError(Exception):
     """Another process is writing to this project (one writer at a time)."""
+
+
+_DAMAGED_PATH = re.compile(r"""['"]([^'"]+\.(?:parquet|json|sqlite))['"]""")
+
+
+def damaged_file_error(exc: BaseException) -> InputError | None:
+    """A DuckDB / Arrow failure reading one of the project's files, as a one-line InputError.
+
+    None for anything else (a bug stays a traceback). The line names the file and how to rebuild it.
+    """
+    module = type(exc).__module__ or ""
+    if module.split(".")[0].lstrip("_") not in ("duckdb", "pyarrow"):
+        return None
+    text = str(exc)
+    found = _DAMAGED_PATH.search(text)
+    if found is None:
+        return None
+    from store.project import damaged_recovery
+
+    path = found.group(1)
+    if "magic bytes" in text.lower():
+        reason = "not a complete Parquet file: cut short or overwritten"
+    else:
+        reason = " ".join(text.replace(path, "…").split())[:160]
+    return InputError(path, f"damaged ({reason}); {damaged_recovery(path)}")

@@ -23,7 +23,14 @@ import pandas as pd
 from metrics.geometry import rle_counts_problem
 from store.coco_reader import load_json
 from store.errors import InputError
-from store.project import Project, check_name, replace_dir_atomic, write_json_atomic, write_parquet_atomic
+from store.project import (
+    Project,
+    check_name,
+    read_table,
+    replace_dir_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 
 Progress = Callable[[str, int, int], None]
 THRESHOLD_TAGS = [f"{int(round(t * 100))}" for t in np.linspace(0.5, 0.95, 10)]
@@ -412,9 +419,9 @@ def import_predictions(
         raise InputError(str(project_dir), "not a cocolens project (no project.json)", field="--project")
     dataset = _pick_dataset(project, dataset, str(path))
     folder = project.dataset_dir(dataset)
-    images = pd.read_parquet(folder / "images.parquet")
-    objects = pd.read_parquet(folder / "objects.parquet")
-    categories = pd.read_parquet(folder / "categories.parquet")
+    images = read_table(folder / "images.parquet")
+    objects = read_table(folder / "objects.parquet")
+    categories = read_table(folder / "categories.parquet")
     predictions = read_predictions(path, images, categories)  # validated before any write
     started = time.time()
     with project.writing():

@@ -8,6 +8,7 @@ docs/ARCHITECTURE.md for why this beats one DuckDB file when the app and a job r
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -95,13 +96,30 @@ class Project:
     def meta(self) -> dict[str, Any]:
         if not self.meta_path.is_file():
             return {"version": PROJECT_VERSION, "plugins": [], "settings": {}}
-        return json.loads(self.meta_path.read_text())
+        try:
+            meta = json.loads(self.meta_path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise InputError(str(self.meta_path), f"damaged ({_first_line(exc)}); {_META_RECOVERY}") from exc
+        if not isinstance(meta, dict) or not isinstance(meta.get("plugins", []), list):
+            raise InputError(
+                str(self.meta_path), f"damaged (not a project settings object); {_META_RECOVERY}"
+            )
+        return meta
+
+    def check_folder(self) -> None:
+        """One line when ``--project`` names something that cannot be a project folder."""
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(str(self.root), "is a file, not a project folder", field="--project")
 
     def ensure(self) -> None:
         """Create the project folder on first write (readers never create anything)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not self.meta_path.is_file():
-            write_json_atomic(self.meta_path, {"version": PROJECT_VERSION, "plugins": [], "settings": {}})
+        self.check_folder()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not self.meta_path.is_file():
+                write_json_atomic(self.meta_path, {"version": PROJECT_VERSION, "plugins": [], "settings": {}})
+        except OSError as exc:
+            raise _unwritable(self.root, exc) from exc
 
     def update_meta(self, **changes: Any) -> None:
         meta = self.meta()
@@ -120,7 +138,11 @@ class Project:
         """Hold the project's write lock (fcntl, released by the OS if the process dies)."""
         self.ensure()
         lock_path = self.root / ".write.lock"
-        with open(lock_path, "a+") as handle:
+        try:
+            handle = open(lock_path, "a+")  # noqa: SIM115 - closed below, after the lock is released
+        except OSError as exc:
+            raise _unwritable(self.root, exc) from exc
+        with handle:
             flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
             try:
                 fcntl.flock(handle, flags)
@@ -130,6 +152,55 @@ class Project:
                 yield self
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_META_RECOVERY = (
+    "it holds only the custom metric list and settings: restore it from a backup, or delete it and "
+    "cocolens writes a fresh one (datasets and models are kept; add custom metrics again with "
+    "`cocolens metrics --add`)"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _unwritable(root: Path, exc: OSError) -> InputError:
+    if exc.errno == errno.EROFS:
+        reason = "the project is on a read-only file system"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        reason = "no permission to write in the project folder"
+    elif exc.errno == errno.ENOSPC:
+        reason = "the disk is full"
+    else:
+        reason = f"cannot write in the project folder ({exc.strerror or _first_line(exc)})"
+    where = exc.filename if isinstance(exc.filename, str) else str(root)
+    return InputError(str(root), f"{reason}: {where}; nothing was changed", field="--project")
+
+
+def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read one of the project's Parquet tables; a damaged file is one line saying how to recover."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except FileNotFoundError as exc:
+        raise InputError(str(path), f"missing from the project; {damaged_recovery(path)}") from exc
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise InputError(str(path), f"damaged ({_first_line(exc)}); {damaged_recovery(path)}") from exc
+
+
+def damaged_recovery(path: Path) -> str:
+    """What to run to rebuild a damaged file of a project (from where it lies)."""
+    parts = Path(path).parts
+    for kind, advice in (
+        ("datasets", "import the dataset again (`cocolens import coco ... --dataset {name}`) to rebuild it"),
+        ("models", "import the model's predictions again (`cocolens import predictions ... --model {name}`)"),
+    ):
+        if kind in parts[:-1]:
+            index = len(parts) - 1 - parts[::-1].index(kind)
+            if index + 1 < len(parts) - 1:
+                return advice.format(name=parts[index + 1])
+    return "restore it from a backup or import the data again"
 
 
 # ----- atomic file helpers ----------------------------------------------------------------------
