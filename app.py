@@ -11,12 +11,12 @@ from pages.training_form import render_training_form
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="cocolens", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="cocolens", page_icon=":material/search:", layout="wide")
 
 
 def _sidebar() -> None:
     with st.sidebar:
-        st.markdown("### 🔎 cocolens")
+        st.markdown("### :material/search: cocolens")
         if "project" not in st.session_state:
             st.session_state["project"] = default_project()
         st.text_input(
@@ -38,16 +38,16 @@ def _sidebar() -> None:
 
 
 PAGES = [
-    ("summary.py", "Summary", "📋", True),
-    ("data_quality.py", "Data quality", "🖼️", False),
-    ("label_quality.py", "Label quality", "🏷️", False),
-    ("compare.py", "Compare datasets", "⚖️", False),
-    ("embeddings.py", "Embeddings", "🧭", False),
-    ("model_quality.py", "Model quality", "🎯", False),
-    ("performance.py", "Performance by metric", "📈", False),
-    ("explorer.py", "Prediction explorer", "🔬", False),
-    ("training.py", "Training", "🏋️", False),
-    ("export.py", "Filter & export", "📦", False),
+    ("summary.py", "Summary", ":material/dashboard:", True),
+    ("data_quality.py", "Data quality", ":material/image:", False),
+    ("label_quality.py", "Label quality", ":material/label:", False),
+    ("compare.py", "Compare datasets", ":material/compare:", False),
+    ("embeddings.py", "Embeddings", ":material/scatter_plot:", False),
+    ("model_quality.py", "Model quality", ":material/track_changes:", False),
+    ("performance.py", "Performance by metric", ":material/trending_up:", False),
+    ("explorer.py", "Prediction explorer", ":material/manage_search:", False),
+    ("training.py", "Training", ":material/model_training:", False),
+    ("export.py", "Filter & export", ":material/filter_alt:", False),
 ]
 
 _sidebar()
