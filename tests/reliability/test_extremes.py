@@ -243,3 +243,29 @@ def test_guarded_run_reports_the_project_unchanged_after_a_refusal(tmp_path: Pat
     code, _, err = _import(tmp_path, bad, timeout=60)
     assert_one_line(code, err, ["images[0]", "field 'id'"])
     assert snapshot(project) == before
+
+
+# ----- property fuzz of numeric fields ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_numeric_fuzz_ends_in_exit_0_or_one_line():
+    """tests/reliability/numeric_fuzz.py: 60 annotation + 60 prediction draws, in one guarded child."""
+    import subprocess
+    import sys
+
+    from tests.reliability.guarded import MEMORY_LIMIT_BYTES, REPO
+
+    runner = (
+        "import resource, runpy, sys; "
+        f"resource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT_BYTES}, {MEMORY_LIMIT_BYTES})); "
+        "sys.argv = ['numeric_fuzz', '60']; "
+        "runpy.run_module('tests.reliability.numeric_fuzz', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", runner], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["annotations"] == seen["predictions"] == 60
+    assert seen["imported"] > 10 and seen["refused"] > 10  # both outcomes are exercised
