@@ -43,7 +43,7 @@ def _counts_and_classes(
     )
 
 
-st.title("⚖️ Compare datasets")
+st.title(":material/compare: Compare datasets")
 project_reader = reader()
 datasets = project_reader.datasets()
 if len(datasets) < 2:

@@ -15,7 +15,7 @@ from store import gallery_queries as gq
 PREFIX = "dq"
 DEFAULT_METRIC = "brightness"
 
-st.title("🖼️ Data quality")
+st.title(":material/image: Data quality")
 project_reader = reader()
 datasets = require_datasets()
 names = gq.metric_level_names(project_reader, "image")

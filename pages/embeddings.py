@@ -58,7 +58,8 @@ def _cards(
             extra = f"  \n{value} {getattr(row, value):.3f}" if value else ""
             st.caption(f"**{html.escape(name)}**{extra}")
             st.button(
-                "🔍 Details",
+                "Details",
+                icon=":material/zoom_in:",
                 key=f"{PREFIX}_{key}_detail_{ident}",
                 on_click=gallery.open_detail(row.dataset, int(row.image_id), object_id),
                 width="stretch",
@@ -76,7 +77,9 @@ def _cards(
 
 
 def _compute_button(root: str) -> None:
-    if not st.button("⚙️ Compute embeddings now", key=f"{PREFIX}_compute", type="primary"):
+    if not st.button(
+        "Compute embeddings now", icon=":material/memory:", key=f"{PREFIX}_compute", type="primary"
+    ):
         return
     from store.metrics_update import update_metrics
 
@@ -91,7 +94,7 @@ def _compute_button(root: str) -> None:
 
 # ----- page -------------------------------------------------------------------------------------------------------
 
-st.title("🧭 Embeddings")
+st.title(":material/scatter_plot: Embeddings")
 project_reader = reader()
 datasets = require_datasets()
 root = str(project_reader.project.root)

@@ -23,10 +23,10 @@ from store import tags as tag_store
 from store.queries import ProjectReader
 
 VIEWS = {
-    "tp": "✅ True positives",
-    "fp": "❌ False positives",
-    "fn": "🕳️ Missed labels",
-    "errors": "🏷️ Label errors from predictions",
+    "tp": ":material/check_circle: True positives",
+    "fp": ":material/cancel: False positives",
+    "fn": ":material/visibility_off: Missed labels",
+    "errors": ":material/label: Label errors from predictions",
 }
 COLUMNS = 4
 CARD_SIDE = 320
@@ -220,7 +220,7 @@ def _errors_gallery(choice: ModelChoice) -> None:
         right.text_input(
             "Tag to apply",
             key="px_tag",
-            help="The 🏷 buttons add or remove this tag; tags are shared by every page and the export.",
+            help="The tag buttons add or remove this tag; tags are shared by every page and the export.",
         ).strip()
         or DEFAULT_TAG
     )
@@ -256,7 +256,8 @@ def _errors_gallery(choice: ModelChoice) -> None:
             key = (str(row.dataset), int(row.image_id), object_id)
             present = key in tagged
             st.button(
-                f"{'✓ ' if present else '🏷 '}{tag}",
+                tag,
+                icon=":material/check:" if present else ":material/sell:",
                 key=f"px_tag_{row.kind}_{row.image_id}_{row.prediction_id}_{object_id}",
                 on_click=_toggle(root, str(row.dataset), int(row.image_id), object_id, tag, present),
                 type="primary" if present else "secondary",

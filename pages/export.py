@@ -51,7 +51,7 @@ def shell_word(text: str) -> str:
     return f'"{text}"'
 
 
-st.title("📦 Filter & export")
+st.title(":material/filter_alt: Filter & export")
 project_reader = reader()
 all_datasets = project_reader.datasets()
 if not all_datasets:

@@ -63,7 +63,12 @@ def issue_banner(prefix: str, issue: str | None) -> None:
     with st.container(border=True):
         left, right = st.columns([5, 1])
         left.markdown(f"**Issue: {issue.replace('_', ' ')}** — {gq.issue_rule(issue)}.")
-        right.button("✕ Clear issue", key=f"{prefix}_clear_issue", on_click=reset_view(prefix, "issue"))
+        right.button(
+            "Clear issue",
+            key=f"{prefix}_clear_issue",
+            on_click=reset_view(prefix, "issue"),
+            icon=":material/close:",
+        )
 
 
 def issue_metric(issue: str | None, default: str) -> str:
@@ -474,10 +479,18 @@ def page_controls(prefix: str, total: int) -> tuple[int, int]:
 
     cols = st.columns([1, 1, 2, 2, 4])
     cols[0].button(
-        "◀ Prev", key=f"{prefix}_prev", on_click=step(-1), disabled=st.session_state[f"{prefix}_page"] <= 1
+        "Prev",
+        key=f"{prefix}_prev",
+        icon=":material/chevron_left:",
+        on_click=step(-1),
+        disabled=st.session_state[f"{prefix}_page"] <= 1,
     )
     cols[1].button(
-        "Next ▶", key=f"{prefix}_next", on_click=step(1), disabled=st.session_state[f"{prefix}_page"] >= pages
+        "Next",
+        key=f"{prefix}_next",
+        icon=":material/chevron_right:",
+        on_click=step(1),
+        disabled=st.session_state[f"{prefix}_page"] >= pages,
     )
     cols[2].number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key=f"{prefix}_page")
     cols[3].selectbox("Per page", PAGE_SIZES, key=f"{prefix}_size", on_change=_reset_page(prefix))
@@ -498,7 +511,7 @@ def tag_controls(prefix: str, project_root: str) -> tuple[str, pd.DataFrame | No
                 "Tag to apply",
                 value=DEFAULT_TAG,
                 key=f"{prefix}_tag_name",
-                help="The tag the 🏷 buttons add or remove; tags are shared by every page and the export.",
+                help="The tag the tag buttons on the cards add or remove; tags are shared by every page and the export.",
             ).strip()
             or DEFAULT_TAG
         )
@@ -723,7 +736,8 @@ def image_cards(
             st.caption(f"**{html.escape(_short(str(row.file_name)))}**  \n{value}{group}")
             left, right = st.columns(2)
             left.button(
-                "🔍 Details",
+                "Details",
+                icon=":material/zoom_in:",
                 key=f"{prefix}_detail_{row.dataset}_{row.image_id}",
                 on_click=open_detail(row.dataset, int(row.image_id)),
                 width="stretch",
@@ -733,7 +747,8 @@ def image_cards(
                 key = (str(row.dataset), int(row.image_id), None)
                 present = key in tagged
                 right.button(
-                    f"{'✓ ' if present else '🏷 '}{tag}",
+                    tag,
+                    icon=":material/check:" if present else ":material/sell:",
                     key=f"{prefix}_tag_{row.dataset}_{row.image_id}",
                     on_click=_toggle_tag(root, key, tag, present),
                     width="stretch",
@@ -774,7 +789,8 @@ def crop_cards(
             value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
             st.caption(f"**{html.escape(_short(str(row.category), 24))}**  \n{value}")
             st.button(
-                "🔍 In image",
+                "In image",
+                icon=":material/zoom_in:",
                 key=f"{prefix}_detail_{row.dataset}_{row.image_id}_{row.object_id}",
                 on_click=open_detail(row.dataset, int(row.image_id), int(row.object_id)),
                 width="stretch",
@@ -784,7 +800,8 @@ def crop_cards(
                 key = (str(row.dataset), int(row.image_id), int(row.object_id))
                 present = key in tagged
                 st.button(
-                    f"{'✓ ' if present else '🏷 '}{tag}",
+                    tag,
+                    icon=":material/check:" if present else ":material/sell:",
                     key=f"{prefix}_tag_{row.dataset}_{row.image_id}_{row.object_id}",
                     on_click=_toggle_tag(root, key, tag, present),
                     width="stretch",

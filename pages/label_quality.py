@@ -21,7 +21,7 @@ from store import gallery_queries as gq
 PREFIX = "lq"
 DEFAULT_METRIC = "object_area_relative"
 
-st.title("🏷️ Label quality")
+st.title(":material/label: Label quality")
 project_reader = reader()
 datasets = require_datasets()
 

@@ -101,7 +101,8 @@ def _cards(project_reader: ProjectReader, items: pd.DataFrame, tag: str) -> None
                 f"quality {_score(row.annotation_quality)}"
             )
             st.button(
-                "🔍 In image",
+                "In image",
+                icon=":material/zoom_in:",
                 key=f"{PREFIX}_detail_{key[0]}_{key[1]}_{key[2]}",
                 on_click=gallery.open_detail(*key),
                 width="stretch",
@@ -109,7 +110,8 @@ def _cards(project_reader: ProjectReader, items: pd.DataFrame, tag: str) -> None
             )
             present = key in present_keys
             st.button(
-                f"{'✓ ' if present else '🏷 '}{tag}",
+                tag,
+                icon=":material/check:" if present else ":material/sell:",
                 key=f"{PREFIX}_tag_{key[0]}_{key[1]}_{key[2]}",
                 on_click=_toggle(root, key, tag, present),
                 width="stretch",
@@ -151,7 +153,7 @@ def render(project_reader: ProjectReader, datasets: list[str]) -> None:
         key=f"{PREFIX}_disagree",
         help="Keep objects whose most likely class (classifier) differs from the given one.",
     )
-    tag = right.text_input("Tag for 🏷", value=DEFAULT_TAG, key=f"{PREFIX}_tag").strip() or DEFAULT_TAG
+    tag = right.text_input("Tag for the cards", value=DEFAULT_TAG, key=f"{PREFIX}_tag").strip() or DEFAULT_TAG
     total = es.suggestion_count(project_reader, ready, only_disagreeing)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     if st.session_state.get(f"{PREFIX}_page", 1) > pages:

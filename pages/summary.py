@@ -57,7 +57,7 @@ def _summaries(root: str, signature: tuple, datasets: tuple[str, ...], _reader: 
     )
 
 
-st.title("📋 Summary")
+st.title(":material/dashboard: Summary")
 project_reader = reader()
 datasets = require_datasets()
 

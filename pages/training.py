@@ -20,7 +20,6 @@ from store.project import Project
 
 PAGES_DIR = Path(__file__).resolve().parent
 REFRESH_S = 2
-STATUS_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}
 LOSS_COLOURS = ["#222222", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 
 
@@ -51,7 +50,7 @@ def jobs_table(all_jobs: list[dict[str, Any]]) -> pd.DataFrame:
         rows.append(
             {
                 "job": job["id"],
-                "status": f"{STATUS_ICONS.get(job['status'], '')} {job['status']}",
+                "status": job["status"],
                 "phase": job.get("phase", ""),
                 "model name": job.get("name", ""),
                 "train → val": f"{job.get('train')} → {job.get('val')}",
@@ -180,7 +179,7 @@ def _outcome(job: dict[str, Any]) -> None:
             page_link(
                 "pages/model_quality.py",
                 f"Open {job.get('model')} in Model quality",
-                "🎯",
+                ":material/track_changes:",
                 query_params={"model": str(job.get("model"))},
             )
     elif status == "failed":
@@ -201,7 +200,7 @@ def job_view(job: dict[str, Any]) -> None:
         asked = job.get("cancel_requested_at")
         if asked:
             st.info("Cancel asked for: the job stops at the next training step.")
-        elif st.button("Cancel job", key=f"cancel_{job['id']}", icon="⏹️"):
+        elif st.button("Cancel job", key=f"cancel_{job['id']}", icon=":material/stop_circle:"):
             jobs.cancel_job(job_dir)
             st.rerun()
     _outcome(job)
@@ -250,14 +249,14 @@ def jobs_panel(project_root: str, active_when_drawn: bool) -> None:
     job_view(by_id[selected])
 
 
-st.title("🏋️ Training")
+st.title(":material/model_training: Training")
 project = reader().project
 if not st.session_state.get(RENDERED_FLAG):  # run on its own (not through app.py): form here
     render_training_form(project.root, reader().datasets(), in_sidebar=False)
 all_jobs = jobs.list_jobs(project)
 if not all_jobs:
     st.info(
-        "No training jobs yet. Start one with **🏋️ Train a model** in the sidebar, or from a terminal: "
+        "No training jobs yet. Start one with **Train a model** in the sidebar, or from a terminal: "
         "`cocolens train --project DIR --train DATASET --val DATASET`."
     )
     st.stop()

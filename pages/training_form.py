@@ -43,7 +43,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
     if in_sidebar:
         st.session_state[RENDERED_FLAG] = True
     defaults = default_values()
-    with st.expander("🏋️ Train a model", expanded=not in_sidebar):
+    with st.expander("Train a model", expanded=not in_sidebar, icon=":material/model_training:"):
         if not datasets:
             st.caption("Import a dataset first: training needs a train and a val dataset.")
             return
@@ -130,7 +130,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
         if started:
             st.success(f"Job {started} started.")
             if TRAINING_PAGE.is_file():
-                page_link("pages/training.py", "Follow it on the Training page", "🏋️")
+                page_link("pages/training.py", "Follow it on the Training page", ":material/model_training:")
 
 
 def _start(project_root: str | Path, name: str, train: str, val: str, overrides: dict[str, Any]) -> None:

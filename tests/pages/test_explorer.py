@@ -71,7 +71,7 @@ def test_tagging_a_label_error_candidate() -> None:
     assert not at.exception, at.exception
     assert tags.tags_of(root, "demo_crowd", int(image_id), int(object_id)) == ["label_error"]
     again = next(b for b in at.button if b.key == first.key)
-    assert again.label == "✓ label_error"
+    assert again.label == "label_error" and again.proto.icon == ":material/check:"
     again.click().run()
     assert tags.tags_of(root, "demo_crowd", int(image_id), int(object_id)) == []
 

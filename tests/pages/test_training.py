@@ -57,7 +57,7 @@ def test_every_page_has_the_form_in_the_sidebar(project):
     at.session_state["project"] = str(project)
     at.run()
     assert at.title[0].value.endswith("Summary")
-    assert [e.label for e in at.sidebar.expander] == ["🏋️ Train a model"]
+    assert [e.label for e in at.sidebar.expander] == ["Train a model"]
     assert at.sidebar.selectbox(key="tf_train").options == ["tr", "va"]
     assert at.sidebar.selectbox(key="tf_val").value == "va"
 
@@ -123,14 +123,12 @@ def running_job(project: Path):
 def test_page_shows_a_running_job_live_and_again_after_a_reload(project, running_job):
     for _reload in range(2):  # a fresh AppTest is a new browser session: the job is still there
         at = _training_page(project)
-        assert at.title[0].value == "🏋️ Training"
+        assert at.title[0].value == ":material/model_training: Training"
         assert at.selectbox(key="training_job").value == running_job.name
         table = at.dataframe[0].value
         row = table[table["job"] == running_job.name].iloc[0]
         assert (
-            row["status"] == "🏃 running"
-            and row["model name"] == "pagenet"
-            and row["train → val"] == "tr → va"
+            row["status"] == "running" and row["model name"] == "pagenet" and row["train → val"] == "tr → va"
         )
         metrics = {m.label: m.value for m in at.metric}
         assert metrics["Status"] == "running"
