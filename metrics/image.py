@@ -32,6 +32,11 @@ ANALYSIS_SIDE = 512
 # An image file larger than this is flagged unreadable without being read: files are read whole,
 # and the largest real photos (108 MP, even as 16-bit TIFF) stay well below it.
 MAX_IMAGE_FILE_BYTES = 2 * 1024**3
+# JPEGs above Pillow's decompression-bomb limit (89 MP; a 108 MP phone photo is 12000×9000) are
+# decoded at reduced scale by draft mode (1/8: 1.7 MP for 108 MP) when the file is as large as a
+# real photo of that size; a header claiming far more pixels than the file could hold stays refused.
+LARGE_JPEG_MAX_PIXELS = 16 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
+LARGE_JPEG_MIN_BYTES_PER_PIXEL = 1 / 2000
 # Sharpness = v / (v + SHARPNESS_K), v = variance of the Laplacian of the 0–255 grey image at
 # ≤ 512 px longest side. K = 100 puts the classic "blurry below 100" rule of thumb at 0.5.
 SHARPNESS_K = 100.0
@@ -260,9 +265,7 @@ class ImageContext:
             raise UnreadableImage(f"file not found: {self.path}")
         if not raw:
             raise UnreadableImage("empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(raw))
+        img = _open_guarded(raw)
         raw_size = img.size
         orientation = _exif_orientation(img)
         annotated = (self.width, self.height) if self.width and self.height else None
@@ -303,6 +306,35 @@ class ImageContext:
         rotated = apply and orientation in (5, 6, 7, 8)
         self.decoded_width, self.decoded_height = (raw_size[1], raw_size[0]) if rotated else raw_size
         self._rgb = np.ascontiguousarray(rgb)
+
+
+def _open_guarded(raw: bytes) -> Image.Image:
+    """Image.open with the decompression-bomb guard, except for large real JPEGs (draft-decoded)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(raw))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as guard:
+        limit = Image.MAX_IMAGE_PIXELS
+        if not limit:
+            raise
+        Image.MAX_IMAGE_PIXELS = None  # read the header only, to see what the file claims
+        try:
+            img = Image.open(io.BytesIO(raw))
+        except Exception:
+            raise guard from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        pixels = img.size[0] * img.size[1]
+        real_photo = len(raw) >= pixels * LARGE_JPEG_MIN_BYTES_PER_PIXEL
+        if img.format == "JPEG" and pixels <= max(LARGE_JPEG_MAX_PIXELS, 2 * limit) and real_photo:
+            return img
+        raise guard from None
+
+
+def _printable(text: str) -> str:
+    """Control characters (a newline in a file name) escaped, so a message stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -346,7 +378,9 @@ def compute_image(record: dict[str, Any]) -> dict[str, Any]:
         result.update(status="unreadable", error=_one_line(exc))
         ctx.__dict__["raw_bytes"] = None
     if raw is None and result["status"] == "ok":
-        result.update(status="missing", error=f"file not found: {ctx.path}" if ctx.path else "no path")
+        result.update(
+            status="missing", error=f"file not found: {_printable(ctx.path)}" if ctx.path else "no path"
+        )
     if raw is not None:
         result["file_size"] = len(raw)
         result["content_hash"] = ctx.content_hash
@@ -362,6 +396,7 @@ def compute_image(record: dict[str, Any]) -> dict[str, Any]:
             )
         except UnreadableImage as exc:
             result.update(status="unreadable", error=str(exc))
+    mismatch = _size_mismatch(ctx) if result["status"] == "ok" else ""
     failures = []
     for spec in all_specs(level="image", kind="pixel"):
         value = None
@@ -373,7 +408,24 @@ def compute_image(record: dict[str, Any]) -> dict[str, Any]:
         result["metrics"][spec.name] = value
     if failures and not result["error"]:
         result["error"] = "; ".join(failures)[:500]
+    if mismatch:
+        result["error"] = "; ".join(p for p in (mismatch, result["error"]) if p)[:500]
     return result
+
+
+SIZE_MISMATCH = "decoded size differs from the record"
+
+
+def _size_mismatch(ctx: ImageContext) -> str:
+    """A note when the file's pixels are not the record's width×height (boxes will not line up)."""
+    if not (ctx.width and ctx.height and ctx.decoded_width and ctx.decoded_height):
+        return ""
+    if (ctx.decoded_width, ctx.decoded_height) == (ctx.width, ctx.height):
+        return ""
+    return (
+        f"{SIZE_MISMATCH}: file {ctx.decoded_width}×{ctx.decoded_height}, record {ctx.width}×{ctx.height}; "
+        "boxes in the record's frame will not line up"
+    )
 
 
 # --- geometry (annotated size; no pixels needed) ------------------------------------------------

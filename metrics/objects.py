@@ -284,7 +284,8 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
 
     Checks: bbox not finite or with width/height <= 0; bbox or polygon points more than
     ``BORDER_TOLERANCE_PX`` outside the annotated image; polygon rings that are non-numeric, have an
-    odd number of coordinates or fewer than 3 points; unparseable segmentation JSON; RLE whose size
+    odd number of coordinates or fewer than 3 points; unparseable segmentation JSON; an ``area`` larger
+    than the annotated image; RLE whose size
     differs from the image or whose counts cannot be decoded; empty mask; a bbox whose IoU with the
     segmentation's own box (polygon extents, or the RLE mask's tight box) is below
     ``BBOX_SEG_MIN_IOU`` (COCO tools derive the bbox from the segmentation, so they should agree).
@@ -325,6 +326,13 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
         if seg_box is not None:
             seg_boxes[i] = seg_box
         all_problems.append(problems)
+    if "area" in objects.columns:  # an area of 1e12 on an 800×600 image was stored unflagged
+        area = objects["area"].to_numpy(dtype=np.float64, na_value=np.nan)
+        image_area = geo.img_h * geo.img_w
+        with np.errstate(invalid="ignore"):
+            too_big = np.isfinite(area) & (image_area > 0) & (area > image_area * (1 + 1e-6) + 1)
+        for i in np.flatnonzero(too_big):
+            all_problems[i].append(f"area {area[i]:.6g} larger than the image ({image_area[i]:.0f} px)")
     agreement = geometry.box_iou_pairs(geo.boxes, seg_boxes)
     compared = box_ok & np.isfinite(seg_boxes).all(axis=1)
     for i in np.flatnonzero(compared & (agreement < BBOX_SEG_MIN_IOU)):
@@ -334,7 +342,9 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
 
 @object_metric(
     description="1 when the annotation's geometry is broken (degenerate polygon or box, points outside the "
-    "image, RLE of the wrong size, bbox not matching the mask), else 0; the reason is listed per object.",
+    "image, RLE of the wrong size, bbox not matching the mask, area larger than the image), else 0; the "
+    "reason is listed per object.",
+    version=2,
     low=0.0,
     high=1.0,
     direction="lower_better",

@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.engines import IMAGE_RESULT_COLUMNS, IMAGE_ROW_COLUMNS, check_engine, image_rows, is_url
+from metrics.image import SIZE_MISMATCH
 from store.coco_reader import read_coco
 from store.errors import InputError
 from store.metric_runner import compute_table_metrics, write_pixel_metrics
@@ -49,6 +51,8 @@ def resolve_image_path(images_root: Path, file_name: str) -> tuple[str, str]:
     except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
         reason = "symlink loop" if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP else exc.strerror
         return "", f"{file_name!r} cannot be resolved: {reason}"
+    if not candidate.exists():
+        candidate = _other_normalisation(images_root, file_name, candidate)
     if not candidate.is_relative_to(images_root):
         return "", f"{file_name!r} resolves outside the images folder (symlink escape)"
     try:
@@ -59,6 +63,20 @@ def resolve_image_path(images_root: Path, file_name: str) -> tuple[str, str]:
         # A FIFO in the images folder hung the import forever (open() waits for a writer).
         return "", f"{file_name!r} is not a regular file (a FIFO, socket or device)"
     return str(candidate), ""
+
+
+def _other_normalisation(images_root: Path, file_name: str, candidate: Path) -> Path:
+    """The file under the name's other Unicode form, if only that exists (NFD on disk from macOS, NFC in JSON)."""
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, file_name)
+        if other != file_name:
+            try:
+                path = (images_root / other).resolve()
+            except (RuntimeError, OSError):
+                continue
+            if path.exists():
+                return path
+    return candidate
 
 
 def remote_image_path(root_url: str, file_name: str) -> tuple[str, str]:
@@ -245,6 +263,9 @@ def import_coco(
         write_pixel_metrics(dataset, out, image_ids, metric_dicts)
         compute_table_metrics(dataset, out, tables.objects, images)
         write_parquet_atomic(out / "duplicates.parquet", _duplicates(dataset, images))
+        size_mismatch = int(images["error"].str.startswith(SIZE_MISMATCH).sum())
+        if size_mismatch:
+            tables.warnings["images_whose_file_size_differs_from_the_record"] = size_mismatch
         counts = {
             "images": len(images),
             "objects": len(tables.objects),
@@ -279,7 +300,7 @@ def import_coco(
             from store import page_summaries
 
             page_summaries.prewarm(project.root)
-    return {"dataset": dataset, **counts}
+    return {"dataset": dataset, **counts, **({"warnings": tables.warnings} if tables.warnings else {})}
 
 
 def load_project_plugins(project: Project) -> list[str]:

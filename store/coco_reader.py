@@ -108,7 +108,14 @@ def load_json(path: Path) -> Any:
     except OSError as exc:
         raise InputError(str(path), f"cannot be read: {exc.strerror}") from exc
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
+    except DuplicateKey as exc:
+        raise InputError(
+            str(path),
+            f"key {exc.key!r} appears twice in one JSON object (a JSON reader keeps only the last one); "
+            "remove or merge the duplicate",
+            record=exc.where,
+        ) from exc
     except json.JSONDecodeError as exc:
         raise InputError(
             str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -120,6 +127,28 @@ def load_json(path: Path) -> Any:
     if _depth_exceeds(data, MAX_JSON_DEPTH):
         raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return data
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str, where: str):
+        super().__init__(key)
+        self.key, self.where = key, where
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys: "annotations" twice imported the second list only."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                record = obj.get("id")
+                where = f"object with id {record}" if isinstance(record, int) else "an object"
+                if {"images", "categories"} & obj.keys():
+                    where = "top level"
+                raise DuplicateKey(key, where)
+            seen.add(key)
+    return obj
 
 
 def _depth_exceeds(data: Any, limit: int) -> bool:
@@ -262,6 +291,8 @@ class _Validator:
         self.dataset = dataset
         self.categories: list[tuple[str, int, str, str]] = []
         self.seen_cat: set[int] = set()
+        self.category_names: set[str] = set()
+        self.duplicate_category_names = 0
         self.image_ids = array("q")
         self.image_names: list[str] = []
         self.image_widths = array("q")
@@ -291,6 +322,9 @@ class _Validator:
         for key in ("name", "supercategory"):
             if isinstance(rec.get(key), str) and not _is_utf8(rec[key]):
                 check.fail(where, key, f"{rec[key]!r} is not valid Unicode (a lone surrogate)")
+        if name in self.category_names:
+            self.duplicate_category_names += 1  # kept apart by id; exports name them by name + id
+        self.category_names.add(name)
         supercategory = rec.get("supercategory", "")
         self.categories.append(
             (self.dataset, cid, name, supercategory if isinstance(supercategory, str) else "")
@@ -375,6 +409,7 @@ class _Validator:
             for key, value in (
                 ("annotation_ids_reused_across_images", self.reused_ids),
                 ("annotations_without_geometry", self.empty_geometry),
+                ("categories_sharing_a_name_with_another", self.duplicate_category_names),
             )
             if value
         }

@@ -432,8 +432,17 @@ def import_predictions(
         stage.mkdir(parents=True, exist_ok=True)
         try:
             iou_types = ["bbox"]
-            if (predictions["seg_type"] != "none").all() and (objects["seg_type"] != "none").any():
+            notes = []
+            with_masks = int((predictions["seg_type"] != "none").sum())
+            if with_masks == len(predictions) and (objects["seg_type"] != "none").any():
                 iou_types.append("segm")
+            elif with_masks:  # said, not skipped silently: COCOeval needs a mask on every result
+                notes.append(
+                    f"segm not evaluated: {len(predictions) - with_masks} of {len(predictions)} predictions "
+                    "carry no segmentation (mask AP needs one on every prediction)"
+                )
+            elif (objects["seg_type"] != "none").any():
+                notes.append("segm not evaluated: the predictions carry no segmentation")
             evals: dict[str, Any] = {}
             pred_frames, obj_frames, error_frames = [], [], []
             for step, iou_type in enumerate(iou_types):
@@ -465,6 +474,7 @@ def import_predictions(
                 "dataset": dataset,
                 "predictions": len(predictions),
                 "iou_types": iou_types,
+                "notes": notes,
                 "source_file": str(path.resolve()),
                 "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "import_seconds": round(time.time() - started, 2),
@@ -479,4 +489,5 @@ def import_predictions(
         "dataset": dataset,
         "predictions": len(predictions),
         **{iou_type: evals[iou_type]["stats"] for iou_type in evals},
+        **({"notes": notes} if notes else {}),
     }
