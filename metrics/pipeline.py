@@ -9,6 +9,7 @@ metrics registered there run in the workers exactly as in the parent.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -20,6 +21,9 @@ DEFAULT_CHUNK_SIZE = 16
 
 
 def _init_worker(plugins: Sequence[str]) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent stops the pool and says so
+    # in one line; workers printing their own KeyboardInterrupt tracebacks only buried it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     registry.ensure_builtin_loaded()
     for plugin in plugins:
         registry.load_plugin(plugin)
@@ -49,7 +53,9 @@ def run_image_pass(
     ]
     done = 0
     if workers <= 1 or total <= chunk_size:
-        _init_worker(plugins)
+        registry.ensure_builtin_loaded()
+        for plugin in plugins:
+            registry.load_plugin(plugin)
         for chunk in chunks:
             yield from _compute_chunk(chunk)
             done += len(chunk)

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -225,6 +226,7 @@ def import_coco(
     plugins = load_project_plugins(project)
     with project.writing():
         stage = project.staging_dir / f"{dataset}-{annotations_sha[:16]}"
+        _remove_stale_stages(project, dataset, keep=stage)
         out = stage / "dataset"
         out.mkdir(parents=True, exist_ok=True)
 
@@ -320,6 +322,19 @@ def load_project_plugins(project: Project) -> list[str]:
                 record="plugins",
             ) from exc
     return plugins
+
+
+def _remove_stale_stages(project: Project, dataset: str, keep: Path) -> None:
+    """Stages a killed import of this dataset left for another annotations file: they can never resume.
+
+    We hold the write lock, so no other import is using them.
+    """
+    pattern = re.compile(rf"{re.escape(dataset)}-[0-9a-f]{{16}}")
+    if not project.staging_dir.is_dir():
+        return
+    for stale in project.staging_dir.iterdir():
+        if stale != keep and stale.is_dir() and pattern.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _remove_empty(folder: Path) -> None:
