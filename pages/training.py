@@ -84,6 +84,7 @@ def loss_figure(progress: list[dict[str, Any]], steps_per_epoch: int | None) -> 
         height=340,
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis_title="training step",
+        xaxis=dict(tickmode="linear", dtick=1) if max(x) <= 15 else {},  # whole steps, not 1.5
         yaxis_title="loss",
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
     )

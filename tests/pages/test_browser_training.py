@@ -1,0 +1,77 @@
+"""The Training page in a real browser: while a job changes state, the jobs table, the job picker and
+the job's panel refresh together (AppTest cannot run a fragment's timer). Screenshot in
+artifacts/screenshots/training_live.png."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from models import jobs
+from tests.conftest import REPO
+from tests.models.test_jobs import FAST, make_project
+from tests.test_browser_e2e import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    _free_port,
+    _stop_group,
+    _wait_healthy,
+    _wait_rendered,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_table_picker_and_panel_agree_while_a_job_starts(tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    project = make_project(tmp_path)
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    folder = jobs.create_job(
+        project, "tr", "va", jobs.prepare_config(None, **{**FAST, "epochs": 3}), "livenet"
+    )
+    jobs.update_job(folder, pid=helper.pid, pid_start=jobs.process_start_time(helper.pid))
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    cocolens = Path(sys.executable).with_name("cocolens")
+    proc = subprocess.Popen(
+        [str(cocolens), "visualise", "--project", str(project), "--port", str(port)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        _wait_healthy(base, proc)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{base}/", wait_until="domcontentloaded")
+            _wait_rendered(page)
+            page.goto(f"{base}/training", wait_until="domcontentloaded")
+            _wait_rendered(page)
+            picker = page.get_by_role("combobox", name="Job")
+            assert picker.input_value().endswith("livenet · queued")
+            jobs.update_job(
+                folder, status="running", phase="training", started_at=time.time(), steps_per_epoch=4
+            )
+            now = time.time()
+            for step in range(1, 4):
+                event = {"event": "step", "epoch": 1, "step": step, "global_step": step, "loss": 2.0 / step,
+                         "lr": 1e-4, "eta_s": 1.0, "time": now - 3 + step}  # fmt: skip
+                jobs.append_progress(folder, event)
+            status = page.get_by_test_id("stMetric").filter(has_text="Status")
+            status.filter(has_text="running").wait_for(timeout=30_000)  # the panel refreshed by itself
+            assert page.get_by_role("combobox", name="Job").input_value().endswith("livenet · running")
+            eta = page.get_by_test_id("stMetric").filter(has_text="ETA (training)").inner_text()
+            assert "measuring" not in eta, eta
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SCREENSHOTS / "training_live.png"), full_page=True)
+            browser.close()
+    finally:
+        _stop_group(proc)
+        helper.kill()
+        helper.wait()
