@@ -83,6 +83,8 @@ class LabelConfidence:
     confidence: np.ndarray  # P(given class), NaN where the class has a single member
     suggested_class: np.ndarray  # most likely class (equals the given label when the model agrees)
     suggested_probability: np.ndarray  # P(suggested_class)
+    probabilities: np.ndarray | None = None  # (rows, classes) out-of-fold, columns in ``classes`` order
+    classes: np.ndarray | None = None
 
     @property
     def disagrees(self) -> np.ndarray:
@@ -149,6 +151,8 @@ def self_confidence(
         confidence=confidence,
         suggested_class=classes[best],
         suggested_probability=probabilities[rows, best],
+        probabilities=probabilities,
+        classes=classes,
     )
 
 

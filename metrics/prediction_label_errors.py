@@ -45,7 +45,7 @@ def _best_per(owner: np.ndarray, value: np.ndarray, n: int) -> tuple[np.ndarray,
     return best, which
 
 
-def _assign_one_to_one(labels: np.ndarray, preds: np.ndarray, iou: np.ndarray) -> np.ndarray:
+def assign_one_to_one(labels: np.ndarray, preds: np.ndarray, iou: np.ndarray) -> np.ndarray:
     """Prediction rows greedily paired with a label, pairs taken by descending IoU."""
     taken_labels: set[int] = set()
     taken_preds: set[int] = set()
@@ -102,7 +102,7 @@ def find_label_errors(
     accounted = np.zeros(n_pred, bool)
     accounted[p[touching & crowd[g]]] = True
     regular = np.flatnonzero(touching & ~crowd[g])
-    accounted[_assign_one_to_one(g[regular], p[regular], iou[regular])] = True
+    accounted[assign_one_to_one(g[regular], p[regular], iou[regular])] = True
     # Per prediction: best IoU with any label.
     best_any, _ = _best_per(p, iou, n_pred)
     overlooked = (score >= confident_score) & ~accounted & (best_any < SAME_OBJECT_IOU)
