@@ -143,6 +143,7 @@ def _join_buckets(sorted_hashes, sorted_index, offsets, variant, patterns, masks
     count = 0
     limit = np.uint64(radius)
     m0, m1, m2, m3 = masks[0], masks[1], masks[2], masks[3]
+    two = m2 == m0 and m3 == m1  # at most two distinct masks: half the popcounts in the scan
     for q in range(first, last):
         a0 = offsets[q]
         a1 = offsets[q + 1]
@@ -160,8 +161,13 @@ def _join_buckets(sorted_hashes, sorted_index, offsets, variant, patterns, masks
                 ha = sorted_hashes[a]
                 start = a + 1 if q2 == q else b0
                 hit = False  # branch-free scan first (vectorised), hits are rare
-                for b in range(start, b1):
-                    hit |= _distance(ha ^ sorted_hashes[b], m0, m1, m2, m3) <= limit
+                if two:
+                    for b in range(start, b1):
+                        x = ha ^ sorted_hashes[b]
+                        hit |= min(_popcount(x ^ m0), _popcount(x ^ m1)) <= limit
+                else:
+                    for b in range(start, b1):
+                        hit |= _distance(ha ^ sorted_hashes[b], m0, m1, m2, m3) <= limit
                 if not hit:
                     continue
                 for b in range(start, b1):
@@ -216,7 +222,7 @@ def pairs_within(
             # The masks that restrict to this variant on this block (a pair found through it can only
             # be within radius under one of them — or is found through another block or variant).
             own = masks[((masks >> np.uint64(block.shift)) & np.uint64(key_mask)) == variant]
-            own = np.resize(own, 4)  # the kernel takes four masks; repeats change nothing
+            own = np.resize(own, 4)  # the kernel takes four masks (1 or 2 repeated: m0 m1 m0 m1)
             # Split the buckets so that each job holds about the same number of hashes.
             bounds = np.searchsorted(offsets, np.linspace(0, n, _JOBS_PER_THREAD * threads + 1)[1:-1])
             edges = np.unique(np.concatenate([[0], bounds, [1 << block.width]]))
