@@ -5,6 +5,9 @@ from __future__ import annotations
 from tests.metrics import test_image
 from tests.reliability import (
     test_coco_properties,
+    test_damaged_projects,
+    test_extreme_predictions,
+    test_extremes,
     test_hostile_configs,
     test_hostile_images,
     test_hostile_plugins,
@@ -32,6 +35,15 @@ def corpus() -> dict[str, dict[str, int]]:
                 test_security.test_file_names_that_climb_out_are_refused
             ),
             "tests/reliability/test_hostile_images.py non-Unicode names": 2,
+            "tests/reliability/test_extremes.py HUGE_GEOMETRY": len(test_extremes.HUGE_GEOMETRY),
+            "tests/reliability/test_extremes.py 100000² and 45000² records": 2,
+            "tests/reliability/test_extremes.py RLE runs not filling the frame / malformed": 1
+            + _parametrized(test_extremes.test_compressed_rle_with_bad_runs_is_refused, 1),
+            "tests/reliability/test_extremes.py ids beyond int64": _parametrized(
+                test_extremes.test_ids_beyond_64_bits_are_one_line, 1
+            ),
+            "tests/reliability/test_extremes.py JSON 100,000 deep (json, streaming × info, annotation)": 4,
+            "tests/reliability/test_silent_surprises.py duplicate key, shared category name, area > image": 3,
         },
         "images": {
             "tests/reliability/test_hostile_images.py CASES (store level)": len(test_hostile_images.CASES),
@@ -42,11 +54,16 @@ def corpus() -> dict[str, dict[str, int]]:
                 test_image.test_broken_files_never_raise, 1
             ),
             "tests/metrics/test_image.py bomb": 1,
+            "tests/reliability/test_extremes.py symlink loops (self, cycle, path through one)": 3,
+            "tests/reliability/test_extremes.py 100 GB sparse file": 1,
+            "tests/reliability/test_silent_surprises.py NFD name, newline name, 108 MP, lying SOF, size mismatch": 5,
         },
         "predictions": {
             "tests/store/test_predictions_import.py _bad_cases": len(
                 test_predictions_import._bad_cases(fake_results)
             ),
+            "tests/reliability/test_extreme_predictions.py REFUSED": len(test_extreme_predictions.REFUSED),
+            "tests/reliability/test_extreme_predictions.py 100,000 deep, 10,000 classes, half masks": 3,
         },
         "configs": {
             "tests/reliability/test_hostile_configs.py CONFIG_CASES": len(test_hostile_configs.CONFIG_CASES),
@@ -57,6 +74,15 @@ def corpus() -> dict[str, dict[str, int]]:
             "tests/reliability/test_hostile_plugins.py dotted module, raising pixel metric": 2,
         },
         "names": {"tests/reliability/test_security.py BAD_NAMES": len(test_security.BAD_NAMES)},
+        "projects": {
+            "tests/reliability/test_damaged_projects.py --project naming a file (4 commands)": 4,
+            "tests/reliability/test_damaged_projects.py truncated project.json, missing plugin": 2,
+            "tests/reliability/test_damaged_projects.py truncated images.parquet": _parametrized(
+                test_damaged_projects.test_truncated_images_parquet
+            ),
+            "tests/reliability/test_damaged_projects.py read-only file system (3 commands)": 3,
+            "tests/reliability/test_interrupts.py stale stage of an edited file": 1,
+        },
     }
 
 
