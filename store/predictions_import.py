@@ -417,14 +417,17 @@ def import_predictions(
     project = Project(project_dir)
     if not project.exists():
         raise InputError(str(project_dir), "not a cocolens project (no project.json)", field="--project")
-    dataset = _pick_dataset(project, dataset, str(path))
-    folder = project.dataset_dir(dataset)
-    images = read_table(folder / "images.parquet")
-    objects = read_table(folder / "objects.parquet")
-    categories = read_table(folder / "categories.parquet")
-    predictions = read_predictions(path, images, categories)  # validated before any write
     started = time.time()
     with project.writing():
+        # The ground truth is read under the lock: read before it, a concurrent `import coco` could
+        # replace the dataset and the model would keep scores against labels that no longer exist.
+        dataset = _pick_dataset(project, dataset, str(path))
+        folder = project.dataset_dir(dataset)
+        images = read_table(folder / "images.parquet")
+        objects = read_table(folder / "objects.parquet")
+        categories = read_table(folder / "categories.parquet")
+        dataset_meta = project.dataset_meta(dataset)
+        predictions = read_predictions(path, images, categories)  # validated before any write
         # a killed import of this model left its stage behind; we hold the lock, so it is no one's
         for stale in project.staging_dir.glob(f"model-{model}-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -475,6 +478,9 @@ def import_predictions(
                 "predictions": len(predictions),
                 "iou_types": iou_types,
                 "notes": notes,
+                # which version of the dataset the matches were made against (see model_is_stale)
+                "dataset_annotations_sha256": dataset_meta.get("annotations_sha256", ""),
+                "dataset_imported_at": dataset_meta.get("imported_at", ""),
                 "source_file": str(path.resolve()),
                 "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "import_seconds": round(time.time() - started, 2),
@@ -491,3 +497,22 @@ def import_predictions(
         **{iou_type: evals[iou_type]["stats"] for iou_type in evals},
         **({"notes": notes} if notes else {}),
     }
+
+
+def model_is_stale(project: Project, model: str) -> bool:
+    """True when the model's dataset was re-imported (or removed) after its predictions were matched.
+
+    Its stored matches and stats then describe labels that no longer exist: import the predictions
+    again. Models imported before this was recorded count as current.
+    """
+    meta = project.model_meta(model)
+    recorded = meta.get("dataset_imported_at")
+    if recorded is None:
+        return False
+    if meta.get("dataset") not in project.datasets():
+        return True
+    current = project.dataset_meta(meta["dataset"])
+    return (current.get("annotations_sha256"), current.get("imported_at")) != (
+        meta.get("dataset_annotations_sha256"),
+        recorded,
+    )
