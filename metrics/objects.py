@@ -126,7 +126,8 @@ def object_geometry(objects: pd.DataFrame, images: pd.DataFrame) -> ObjectGeomet
 
 def _box_area(boxes: np.ndarray) -> np.ndarray:
     w, h = boxes[:, 2], boxes[:, 3]
-    return np.where((w > 0) & (h > 0), w * h, np.nan)
+    with np.errstate(over="ignore", invalid="ignore"):  # a 1e200 box is flagged, not warned about
+        return np.where((w > 0) & (h > 0), w * h, np.nan)
 
 
 def object_area_source(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndarray:
