@@ -47,7 +47,7 @@ _LAYOUTS = (
     (20, 20, 24),
 )
 # Relative cost of visiting one bucket pair (reading two offsets) vs comparing one pair of hashes.
-_PROBE_COST = 4.0
+_PROBE_COST = 25.0
 # Buckets per job: enough jobs to spread over threads, each large enough to amortise the call.
 _JOBS_PER_THREAD = 8
 
