@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrics.geometry import rle_counts_problem
+from metrics.geometry import RLE_MAX_PIXELS, RLE_MAX_SIDE, rle_counts_problem
 from store.coco_reader import load_json
 from store.errors import InputError
 from store.project import (
@@ -266,7 +266,14 @@ def read_predictions(path: Path, images: pd.DataFrame, categories: pd.DataFrame)
 
 def _fill_boxes(frame: pd.DataFrame) -> pd.DataFrame:
     """Box and area as pycocotools' loadRes: the given box, else the mask's box; area = box area if boxed."""
-    from metrics.geometry import parse_segmentation, rle_area, rle_bbox, segmentation_to_rle
+    from metrics.geometry import (
+        parse_segmentation,
+        polygon_rings,
+        rle_area,
+        rle_bbox,
+        segmentation_area,
+        segmentation_to_rle,
+    )
 
     has_box = frame["bbox"].notna().to_numpy()
     boxes = np.zeros((len(frame), 4))
@@ -275,11 +282,16 @@ def _fill_boxes(frame: pd.DataFrame) -> pd.DataFrame:
         boxes[has_box] = np.array(frame["bbox"][has_box].tolist(), dtype=float)
         areas[has_box] = boxes[has_box, 2] * boxes[has_box, 3]
     for i in np.flatnonzero(~has_box):  # mask-only results: the mask's box and area, as loadRes
-        rle = segmentation_to_rle(
-            parse_segmentation(frame["segmentation"].iat[i]),
-            int(frame["height"].iat[i]),
-            int(frame["width"].iat[i]),
-        )
+        seg = parse_segmentation(frame["segmentation"].iat[i])
+        height, width = int(frame["height"].iat[i]), int(frame["width"].iat[i])
+        rle = segmentation_to_rle(seg, height, width)
+        if rle is None:  # a frame beyond 2^32 pixels holds no RLE: the polygon's extent and own area
+            rings = polygon_rings(seg)
+            xs = np.concatenate([np.asarray(r[0::2]) for r in rings]) if rings else np.zeros(1)
+            ys = np.concatenate([np.asarray(r[1::2]) for r in rings]) if rings else np.zeros(1)
+            boxes[i] = [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
+            areas[i] = segmentation_area(seg, height, width) or 0.0
+            continue
         boxes[i] = rle_bbox(rle)
         areas[i] = float(rle_area([rle])[0])
     out = frame.drop(columns=["bbox"]).copy()
@@ -437,7 +449,15 @@ def import_predictions(
             iou_types = ["bbox"]
             notes = []
             with_masks = int((predictions["seg_type"] != "none").sum())
-            if with_masks == len(predictions) and (objects["seg_type"] != "none").any():
+            sides = images[["height", "width"]].to_numpy(dtype=np.float64)
+            too_large = int(
+                ((sides.prod(axis=1) > RLE_MAX_PIXELS) | (sides.max(axis=1) > RLE_MAX_SIDE)).sum()
+            )
+            if with_masks and too_large:
+                notes.append(
+                    f"segm not evaluated: {too_large} image(s) of more than 2^32 pixels cannot hold masks"
+                )
+            elif with_masks == len(predictions) and (objects["seg_type"] != "none").any():
                 iou_types.append("segm")
             elif with_masks:  # said, not skipped silently: COCOeval needs a mask on every result
                 notes.append(

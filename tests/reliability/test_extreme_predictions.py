@@ -118,3 +118,31 @@ def test_10000_class_predictions_import_in_bounded_memory(tmp_path: Path):
     evaluation = json.loads((project / "models" / "m" / "eval.json").read_text())
     labels = evaluation["bbox"]["confusion"]["50"]["labels"]
     assert len(labels) <= 102 and "background" in labels and "class1" in labels
+
+
+def test_predictions_on_a_frame_too_large_for_masks(tmp_path: Path):
+    """A 100000² record holds no RLE: mask-only results get the polygon's box; segm says why it is skipped."""
+    images = tmp_path / "images"
+    images.mkdir()
+    x = y = 60000
+    ring = [x, y, x + 10, y, x + 10, y + 10, x, y + 10]
+    coco = {
+        "images": [{"id": 1, "file_name": "missing.jpg", "width": 100000, "height": 100000}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [x, y, 10, 10], "segmentation": [ring]}
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    project = tmp_path / "project"
+    argv = ["import", "coco", "--images", str(images), "--annotations", str(tmp_path / "ann.json")]
+    assert main([*argv, "--project", str(project), "--dataset", "d", "--quiet", "--workers", "1"]) == 0
+    results = [
+        {"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": [ring]},
+        {"image_id": 1, "category_id": 1, "score": 0.8, "bbox": [x, y, 10, 10], "segmentation": [ring]},
+    ]
+    code, out, err = _import(project, tmp_path, results, timeout=120)
+    assert code == 0, (code, err[-2000:])
+    summary = json.loads(out)
+    assert summary["bbox"]["AP"] > 0.99
+    assert "segm" not in summary and "2^32 pixels" in summary["notes"][0]
