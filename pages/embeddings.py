@@ -152,10 +152,10 @@ else:
     if colour_by == "class":
         classes = es.object_classes(project_reader, points)
         colour = classes["category"]
-        first_ids = classes.dropna().drop_duplicates("category")
         colours = {  # the colours the pictures draw each class in
-            str(r.category): thumbnails.colour_hex(int(r.category_id))
-            for r in first_ids.itertuples(index=False)
+            name: thumbnails.colour_hex(index)
+            for name, index in gq.colour_ids(project_reader).items()
+            if name in set(classes["category"].dropna().astype(str))
         }
     elif colour_by == "dataset":
         colour = points["dataset"].astype(str)

@@ -56,7 +56,9 @@ def _pictures(project_reader: ProjectReader, model: str, dataset: str, items: pd
     image_ids = items["image_id"].astype(int).tolist()
     records = mq.image_records(project_reader, dataset, image_ids)
     objects = gq.image_objects(project_reader, [(dataset, i) for i in image_ids])
-    predictions = mq.image_predictions(project_reader, model, [(dataset, i) for i in image_ids])
+    predictions = gq.with_colour_ids(
+        project_reader, mq.image_predictions(project_reader, model, [(dataset, i) for i in image_ids])
+    )
     objects_by = {k: g for k, g in objects.groupby("image_id")}
     predictions_by = {k: g for k, g in predictions.groupby("image_id")}
     paths = []

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from metrics import registry
-from pages.state import query_value, reader, set_query
+from pages.state import query_value, reader, selected_datasets, set_query
 from store import gallery_queries as gq
 from store import page_summaries, thumbnails
 from store import tags as tag_store
@@ -660,15 +660,16 @@ def _toggle_tag(
 # ----- legend and cards -------------------------------------------------------------------------------------
 
 
-def legend(categories: pd.DataFrame) -> None:
-    """Colour chips naming each class drawn (colours as in the pictures)."""
+def legend(categories: pd.DataFrame, project_reader: ProjectReader | None = None) -> None:
+    """Colour chips naming each class drawn (colours as in the pictures: one per class name)."""
     if categories.empty:
         return
+    if "colour_id" not in categories.columns:
+        categories = gq.with_colour_ids(project_reader or reader(), categories)
     chips = []
-    for row in (
-        categories[["category_id", "category"]].drop_duplicates().sort_values("category_id").itertuples()
-    ):
-        colour = thumbnails.colour_hex(int(row.category_id))
+    shown = categories[["category", "colour_id"]].drop_duplicates("category").sort_values("category")
+    for row in shown.itertuples(index=False):
+        colour = thumbnails.colour_hex(int(row.colour_id)) if pd.notna(row.colour_id) else "#999999"
         chips.append(
             f"<span style='display:inline-block;margin:0 12px 4px 0;white-space:nowrap'>"
             f"<span style='display:inline-block;width:12px;height:12px;background:{colour};"
@@ -678,8 +679,17 @@ def legend(categories: pd.DataFrame) -> None:
 
 
 def _short(text: str, limit: int = 30) -> str:
-    """Keep card captions on one line: the end of a long name is the informative part."""
-    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+    """Keep card captions on one line: a long name keeps its start (``batch_12/…``, the part that tells
+    files apart in a folder listing) and its end (``…000123.jpg``); the middle is elided."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 3 // 5
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
+def _dataset_note(dataset: str) -> str:
+    """``dataset · `` on a card when several datasets are shown, else nothing."""
+    return f"{html.escape(str(dataset))} · " if len(selected_datasets()) > 1 else ""
 
 
 def _value_text(value: Any) -> str:
@@ -733,9 +743,11 @@ def image_cards(
             st.image(str(path), width="stretch")
             group = "" if pd.isna(row.duplicate_group) else f" · group {int(row.duplicate_group)}"
             value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
-            st.caption(f"**{html.escape(_short(str(row.file_name)))}**  \n{value}{group}")
-            left, right = st.columns(2)
-            left.button(
+            st.caption(
+                f"**{html.escape(_short(str(row.file_name)))}**  \n{_dataset_note(row.dataset)}{value}{group}",
+                help=f"{row.file_name} (dataset {row.dataset}, image id {row.image_id})",
+            )
+            st.button(
                 "Details",
                 icon=":material/zoom_in:",
                 key=f"{prefix}_detail_{row.dataset}_{row.image_id}",
@@ -746,7 +758,7 @@ def image_cards(
             if tag:
                 key = (str(row.dataset), int(row.image_id), None)
                 present = key in tagged
-                right.button(
+                st.button(
                     tag,
                     icon=":material/check:" if present else ":material/sell:",
                     key=f"{prefix}_tag_{row.dataset}_{row.image_id}",
@@ -767,7 +779,7 @@ def crop_cards(
     root = str(project_reader.project.root)
     keys = list({(r.dataset, int(r.image_id)) for r in items.itertuples(index=False)})
     objects = gq.image_objects(project_reader, keys)
-    legend(items)
+    legend(items, project_reader)
     by_image = {key: group for key, group in objects.groupby(["dataset", "image_id"])}
     jobs = [
         (
@@ -787,7 +799,10 @@ def crop_cards(
         with columns[index % per_row].container(border=True):
             st.image(str(path), width="stretch")
             value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
-            st.caption(f"**{html.escape(_short(str(row.category), 24))}**  \n{value}")
+            st.caption(
+                f"**{html.escape(_short(str(row.category), 24))}**  \n{_dataset_note(row.dataset)}{value}",
+                help=f"{row.category}: object {row.object_id} in {row.file_name} (dataset {row.dataset})",
+            )
             st.button(
                 "In image",
                 icon=":material/zoom_in:",

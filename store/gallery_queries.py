@@ -386,20 +386,39 @@ def image_objects(reader: ProjectReader, keys: list[tuple[str, int]]) -> pd.Data
         "bbox_h",
         "segmentation",
         "iscrowd",
+        "colour_id",
     ]
     if not keys:
         return pd.DataFrame(columns=columns)
     wanted = pd.DataFrame(
         {"dataset": [str(k[0]) for k in keys], "image_id": [int(k[1]) for k in keys]}
     ).astype({"dataset": "string", "image_id": "int64"})
-    sql = """
+    sql = f"""
         SELECT o.dataset, o.image_id, o.object_id, o.category_id, c.name AS category,
-               o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.segmentation, o.iscrowd
+               o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.segmentation, o.iscrowd, cc.colour_id
         FROM objects o SEMI JOIN _wanted w ON w.dataset = o.dataset AND w.image_id = o.image_id
         LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id
+        LEFT JOIN ({COLOUR_IDS_SQL}) cc ON cc.name = c.name
         ORDER BY o.dataset, o.image_id, o.object_id
     """
     return reader.df(sql, tables={"_wanted": wanted})[columns]
+
+
+# One colour number per class name over the whole project (sorted names): classes shown together never
+# share a colour, and a class keeps its colour on every page and in every dataset that has it.
+COLOUR_IDS_SQL = "SELECT name, CAST(row_number() OVER (ORDER BY name) - 1 AS BIGINT) AS colour_id FROM (SELECT DISTINCT name FROM categories)"
+
+
+def colour_ids(reader: ProjectReader) -> dict[str, int]:
+    """Class name → colour number (see ``COLOUR_IDS_SQL``), for legends and frames drawn elsewhere."""
+    frame = reader.df(COLOUR_IDS_SQL)
+    return {str(n): int(i) for n, i in zip(frame["name"], frame["colour_id"], strict=True)}
+
+
+def with_colour_ids(reader: ProjectReader, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (with a ``category`` column: objects, predictions, crops) plus its ``colour_id``."""
+    ids = colour_ids(reader)
+    return frame.assign(colour_id=frame["category"].map(lambda name: ids.get(str(name))).astype("Int64"))
 
 
 def item_metrics(

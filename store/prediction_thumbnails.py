@@ -24,7 +24,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from store import thumbnails
 
-RENDER_VERSION = 2
+RENDER_VERSION = 3
+# Score labels: at least this many pixels high in the card picture (a 320-px card shows them ~1:1).
+SCORE_FONT_MIN_PX = 18
 CONTEXT = 0.6  # a crop keeps this much of the focus box's size as context on every side
 MIN_CONTEXT_PX = 12
 MIN_SIDE_PX = 48  # tiny objects still fill a fifth of the card
@@ -115,7 +117,7 @@ def render(
     out_size = (max(1, round((region[2] - region[0]) * fit)), max(1, round((region[3] - region[1]) * fit)))
     canvas = base.resize(out_size, Image.Resampling.BILINEAR, box=tuple(v * k for v in region))
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(11, min(out_size) // 22))
+    font = _font(max(SCORE_FONT_MIN_PX, min(out_size) // 12))
     if focus_object is not None:
         for row in objects[objects["object_id"] == focus_object].itertuples(index=False):
             box = [
@@ -124,7 +126,7 @@ def render(
                 (row.bbox_x + row.bbox_w - region[0]) * fit,
                 (row.bbox_y + row.bbox_h - region[1]) * fit,
             ]
-            draw.rectangle(box, outline=thumbnails.class_colour(int(row.category_id)), width=3)
+            draw.rectangle(box, outline=thumbnails.row_colour(row), width=3)
     ordered = predictions.assign(
         is_focus=predictions["prediction_id"] == (focus_prediction if focus_prediction is not None else -1)
     ).sort_values("is_focus")
@@ -137,7 +139,7 @@ def render(
         )
         if box[2] < 0 or box[3] < 0 or box[0] > out_size[0] or box[1] > out_size[1]:
             continue
-        colour = thumbnails.class_colour(int(row.category_id))
+        colour = thumbnails.row_colour(row)
         width = 3 if row.is_focus else 1
         if row.is_focus:  # a dark halo so the focus prediction reads on any background
             _dashed_rectangle(draw, box, (0, 0, 0), width + 2)
@@ -149,9 +151,12 @@ def render(
             height = text_box[3] - text_box[1]
             left = max(0.0, box[0])
             draw.rectangle(
-                [left, bottom - height - 4, left + text_box[2] - text_box[0] + 6, bottom], fill=(0, 0, 0)
-            )
-            draw.text((left + 3, bottom - height - 3), text, fill=colour, font=font)
+                [left, bottom - height - 6, left + text_box[2] - text_box[0] + 8, bottom],
+                fill=(0, 0, 0),
+                outline=colour,
+                width=2,
+            )  # white on black, framed in the class colour: readable whatever the colour
+            draw.text((left + 4, bottom - height - 4), text, fill=(255, 255, 255), font=font)
     return canvas
 
 
@@ -159,7 +164,8 @@ def _predictions_signature(predictions: pd.DataFrame) -> str:
     digest = hashlib.sha1()
     for row in predictions.itertuples(index=False):
         digest.update(
-            f"{row.prediction_id}|{row.category_id}|{row.score}|{row.bbox_x}|{row.bbox_y}|{row.bbox_w}|{row.bbox_h}|".encode()
+            f"{row.prediction_id}|{row.category_id}|{getattr(row, 'colour_id', '')}|{row.score}|{row.bbox_x}"
+            f"|{row.bbox_y}|{row.bbox_w}|{row.bbox_h}|".encode()
         )
     return digest.hexdigest()
 

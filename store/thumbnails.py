@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 from metrics.image import orient
 
 # Bumped when the drawing changes, so old cache files are not reused.
-RENDER_VERSION = 3
+RENDER_VERSION = 4
 # Colour per class id (cycled): high-contrast, colour-blind-friendly-ish (Okabe–Ito + tab10 extras).
 PALETTE: list[tuple[int, int, int]] = [
     (230, 159, 0),
@@ -78,13 +78,33 @@ class DrawOptions:
     box: tuple[int, int] | None = None  # letterbox into this (width, height): gallery rows line up
 
 
-def class_colour(category_id: int) -> tuple[int, int, int]:
-    """The colour of a class everywhere in the app (pictures and legends)."""
-    return PALETTE[int(category_id) % len(PALETTE)]
+def class_colour(index: int) -> tuple[int, int, int]:
+    """Colour number ``index``: the palette first, then hues spread by the golden angle (all distinct).
+
+    Pictures pass each row's ``colour_id`` when it has one (one number per class name across the
+    project, so classes shown together never share a colour), else its category id.
+    """
+    index = int(index)
+    if 0 <= index < len(PALETTE):
+        return PALETTE[index]
+    import colorsys
+
+    hue = (index * 0.618033988749895) % 1.0
+    lightness = 0.45 if index % 2 else 0.62
+    r, g, b = colorsys.hls_to_rgb(hue, lightness, 0.75)
+    return round(r * 255), round(g * 255), round(b * 255)
 
 
-def colour_hex(category_id: int) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*class_colour(category_id))
+def colour_hex(index: int) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*class_colour(index))
+
+
+def row_colour(row: Any) -> tuple[int, int, int]:
+    """The colour of an object or prediction row: its ``colour_id`` when given, else its category id."""
+    colour_id = getattr(row, "colour_id", None)
+    if colour_id is None or pd.isna(colour_id):
+        colour_id = row.category_id
+    return class_colour(int(colour_id))
 
 
 # ----- cache ------------------------------------------------------------------------------------------------
@@ -94,7 +114,8 @@ def _objects_signature(objects: pd.DataFrame) -> str:
     digest = hashlib.sha1()
     for row in objects.itertuples(index=False):
         digest.update(
-            f"{row.object_id}|{row.category_id}|{row.bbox_x}|{row.bbox_y}|{row.bbox_w}|{row.bbox_h}|".encode()
+            f"{row.object_id}|{row.category_id}|{getattr(row, 'colour_id', '')}|{row.bbox_x}|{row.bbox_y}"
+            f"|{row.bbox_w}|{row.bbox_h}|".encode()
         )
         digest.update(str(getattr(row, "segmentation", "") or "").encode())
     return digest.hexdigest()
@@ -299,7 +320,7 @@ def _draw_objects(
     outlines: list[tuple[list[np.ndarray], tuple[int, int, int], int]] = []
     boxes: list[tuple[list[float], tuple[int, int, int], int, str]] = []
     for row in objects.itertuples(index=False):
-        colour = class_colour(row.category_id)
+        colour = row_colour(row)
         focus = options.crop_object if options.crop_object is not None else options.highlight_object
         highlighted = focus is not None and int(row.object_id) == int(focus)
         width = 4 if highlighted else 2 if focus is None else 1
@@ -369,7 +390,8 @@ def _ring(draw: ImageDraw.ImageDraw, objects: pd.DataFrame, object_id: int, offs
 
 
 def _legend_strip(canvas: Image.Image, objects: pd.DataFrame) -> Image.Image:
-    classes = objects[["category_id", "category"]].drop_duplicates().sort_values("category_id")
+    columns = ["category_id", "category", *(["colour_id"] if "colour_id" in objects.columns else [])]
+    classes = objects[columns].drop_duplicates().sort_values("category_id")
     if classes.empty:
         return canvas
     font = _font(13)
@@ -382,14 +404,14 @@ def _legend_strip(canvas: Image.Image, objects: pd.DataFrame) -> Image.Image:
         width = 16 + int(draw_probe.textlength(label, font=font)) + 14
         if x + width > canvas.size[0] and x > pad:
             x, rows = pad, rows + 1
-        positions.append((x, (rows - 1) * row_height + pad, item.category_id, label))
+        positions.append((x, (rows - 1) * row_height + pad, row_colour(item), label))
         x += width
     strip = Image.new("RGB", (canvas.size[0], canvas.size[1] + rows * row_height + pad), (250, 250, 250))
     strip.paste(canvas, (0, 0))
     draw = ImageDraw.Draw(strip)
-    for x, y, category_id, label in positions:
+    for x, y, colour, label in positions:
         top = canvas.size[1] + y
-        draw.rectangle([x, top + 2, x + 12, top + 14], fill=class_colour(category_id), outline=(0, 0, 0))
+        draw.rectangle([x, top + 2, x + 12, top + 14], fill=colour, outline=(0, 0, 0))
         draw.text((x + 16, top), label, fill=(20, 20, 20), font=font)
     return strip
 

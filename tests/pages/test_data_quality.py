@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from metrics import registry
+from store import gallery_queries as gq
 from store import tags
 from store.coco_import import import_coco
 from tests.conftest import REPO, shared
@@ -264,3 +265,54 @@ def test_untag_all_in_filter_rename_and_delete_tags(project):
     at.button(key="dq_manage_confirm").click().run()
     assert not at.exception, at.exception
     assert "bulk2" not in tags.all_tags(project)
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fruits_nuts (date 1, fig 2, hazelnut 3) beside generated squares (red 1, orange 2): ids collide."""
+    from tests.conftest import write_small_coco
+
+    base = tmp_path_factory.mktemp("dq_two")
+    data = shared("fruits_nuts")
+    import_coco(data / "images", data / "annotations.json", base / "p", dataset="fruits", workers=1)
+    images, ann = write_small_coco(base / "sq", n_images=3)
+    long_name = "batch_12/a_really_long_descriptive_prefix_000006.jpg"
+    (images / "batch_12").mkdir()
+    (images / "img_0.jpg").rename(images / long_name)
+    ann.write_text(ann.read_text().replace('"img_0.jpg"', f'"{long_name}"'))
+    import_coco(images, ann, base / "p", dataset="squares", workers=1)
+    return base / "p"
+
+
+def test_class_colours_distinct_across_the_classes_shown(two_datasets):
+    from store import thumbnails
+    from store.queries import ProjectReader
+
+    reader = ProjectReader(two_datasets)
+    ids = gq.colour_ids(reader)
+    assert sorted(ids) == ["date", "fig", "hazelnut", "orange", "red"]
+    colours = {name: thumbnails.colour_hex(i) for name, i in ids.items()}
+    assert len(set(colours.values())) == 5, colours  # date/red and fig/orange shared one before
+    objects = gq.image_objects(reader, [("fruits", 0), ("squares", 1)])
+    drawn = {r.category: thumbnails.colour_hex(int(r.colour_id)) for r in objects.itertuples()}
+    assert all(drawn[name] == colours[name] for name in drawn)
+    assert len({thumbnails.class_colour(i) for i in range(80)}) == 80  # beyond the palette too
+
+    at = _page(two_datasets, size="48")
+    assert not at.exception, at.exception
+    legend = next(m.value for m in at.markdown if m.value.startswith("**Classes:**"))
+    chips = dict(re.findall(r"background:(#[0-9a-f]{6});[^>]*></span>([^<]+)</span>", legend))
+    assert {name: colour for colour, name in chips.items()} == colours
+
+
+def test_cards_name_their_dataset_and_keep_the_file_name_start(two_datasets):
+    at = _page(two_datasets, size="48", metric="brightness")
+    captions = [c.value for c in at.caption if "brightness = " in c.value]
+    assert len(captions) == 21
+    assert sum("fruits · brightness" in c for c in captions) == 18
+    assert sum("squares · brightness" in c for c in captions) == 3
+    long = next(c for c in captions if "squares" in c and "batch_12" in c)
+    assert long.startswith("**batch_12/a_really") and "…" in long and "000006.jpg**" in long
+    at.session_state["datasets"] = ["fruits"]
+    at.run()
+    assert not any(" · brightness" in c.value for c in at.caption)

@@ -59,7 +59,8 @@ def test_object_map_coloured_by_class_then_by_a_metric(project: Path) -> None:
     assert sorted(t["name"] for t in traces) == ["date", "fig", "hazelnut"]
     colours = {t["name"]: t["marker"]["color"] for t in traces}  # the class colours of the pictures
     assert colours == {
-        name: thumbnails.colour_hex(i) for i, name in enumerate(["date", "fig", "hazelnut"], 1)
+        name: thumbnails.colour_hex(i)
+        for i, name in enumerate(["date", "fig", "hazelnut"])  # by name
     }
     assert sum(len(_array(t["x"])) for t in traces) == 165 and all(t["type"] == "scattergl" for t in traces)
     assert len(list((project / "datasets" / "fruits" / "embeddings").glob("map_object_pca_*.parquet"))) == 1

@@ -85,3 +85,25 @@ def test_overlooked_candidates_tag_the_image() -> None:
     button.click().run()
     assert not at.exception, at.exception
     assert tags.tags_of(root, "demo_crowd", image_id) == ["needs_label"]
+
+
+def test_score_labels_are_readable_at_card_size(tmp_path) -> None:
+    """A card's score label is at least 18 px high in its 320-px picture, white on black."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from store import prediction_thumbnails as pt
+
+    Image.new("RGB", (640, 480), (120, 160, 120)).save(tmp_path / "a.jpg")
+    record = {"path": str(tmp_path / "a.jpg"), "status": "ok", "width": 640, "height": 480,
+              "exif_orientation": 1, "orientation_applied": False, "file_name": "a.jpg"}  # fmt: skip
+    objects = pd.DataFrame(columns=["object_id", "category_id", "category", "bbox_x", "bbox_y", "bbox_w",
+                                    "bbox_h", "segmentation", "iscrowd"])  # fmt: skip
+    predictions = pd.DataFrame([{"prediction_id": 1, "category_id": 1, "category": "x", "score": 0.87,
+                                 "bbox_x": 200.0, "bbox_y": 150.0, "bbox_w": 200.0, "bbox_h": 150.0}])  # fmt: skip
+    picture = np.asarray(pt.render(record, objects, predictions, focus=[(200, 150, 200, 150)],
+                                   focus_prediction=1, max_side=320))  # fmt: skip
+    white = np.all(picture > 235, axis=2)
+    rows = np.flatnonzero(white.any(axis=1))
+    assert len(rows) and rows.max() - rows.min() + 1 >= 10, "digits at least 10 px tall"
