@@ -63,7 +63,8 @@ def corpus() -> dict[str, dict[str, int]]:
                 test_predictions_import._bad_cases(fake_results)
             ),
             "tests/reliability/test_extreme_predictions.py REFUSED": len(test_extreme_predictions.REFUSED),
-            "tests/reliability/test_extreme_predictions.py 100,000 deep, 10,000 classes, half masks": 3,
+            "tests/reliability/test_extreme_predictions.py 100,000 deep, 10,000 classes, frame > 2^32 px": 3,
+            "tests/reliability/test_silent_surprises.py half the predictions with masks": 1,
         },
         "configs": {
             "tests/reliability/test_hostile_configs.py CONFIG_CASES": len(test_hostile_configs.CONFIG_CASES),
