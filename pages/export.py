@@ -271,11 +271,39 @@ if fmt == "COCO JSON":
         "Metric values as attributes", key="fx_with_metrics",
         help='Adds "cocolens_metrics": {name: value} to every image and annotation.',
     )  # fmt: skip
-    default_out = exports_dir / f"{export_dataset}-{stamp}.json"
+    every_dataset = len(export_scope) > 1 and st.checkbox(
+        f"Every selected dataset ({len(export_scope)}), one COCO file each", key="fx_every_dataset",
+        help="Writes DATASET.json for each dataset in the filter into the folder below.",
+    )  # fmt: skip
+    per_dataset = matching_images(project_reader, flt)["dataset"].value_counts()
+    if every_dataset:
+        st.info(
+            "Writes one COCO file per dataset into the folder below: "
+            + ", ".join(f"**{d}**.json ({int(per_dataset.get(d, 0)):,} images)" for d in export_scope)
+            + ".",
+            icon=":material/info:",
+        )
+        default_out = exports_dir / f"coco-{stamp}"
+    else:
+        others = [d for d in export_scope if d != export_dataset]
+        st.info(
+            f"Exports **{export_dataset}** only ({int(per_dataset.get(export_dataset, 0)):,} of the "
+            f"{counts['images']:,} matching images): a COCO file holds one dataset."
+            + (
+                f" Not in this file: {', '.join(f'**{d}**' for d in others)}; tick the box above for one file each."
+                if others
+                else ""
+            ),
+            icon=":material/info:",
+        )
+        default_out = exports_dir / f"{export_dataset}-{stamp}.json"
     expression, missing = cli_where(project_reader, flt)
-    command = f"cocolens export coco --project {shell_word(str(root))} --dataset {shell_word(export_dataset)} --out FILE"
-    if expression:
-        command += f" --where {shell_word(expression)}"
+    where_part = f" --where {shell_word(expression)}" if expression else ""
+    command = "\n".join(
+        f"cocolens export coco --project {shell_word(str(root))} --dataset {shell_word(d)} "
+        f"--out {'DIR/' + d + '.json' if every_dataset else 'FILE'}{where_part}"
+        for d in (export_scope if every_dataset else [export_dataset])
+    )
     st.caption(
         "The same export from a terminal"
         + (
@@ -300,17 +328,24 @@ if st.button("Export", key="fx_export_button", type="primary"):
             if fmt == "COCO JSON":
                 from store.coco_export import export_coco
 
-                in_dataset = Filter(**{**flt.__dict__, "datasets": [export_dataset]})
-                images = matching_images(project_reader, in_dataset)
-                objects = matching_objects(project_reader, in_dataset)
-                result = export_coco(
-                    root, out, dataset=export_dataset, max_side=int(max_side) or None, with_metrics=with_metrics,
-                    image_ids=images["image_id"].tolist(),
-                    object_ids=list(zip(objects["image_id"].tolist(), objects["object_id"].tolist(), strict=True)),
-                )  # fmt: skip
-                summary = f"{result['images']:,} images, {result['objects']:,} objects"
-                if result.get("images_dir"):
-                    summary += f"; {result['images_written']:,} resized images in `{result['images_dir']}`"
+                def export_one(dataset: str, target: Path) -> str:
+                    in_dataset = Filter(**{**flt.__dict__, "datasets": [dataset]})
+                    images = matching_images(project_reader, in_dataset)
+                    objects = matching_objects(project_reader, in_dataset)
+                    result = export_coco(
+                        root, target, dataset=dataset, max_side=int(max_side) or None, with_metrics=with_metrics,
+                        image_ids=images["image_id"].tolist(),
+                        object_ids=list(zip(objects["image_id"].tolist(), objects["object_id"].tolist(), strict=True)),
+                    )  # fmt: skip
+                    text = f"{result['images']:,} images, {result['objects']:,} objects"
+                    if result.get("images_dir"):
+                        text += f"; {result['images_written']:,} resized images in `{result['images_dir']}`"
+                    return text
+
+                if every_dataset:
+                    summary = "; ".join(f"{d}.json: {export_one(d, out / f'{d}.json')}" for d in export_scope)
+                else:
+                    summary = export_one(export_dataset, out)
                 mime = "application/json"
             else:
                 level = "image" if "images" in fmt else "object"

@@ -206,10 +206,26 @@ def damaged_recovery(path: Path) -> str:
 # ----- atomic file helpers ----------------------------------------------------------------------
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask sets it, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def _tmp_beside(path: Path) -> Path:
+    """A temporary file next to ``path`` with the mode a plain ``open(path, "w")`` would give it
+    (0644 under the usual umask): mkstemp makes it 0600, and the rename would keep that."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 

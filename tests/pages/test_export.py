@@ -157,3 +157,38 @@ def test_untag_all_matching_asks_with_the_count(project: Path) -> None:
     assert not at.exception, at.exception
     assert "Removed 'to drop' from 3 images" in at.success[0].value
     assert sorted(tagged(project, "to drop")["image_id"]) == [3, 4]
+
+
+def test_coco_export_says_which_dataset_or_writes_one_file_each(project: Path, tmp_path: Path) -> None:
+    """With two datasets in the filter the page says it exports one, and which; or writes one file per
+    dataset. Exported files get the usual permissions (0644 under umask 022), not mkstemp's 0600."""
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)
+    try:
+        at = _page(project, f_where="image_id < 2")
+        note = next(i.value for i in at.info if "Exports" in i.value)
+        assert note.startswith("Exports **a** only (2 of the 4 matching images)") and "**b**" in note
+        one = tmp_path / "one.json"
+        at.text_input(key="fx_out_COCO JSON").set_value(str(one)).run()
+        at.button(key="fx_export_button").click().run()
+        assert not at.exception, at.exception
+        assert stat.S_IMODE(one.stat().st_mode) == 0o644
+        assert len(json.loads(one.read_text())["images"]) == 2
+
+        at.checkbox(key="fx_every_dataset").check().run()
+        assert any("**a**.json (2 images), **b**.json (2 images)" in i.value for i in at.info)
+        commands = next(c.value for c in at.code if c.value.startswith("cocolens export coco")).splitlines()
+        assert len(commands) == 2 and '--dataset "b" --out DIR/b.json' in commands[1]
+        folder = tmp_path / "each"
+        at.text_input(key="fx_out_COCO JSON").set_value(str(folder)).run()
+        at.button(key="fx_export_button").click().run()
+        assert not at.exception, at.exception
+        for name in ("a", "b"):
+            coco = json.loads((folder / f"{name}.json").read_text())
+            assert [i["id"] for i in coco["images"]] == [0, 1]
+            assert stat.S_IMODE((folder / f"{name}.json").stat().st_mode) == 0o644
+        assert "a.json: 2 images" in at.success[-1].value and "b.json: 2 images" in at.success[-1].value
+    finally:
+        os.umask(old_umask)
