@@ -314,7 +314,7 @@ if fmt == "COCO JSON":
         )
         + ":"
     )
-    st.code(command, language="bash")
+    st.code(command, language="bash", wrap_lines=True)
 else:
     default_out = exports_dir / f"{'images' if 'images' in fmt else 'objects'}-{stamp}.csv"
 out_text = st.text_input(
