@@ -110,12 +110,7 @@ def load_json(path: Path) -> Any:
     try:
         data = json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
     except DuplicateKey as exc:
-        raise InputError(
-            str(path),
-            f"key {exc.key!r} appears twice in one JSON object (a JSON reader keeps only the last one); "
-            "remove or merge the duplicate",
-            record=exc.where,
-        ) from exc
+        raise _duplicate_key(str(path), exc.key, exc.where) from exc
     except json.JSONDecodeError as exc:
         raise InputError(
             str(path), f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -123,10 +118,22 @@ def load_json(path: Path) -> Any:
     except RecursionError as exc:
         raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc
     except ValueError as exc:
-        raise InputError(str(path), str(exc)) from exc
+        message = str(exc)
+        if "digits" in message:  # Python refuses to read integers of more than 4300 digits
+            message = "a number with more than 4300 digits"
+        raise InputError(str(path), message) from exc
     if _depth_exceeds(data, MAX_JSON_DEPTH):
         raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return data
+
+
+def _duplicate_key(file: str, key: str, where: str) -> InputError:
+    return InputError(
+        file,
+        f"key {key!r} appears twice in one JSON object (a JSON reader keeps only the last one); "
+        "remove or merge the duplicate",
+        record=where,
+    )
 
 
 class DuplicateKey(ValueError):
@@ -508,13 +515,23 @@ def _stream_header(path: Path, validator: _Validator) -> dict[str, Any]:
         if event != "start_map":
             raise _NotStreamable
         level = 1
+        keys: list[set[str] | None] = [set()]  # the keys of each open object (None: an array)
         for prefix, event, value in events:
-            if event in ("start_map", "start_array"):
+            if event == "map_key":
+                open_keys = keys[-1]
+                if open_keys is not None:
+                    if value in open_keys:
+                        where = "top level" if level == 1 else f"an object in '{key}'"
+                        raise _duplicate_key(str(path), value, where)
+                    open_keys.add(value)
+            elif event in ("start_map", "start_array"):
                 level += 1
                 if level > MAX_JSON_DEPTH:
                     raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+                keys.append(set() if event == "start_map" else None)
             elif event in ("end_map", "end_array"):
                 level -= 1
+                keys.pop()
             if builder is not None:
                 builder.event(event, value)
                 if event in ("start_map", "start_array"):

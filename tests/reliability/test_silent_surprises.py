@@ -45,7 +45,15 @@ def _images_table(project: Path) -> pd.DataFrame:
 # ----- 9. duplicate keys, duplicate category names ------------------------------------------------
 
 
-def test_duplicate_top_level_key_is_refused(tmp_path: Path, capsys):
+@pytest.fixture(params=["json", "streaming"])
+def parse_path(request, monkeypatch) -> str:
+    """Both readers: json.loads below STREAM_ABOVE_BYTES, ijson above it."""
+    if request.param == "streaming":
+        monkeypatch.setattr("store.coco_reader.STREAM_ABOVE_BYTES", 0)
+    return request.param
+
+
+def test_duplicate_top_level_key_is_refused(tmp_path: Path, capsys, parse_path: str):
     image = json.dumps([{"id": 1, "file_name": "a.jpg", "width": 8, "height": 6}])
     ann = json.dumps([{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2]}])
     text = (
@@ -69,6 +77,43 @@ def test_duplicate_top_level_key_is_refused(tmp_path: Path, capsys):
         project,
         ["ann.json", "top level", "'annotations'", "twice"],
     )
+
+
+def test_duplicate_key_in_a_record_is_refused(tmp_path: Path, capsys, parse_path: str):
+    text = (
+        '{"images": [{"id": 1, "id": 2, "file_name": "a.jpg", "width": 8, "height": 6}], '
+        '"annotations": [], "categories": [{"id": 1, "name": "t"}]}'
+    )
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ann.json").write_text(text)
+    project = tmp_path / "project"
+    argv = [
+        "import",
+        "coco",
+        "--images",
+        str(tmp_path / "images"),
+        "--annotations",
+        str(tmp_path / "ann.json"),
+    ]
+    assert_refused(capsys, [*argv, "--project", str(project)], project, ["ann.json", "'id' appears twice"])
+
+
+def test_a_number_of_5000_digits_is_one_line(tmp_path: Path, capsys, parse_path: str):
+    text = json.dumps(_coco([{"id": 1, "file_name": "a.jpg", "width": 8, "height": 6}]))
+    text = text.replace('"id": 1,', '"id": 1' + "0" * 5000 + ",", 1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "ann.json").write_text(text)
+    project = tmp_path / "project"
+    argv = [
+        "import",
+        "coco",
+        "--images",
+        str(tmp_path / "images"),
+        "--annotations",
+        str(tmp_path / "ann.json"),
+    ]
+    err = assert_refused(capsys, [*argv, "--project", str(project)], project, ["ann.json", "4300 digits"])
+    assert "sys.set_int_max_str_digits" not in err
 
 
 def test_categories_sharing_a_name_are_kept_apart_and_warned_about(tmp_path: Path, capsys):
