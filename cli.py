@@ -74,8 +74,24 @@ def cmd_import_predictions(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         progress=None if args.quiet else _progress_printer(),
     )
+    if not args.no_label_issues:
+        summary["label_issues"] = _label_pass(args.project, summary["dataset"])
     print(json.dumps(summary))
     return 0
+
+
+def _label_pass(project_dir: str, dataset: str) -> dict[str, Any]:
+    """Re-score a dataset's labels with the new model's evidence. Best effort: the predictions are
+    already committed, so a failure here is reported in the summary, never as a failed import."""
+    from store.label_issues import compute_label_issues
+    from store.project import Project
+
+    try:
+        project = Project(project_dir)
+        with project.writing():
+            return compute_label_issues(project, dataset)
+    except Exception as exc:  # noqa: BLE001 - reported, and `cocolens metrics` retries it
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -127,6 +143,7 @@ def cmd_export_coco(args: argparse.Namespace) -> int:
         where=args.where,
         max_side=args.max_side,
         with_metrics=args.with_metrics,
+        apply_fixes=args.apply_fixes,
     )
     print(json.dumps(summary))
     return 0
@@ -160,6 +177,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         embeddings=args.embeddings,
         progress=_progress_printer() if args.embeddings else None,
         engine=args.engine,
+        label_issues=not args.no_label_issues,
     )
     print(json.dumps(summary))
     return 0
@@ -267,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     preds.add_argument("--model", required=True, help="model name")
     preds.add_argument("--dataset", help="dataset the predictions are for (default: the only one)")
     preds.add_argument("--quiet", action="store_true")
+    preds.add_argument(
+        "--no-label-issues",
+        action="store_true",
+        help="skip re-scoring the dataset's labels with this model (cocolens metrics does it later)",
+    )
     preds.set_defaults(func=cmd_import_predictions)
 
     rep = sub.add_parser("report", help="summary of a project")
@@ -287,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ecoco.add_argument("--max-side", type=int, help="downscale images so the longest side is at most PX")
     ecoco.add_argument("--with-metrics", action="store_true", help="add metric values as attributes")
+    ecoco.add_argument(
+        "--apply-fixes",
+        action="store_true",
+        help="apply the label-error fixes accepted on the Label errors page (ids kept, added boxes get new ids)",
+    )
     ecoco.set_defaults(func=cmd_export_coco)
     ecsv = exp_sub.add_parser("csv", help="one row per image / object / prediction with every metric")
     ecsv.add_argument("--project", required=True)
@@ -307,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--workers", type=int, default=2)
     met.add_argument(
         "--embeddings", action="store_true", help="also compute embeddings and annotation quality"
+    )
+    met.add_argument(
+        "--no-label-issues",
+        action="store_true",
+        help="skip the label-error pass (label_issue, missing_label; skipped anyway when nothing changed)",
     )
     met.add_argument(
         "--engine",
@@ -374,9 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cocolens: error: {exc}", file=sys.stderr)
         return 3
     except Exception as exc:
-        from store.errors import damaged_file_error
+        from store.errors import damaged_file_error, disk_full_error
 
-        damaged = damaged_file_error(exc)  # a project file cut short: say which and how to rebuild it
+        # a project file cut short (which, and how to rebuild it), or a full disk: one line, exit 2
+        damaged = damaged_file_error(exc) or disk_full_error(exc)
         if damaged is None:
             raise
         print(f"cocolens: error: {damaged}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 
 
@@ -55,3 +56,23 @@ def damaged_file_error(exc: BaseException) -> InputError | None:
     else:
         reason = " ".join(text.replace(path, "…").split())[:160]
     return InputError(path, f"damaged ({reason}); {damaged_recovery(path)}")
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(exc: BaseException) -> InputError | None:
+    """A full disk (or quota) while writing, as a one-line InputError; None for anything else.
+
+    Writes go to temporary files and staging folders that are renamed into place only when whole, so
+    nothing half-written is visible; the same command resumes or starts again once there is space.
+    """
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno not in _DISK_FULL and "No space left on device" not in str(exc):
+        return None
+    where = exc.filename if isinstance(exc.filename, str) else "output"
+    return InputError(
+        where,
+        "the disk is full: free some space and run the same command again (nothing half-written was kept)",
+    )

@@ -149,3 +149,18 @@ def test_project_on_a_read_only_file_system(source, read_only_mount, tmp_path: P
     code, out, err = run_cli(capsys, ["report", "--project", str(project), "--json"])
     assert code == 0, err  # reading needs no write access
     assert json.loads(out)["datasets"]["d"]["images"] == 2
+
+
+@pytest.mark.parametrize("size", ["16k", "64k", "128k"])
+def test_a_full_disk_during_an_import_is_one_line(source, read_only_mount, capsys, size: str):
+    """A small tmpfs fills up at different points of the import (project.json, stage, tables)."""
+    mount, project = read_only_mount
+    done = subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot resize the tmpfs: {done.stderr.strip()}")
+    code, _, err = run_cli(capsys, _import_argv(source, project))
+    if code == 0:
+        pytest.skip(f"the import fits in {size}")
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and "disk is full" in err, err
+    assert not (project / "datasets" / "d").exists()
