@@ -74,5 +74,5 @@ def disk_full_error(exc: BaseException) -> InputError | None:
     where = exc.filename if isinstance(exc.filename, str) else "output"
     return InputError(
         where,
-        "the disk is full: free some space and run the same command again (nothing half-written was kept)",
+        "the disk is full: free some space and run the same command again (nothing half-written is visible)",
     )
