@@ -119,6 +119,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export_csv(args: argparse.Namespace) -> int:
     from store.csv_export import export_csv
+    from store.project import check_export_file
+
+    check_export_file(args.project, args.out)
 
     rows = export_csv(args.project, args.out, args.level, dataset=args.dataset)
     print(json.dumps({"out": str(args.out), "rows": rows}))
@@ -135,6 +138,9 @@ def cmd_export_parquet(args: argparse.Namespace) -> int:
 
 def cmd_export_coco(args: argparse.Namespace) -> int:
     from store.coco_export import export_coco
+    from store.project import check_export_file
+
+    check_export_file(args.project, args.out)
 
     summary = export_coco(
         args.project,

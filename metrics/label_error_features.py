@@ -59,6 +59,20 @@ def _argmax_per(owner: np.ndarray, value: np.ndarray, n: int) -> np.ndarray:
     return which
 
 
+def _greedy_pairs(first: np.ndarray, second: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Indices of pairs chosen one-to-one, heaviest first (each ``first`` and ``second`` used once)."""
+    used_first: set[int] = set()
+    used_second: set[int] = set()
+    chosen = []
+    for i in np.argsort(-weight, kind="stable").tolist():
+        a, b = int(first[i]), int(second[i])
+        if a not in used_first and b not in used_second:
+            used_first.add(a)
+            used_second.add(b)
+            chosen.append(i)
+    return np.asarray(chosen, dtype=np.int64)
+
+
 def _class_medians(labels: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     boxes = labels[BOX].to_numpy(float)
     frame = pd.DataFrame(
@@ -135,7 +149,7 @@ def class_probabilities(
 
     from metrics.label_quality import self_confidence
 
-    if vectors.shape[1] > CV_DIMS and len(vectors) > CV_DIMS:
+    if vectors.shape[1] > CV_DIMS and len(vectors) > CV_DIMS:  # callers usually pass reduced vectors
         vectors = PCA(n_components=CV_DIMS, svd_solver="randomized", random_state=seed).fit_transform(vectors)
     largest = int(np.unique(labels, return_counts=True)[1].max()) if len(labels) else 0
     result = self_confidence(vectors, labels, n_splits=max(2, min(n_splits, largest)), seed=seed)
@@ -250,6 +264,15 @@ def model_features(labels: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.
         )  # best IoU of each prediction with a same-class label
         chosen_pred = np.where(best_same >= 0, pairs.pred[same][np.maximum(best_same, 0)], -1)
         claimed = np.where(chosen_pred >= 0, pred_best_label_iou[np.maximum(chosen_pred, 0)] - same_iou, 0.0)
+    # Labels and same-class predictions paired one-to-one, best IoU first: in a dense scene a moved
+    # box still touches a neighbour's prediction, but the neighbour keeps it and the moved label is
+    # left with its own object's prediction at a low IoU and a high score.
+    assigned_iou = np.zeros(n)
+    assigned_score = np.zeros(n)
+    if near.any():
+        pick = _greedy_pairs(sg[near], pairs.pred[same][near], siou[near])
+        assigned_iou[sg[near][pick]] = siou[near][pick]
+        assigned_score[sg[near][pick]] = ss[near][pick]
     per_image_labels = labels.groupby("image_id")["image_id"].transform("size").to_numpy()
     confident = predictions[score >= CONFIDENT_SCORE]
     conf_count = confident.groupby("image_id").size().reindex(labels["image_id"]).fillna(0).to_numpy()
@@ -265,6 +288,9 @@ def model_features(labels: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.
             "m_other_support": _max_per(og, os_ * oiou, n),
             "m_any_near_score": _max_per(g[iou >= OVERLAP_MIN_IOU], s[iou >= OVERLAP_MIN_IOU], n),
             "m_claimed": claimed,
+            "m_assigned_iou": assigned_iou,
+            "m_assigned_score": assigned_score,
+            "m_assigned_shift": assigned_score * (1 - assigned_iou) * (assigned_iou > 0),
             "m_conf_minus_labels": conf_count - per_image_labels,
         }
     )

@@ -179,6 +179,15 @@ def _write_image(row: Any, target: Path, new_w: int, new_h: int) -> None:
             img.save(target, format=save_format)
 
 
+def _scaled_decisions(accepted: pd.DataFrame, factors: dict[int, tuple[float, float]]) -> pd.DataFrame:
+    """Accepted boxes moved into the exported frame of each image (``--max-side`` scales it)."""
+    accepted = accepted.copy()
+    scale = accepted["image_id"].map(lambda i: factors.get(int(i), (1.0, 1.0)))
+    for column, axis in (("bbox_x", 0), ("bbox_w", 0), ("bbox_y", 1), ("bbox_h", 1)):
+        accepted[column] = accepted[column].astype(float) * scale.map(lambda f, a=axis: f[a]).astype(float)
+    return accepted
+
+
 def export_coco(
     project: str | Path,
     out: str | Path,
@@ -188,6 +197,7 @@ def export_coco(
     with_metrics: bool = False,
     image_ids: Iterable[int] | None = None,
     object_ids: Iterable[Any] | None = None,
+    apply_fixes: bool = False,
 ) -> dict[str, Any]:
     """Write one dataset (or the images/objects selected by ``where`` / ids) as COCO JSON; return counts.
 
@@ -195,6 +205,8 @@ def export_coco(
     its rows matches, an object when its row matches. ``image_ids`` / ``object_ids`` restrict further;
     ``object_ids`` are ids or (image_id, object_id) pairs (ids may repeat on different images).
     Non-finite numbers (TACO has boxes of ``inf``) cannot be written as JSON: they become 0 and are counted.
+    ``apply_fixes``: the label-error fixes the user accepted are applied (store.label_decisions), in the
+    exported frame (scaled with ``max_side``); ids are kept and added boxes get new ids.
     """
     reader = project_reader(project)
     dataset = _choose_dataset(reader, dataset)
@@ -245,11 +257,20 @@ def export_coco(
             if with_metrics:
                 ann["cocolens_metrics"] = object_metrics.get((int(row.image_id), int(row.object_id)), {})
             annotations.append(ann)
+        fixes_applied = None
+        if apply_fixes:
+            from store.label_decisions import apply_fixes as apply_label_fixes
+            from store.label_decisions import decisions
+
+            accepted = _scaled_decisions(decisions(reader.project.root, dataset), factors)
+            wrapper = {"images": image_records, "annotations": annotations}
+            fixes_applied = apply_label_fixes(wrapper, accepted)
+            annotations = wrapper["annotations"]
         meta = reader.project.dataset_meta(dataset)
         info = dict(meta.get("info") or {})
         info["cocolens_export"] = {
             "dataset": dataset, "where": where, "max_side": max_side, "with_metrics": with_metrics,
-            "source_annotations": meta.get("annotations_file"),
+            "source_annotations": meta.get("annotations_file"), "fixes_applied": fixes_applied,
         }  # fmt: skip
         coco = {
             "info": info,
@@ -270,4 +291,5 @@ def export_coco(
         "out": str(out), "dataset": dataset, "images": len(image_records), "objects": len(annotations),
         "categories": len(categories), "images_dir": str(images_dir) if images_dir else None,
         "images_written": written, "images_without_file": without_file, "non_finite_values_zeroed": replaced[0],
+        **({"fixes_applied": fixes_applied} if apply_fixes else {}),
     }  # fmt: skip

@@ -48,7 +48,10 @@ def update_metrics(
     embeddings: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     engine: str | None = None,
+    label_issues: bool = True,
 ) -> dict[str, Any]:
+    """Compute stale metrics (and embeddings when asked), then the label-error pass of each dataset
+    whose labels, embeddings or newest model changed since its last pass."""
     project = Project(project_dir)
     if not project.exists():
         raise InputError(str(project_dir), "not a cocolens project (no project.json)", field="--project")
@@ -102,6 +105,11 @@ def update_metrics(
                     summary[dataset]["embeddings"] = compute_dataset_embeddings(
                         project, dataset, progress=progress
                     )
+            if label_issues:
+                from store.label_issues import compute_label_issues
+
+                for dataset in project.datasets():
+                    summary.setdefault(dataset, {})["label_issues"] = compute_label_issues(project, dataset)
             project.update_meta(plugins=plugins)
             from store import page_summaries
 

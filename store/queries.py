@@ -26,6 +26,8 @@ VIEWS: dict[str, str] = {
     "predictions": "models/*/predictions.parquet",
     "prediction_matches": "models/*/matches.parquet",
     "gt_matches": "models/*/gt_matches.parquet",
+    "label_issues": "datasets/*/label_issues/objects.parquet",
+    "label_candidates": "datasets/*/label_issues/candidates.parquet",
 }
 
 EMPTY_SCHEMAS: dict[str, str] = {
@@ -41,6 +43,11 @@ EMPTY_SCHEMAS: dict[str, str] = {
     "score DOUBLE, bbox_x DOUBLE, bbox_y DOUBLE, bbox_w DOUBLE, bbox_h DOUBLE, segmentation VARCHAR",
     "prediction_matches": "model VARCHAR, dataset VARCHAR, iou_type VARCHAR, prediction_id BIGINT",
     "gt_matches": "model VARCHAR, dataset VARCHAR, iou_type VARCHAR, object_id BIGINT",
+    "label_issues": "dataset VARCHAR, image_id BIGINT, object_id BIGINT, category_id BIGINT, label_issue DOUBLE, "
+    "label_issue_kind VARCHAR, suggested_category_id BIGINT, suggested_x DOUBLE, suggested_y DOUBLE, "
+    "suggested_w DOUBLE, suggested_h DOUBLE, fix VARCHAR",
+    "label_candidates": "dataset VARCHAR, model VARCHAR, image_id BIGINT, prediction_id BIGINT, category_id BIGINT, "
+    "bbox_x DOUBLE, bbox_y DOUBLE, bbox_w DOUBLE, bbox_h DOUBLE, score DOUBLE, missing_probability DOUBLE",
 }
 
 

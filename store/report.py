@@ -20,6 +20,8 @@ ISSUE_THRESHOLDS = {
     "low_information_images": ("entropy", 4.0),  # under 4 bits of the 8 possible
     "tiny_objects": ("object_area_relative", 0.0001),  # under 0.01 % of the image
     "invalid_geometry_objects": ("invalid_geometry", 0.5),  # flag is 1
+    "likely_label_errors": ("label_issue", 0.5),  # the learned label-error score: more likely wrong than not
+    "images_missing_labels": ("missing_label", 0.5),  # an unlabelled object is more likely than not
 }
 LOW_END_METRICS = frozenset({"sharpness", "entropy", "object_area_relative"})  # issue = value below the bar
 

@@ -55,10 +55,17 @@ def object_table_sql(reader: ProjectReader, datasets: list[str] | None = None) -
     metric_cols = (", " + _pivot_columns(names, "m")) if names else ""
     sql = f"""
         SELECT o.dataset, o.image_id, o.object_id, i.file_name, c.name AS category,
-               o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.iscrowd{metric_cols}
+               o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.iscrowd,
+               any_value(li.label_issue_kind) AS label_issue_kind, any_value(li.fix) AS label_fix,
+               any_value(sc.name) AS suggested_category, any_value(li.suggested_x) AS suggested_bbox_x,
+               any_value(li.suggested_y) AS suggested_bbox_y, any_value(li.suggested_w) AS suggested_bbox_w,
+               any_value(li.suggested_h) AS suggested_bbox_h{metric_cols}
         FROM objects o
         JOIN images i ON i.dataset = o.dataset AND i.image_id = o.image_id
         LEFT JOIN categories c ON c.dataset = o.dataset AND c.category_id = o.category_id
+        LEFT JOIN label_issues li
+          ON li.dataset = o.dataset AND li.image_id = o.image_id AND li.object_id = o.object_id
+        LEFT JOIN categories sc ON sc.dataset = li.dataset AND sc.category_id = li.suggested_category_id
         LEFT JOIN metric_values m
           ON m.dataset = o.dataset AND m.image_id = o.image_id AND m.object_id = o.object_id
         WHERE {cond}
