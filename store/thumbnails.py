@@ -76,6 +76,7 @@ class DrawOptions:
     crop_object: int | None = None  # object_id to crop around (object galleries)
     highlight_object: int | None = None  # object_id drawn bolder (an object opened in its image)
     box: tuple[int, int] | None = None  # letterbox into this (width, height): gallery rows line up
+    hide_objects: tuple[int, ...] = ()  # object_ids not drawn (a crop may still centre on one: a deleted label)
 
 
 def class_colour(index: int) -> tuple[int, int, int]:
@@ -461,7 +462,8 @@ def render(
         canvas = loaded.resize(out_size, Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
         reason = ""
     scale = (out_size[0] / region_w, out_size[1] / region_h)
-    _draw_objects(canvas, objects, options, (region[0], region[1]), scale)
+    shown = objects[~objects["object_id"].isin(options.hide_objects)] if options.hide_objects else objects
+    _draw_objects(canvas, shown, options, (region[0], region[1]), scale)
     if reason:
         _caption(canvas, reason)
     if options.box:
