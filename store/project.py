@@ -203,6 +203,31 @@ def damaged_recovery(path: Path) -> str:
     return "restore it from a backup or import the data again"
 
 
+def check_export_file(project_dir: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """The ``--out`` of ``export csv|coco``: a new path or a regular file, outside the project.
+
+    Exports replace their target atomically (``os.replace``): aimed at ``datasets/D/images.parquet``
+    or ``project.json`` they corrupted the project, aimed at a character device (``/dev/null``) they
+    replaced it with a regular file, aimed at a FIFO they would wait for ever.
+    """
+    root = Project(project_dir).root
+    path = Path(out).expanduser()
+    resolved = path.resolve()
+    if resolved == root or resolved.is_relative_to(root):
+        raise InputError(
+            str(out),
+            "is inside the project: choose a file outside it (exports never write there)",
+            field="--out",
+        )
+    if os.path.lexists(path) and not resolved.is_file():
+        raise InputError(
+            str(out),
+            "exists and is not a regular file (a folder, device or FIFO): choose a file path",
+            field="--out",
+        )
+    return path
+
+
 # ----- atomic file helpers ----------------------------------------------------------------------
 
 
