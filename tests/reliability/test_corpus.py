@@ -6,6 +6,7 @@ from tests.metrics import test_image
 from tests.reliability import (
     test_coco_properties,
     test_damaged_projects,
+    test_export_targets,
     test_extreme_predictions,
     test_extremes,
     test_hostile_configs,
@@ -43,7 +44,8 @@ def corpus() -> dict[str, dict[str, int]]:
                 test_extremes.test_ids_beyond_64_bits_are_one_line, 1
             ),
             "tests/reliability/test_extremes.py JSON 100,000 deep (json, streaming × info, annotation)": 4,
-            "tests/reliability/test_silent_surprises.py duplicate key, shared category name, area > image": 3,
+            "tests/reliability/test_silent_surprises.py duplicate keys (top level, record), 5000 digits × 2 paths": 6,
+            "tests/reliability/test_silent_surprises.py shared category name, area > image": 2,
         },
         "images": {
             "tests/reliability/test_hostile_images.py CASES (store level)": len(test_hostile_images.CASES),
@@ -83,6 +85,12 @@ def corpus() -> dict[str, dict[str, int]]:
             ),
             "tests/reliability/test_damaged_projects.py read-only file system (3 commands)": 3,
             "tests/reliability/test_interrupts.py stale stage of an edited file": 1,
+            "tests/reliability/test_damaged_projects.py full disk": 1,
+            "tests/reliability/test_export_targets.py --out inside the project (csv, coco)": _parametrized(
+                test_export_targets.test_out_inside_the_project_is_refused, 1
+            )
+            * 2,
+            "tests/reliability/test_export_targets.py --out a FIFO, a folder, a device": 5,
         },
     }
 
