@@ -280,6 +280,93 @@ def _rle_problems(
     return problems, box
 
 
+# JSON numbers a clean ring may hold: ints beyond 2^53 (or bools, strings, …) go the per-ring way,
+# where numpy's own type promotion decides what they are.
+_EXACT_INT = 2**53
+
+
+def _clean_polygons(segs: list[Any], img_h: np.ndarray, img_w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Polygon segmentations that :func:`_ring_problems` would find nothing wrong with but the border,
+    measured over whole columns: (clean mask, extents xywh, points outside the image).
+
+    Clean: every ring a list of an even number (≥ 6) of finite JSON numbers (floats, ints below 2^53).
+    Everything else is left to the per-ring checks, so the reasons stay exactly theirs.
+    """
+    n = len(segs)
+    clean = np.zeros(n, dtype=bool)
+    rows: list[int] = []
+    counts: list[int] = []
+    values: list[Any] = []
+    for i, seg in enumerate(segs):
+        if not isinstance(seg, list) or not seg:
+            continue
+        rings = seg if isinstance(seg[0], list) else [seg]
+        if not all(isinstance(r, list) and len(r) >= 6 and not len(r) % 2 for r in rings):
+            continue
+        flat = [v for r in rings for v in r]
+        kinds = set(map(type, flat))
+        if not kinds <= {float, int}:
+            continue
+        if int in kinds and not all(-_EXACT_INT < v < _EXACT_INT for v in flat if type(v) is int):
+            continue
+        rows.append(i)
+        counts.append(len(flat))
+        values.extend(flat)
+    boxes = np.full((n, 4), np.nan)
+    outside = np.zeros(n, dtype=bool)
+    if not rows:
+        return clean, boxes, outside
+    coords = np.array(values, dtype=np.float64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    finite = np.logical_and.reduceat(np.isfinite(coords), starts)
+    xs, ys = coords[0::2], coords[1::2]  # every ring has even length: parity holds across rings
+    lo_x, lo_y = np.minimum.reduceat(xs, starts // 2), np.minimum.reduceat(ys, starts // 2)
+    hi_x, hi_y = np.maximum.reduceat(xs, starts // 2), np.maximum.reduceat(ys, starts // 2)
+    rows_arr = np.array(rows)[finite]
+    lo_x, lo_y, hi_x, hi_y = lo_x[finite], lo_y[finite], hi_x[finite], hi_y[finite]
+    clean[rows_arr] = True
+    boxes[rows_arr] = np.stack([lo_x, lo_y, hi_x - lo_x, hi_y - lo_y], axis=1)
+    h, w, tol = img_h[rows_arr], img_w[rows_arr], BORDER_TOLERANCE_PX
+    with np.errstate(invalid="ignore"):
+        outside[rows_arr] = (
+            (w > 0) & (h > 0) & ((lo_x < -tol) | (lo_y < -tol) | (hi_x > w + tol) | (hi_y > h + tol))
+        )
+    return clean, boxes, outside
+
+
+def _object_problems(
+    text: Any,
+    seg: Any,
+    rle: dict | None,
+    box: np.ndarray,
+    box_ok: bool,
+    outside: bool,
+    img_h: float,
+    img_w: float,
+) -> tuple[list[str], np.ndarray | None]:
+    """One object's bbox and segmentation problems and the segmentation's own box (None if unusable)."""
+    problems: list[str] = []
+    if not np.isfinite(box).all():
+        problems.append("bbox not finite")
+    elif not box_ok:
+        problems.append("non-positive bbox size")
+    elif outside:
+        problems.append("bbox outside the image")
+    seg_box = None
+    if seg is None:
+        if isinstance(text, str) and text.strip() and text.strip() != "[]":
+            problems.append("segmentation is not valid JSON")
+    elif isinstance(seg, dict):
+        more, seg_box = _rle_problems(seg, rle, img_h, img_w)
+        problems += more
+    elif isinstance(seg, list):
+        more, seg_box = _ring_problems(seg, img_h, img_w)
+        problems += more
+    else:
+        problems.append("segmentation is neither polygons nor RLE")
+    return problems, seg_box
+
+
 def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> list[str]:
     """Why each object's geometry is invalid ('' when valid); reasons joined by '; '.
 
@@ -293,8 +380,6 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
     """
     geo = object_geometry(objects, images)
     texts = objects["segmentation"].tolist() if "segmentation" in objects.columns else [""] * len(objects)
-    all_problems: list[list[str]] = []
-    seg_boxes = np.full((len(texts), 4), np.nan)
     box_ok = np.isfinite(geo.boxes).all(axis=1) & (geo.boxes[:, 2] > 0) & (geo.boxes[:, 3] > 0)
     tol = BORDER_TOLERANCE_PX
     with np.errstate(invalid="ignore"):
@@ -304,41 +389,51 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
             | (geo.boxes[:, 0] + geo.boxes[:, 2] > geo.img_w + tol)
             | (geo.boxes[:, 1] + geo.boxes[:, 3] > geo.img_h + tol)
         )
-    for i, (text, seg) in enumerate(zip(texts, geo.segs, strict=True)):
-        problems: list[str] = []
-        if not np.isfinite(geo.boxes[i]).all():
-            problems.append("bbox not finite")
-        elif not box_ok[i]:
-            problems.append("non-positive bbox size")
-        elif outside[i]:
-            problems.append("bbox outside the image")
-        seg_box = None
-        if seg is None:
-            if isinstance(text, str) and text.strip() and text.strip() != "[]":
-                problems.append("segmentation is not valid JSON")
-        elif isinstance(seg, dict):
-            more, seg_box = _rle_problems(seg, geo.rles[i], geo.img_h[i], geo.img_w[i])
-            problems += more
-        elif isinstance(seg, list):
-            more, seg_box = _ring_problems(seg, geo.img_h[i], geo.img_w[i])
-            problems += more
-        else:
-            problems.append("segmentation is neither polygons nor RLE")
-        if seg_box is not None:
-            seg_boxes[i] = seg_box
-        all_problems.append(problems)
+    # Column pass: sound boxes with clean polygons (or no segmentation) have nothing per-object to
+    # check but the polygon's border; only the rest go through the per-object checks.
+    clean, seg_boxes, polygon_outside = _clean_polygons(geo.segs, geo.img_h, geo.img_w)
+    no_segmentation = np.array(
+        [
+            seg is None and not (isinstance(t, str) and t.strip() and t.strip() != "[]")
+            for seg, t in zip(geo.segs, texts, strict=True)
+        ],
+        dtype=bool,
+    )
+    quick = box_ok & ~outside & (clean | no_segmentation)
+    problems: dict[int, list[str]] = {
+        int(i): ["polygon points outside the image"] for i in np.flatnonzero(quick & polygon_outside)
+    }
+    for i in np.flatnonzero(~quick).tolist():
+        found, seg_box = _object_problems(
+            texts[i],
+            geo.segs[i],
+            geo.rles[i],
+            geo.boxes[i],
+            bool(box_ok[i]),
+            bool(outside[i]),
+            geo.img_h[i],
+            geo.img_w[i],
+        )
+        seg_boxes[i] = np.nan if seg_box is None else seg_box
+        if found:
+            problems[i] = found
     if "area" in objects.columns:  # an area of 1e12 on an 800×600 image was stored unflagged
         area = objects["area"].to_numpy(dtype=np.float64, na_value=np.nan)
         image_area = geo.img_h * geo.img_w
         with np.errstate(invalid="ignore"):
             too_big = np.isfinite(area) & (image_area > 0) & (area > image_area * (1 + 1e-6) + 1)
-        for i in np.flatnonzero(too_big):
-            all_problems[i].append(f"area {area[i]:.6g} larger than the image ({image_area[i]:.0f} px)")
+        for i in np.flatnonzero(too_big).tolist():
+            problems.setdefault(i, []).append(
+                f"area {area[i]:.6g} larger than the image ({image_area[i]:.0f} px)"
+            )
     agreement = geometry.box_iou_pairs(geo.boxes, seg_boxes)
     compared = box_ok & np.isfinite(seg_boxes).all(axis=1)
-    for i in np.flatnonzero(compared & (agreement < BBOX_SEG_MIN_IOU)):
-        all_problems[i].append(f"bbox disagrees with the segmentation (IoU {agreement[i]:.2f})")
-    return ["; ".join(dict.fromkeys(p)) for p in all_problems]
+    for i in np.flatnonzero(compared & (agreement < BBOX_SEG_MIN_IOU)).tolist():
+        problems.setdefault(i, []).append(f"bbox disagrees with the segmentation (IoU {agreement[i]:.2f})")
+    reasons = [""] * len(texts)
+    for i, found in problems.items():
+        reasons[i] = "; ".join(dict.fromkeys(found))
+    return reasons
 
 
 @object_metric(

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from metrics import geometry, objects, registry
+from tests.conftest import shared
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SQUARE_A = [[0.0, 0.0, 10.0, 0.0, 10.0, 10.0, 0.0, 10.0]]
@@ -297,3 +298,125 @@ def test_fruits_nuts_polygons():
     assert v["invalid_geometry"].sum() == 0
     assert v["object_count"].sum() == 165 and v["class_count"].max() == 3
     assert 0.0 < v["annotation_duplicate_iou"].max() < 0.05  # touching nuts, no duplicates
+
+
+# --- invalid_geometry_reasons: the column pass gives the per-object loop's reasons exactly -----------
+
+
+def _reference_invalid_geometry_reasons(objs: pd.DataFrame, imgs: pd.DataFrame) -> list[str]:
+    """invalid_geometry_reasons before its column pass (a per-object loop), kept as the oracle."""
+    geo = objects.object_geometry(objs, imgs)
+    texts = objs["segmentation"].tolist() if "segmentation" in objs.columns else [""] * len(objs)
+    all_problems: list[list[str]] = []
+    seg_boxes = np.full((len(texts), 4), np.nan)
+    box_ok = np.isfinite(geo.boxes).all(axis=1) & (geo.boxes[:, 2] > 0) & (geo.boxes[:, 3] > 0)
+    tol = objects.BORDER_TOLERANCE_PX
+    with np.errstate(invalid="ignore"):
+        outside = box_ok & (
+            (geo.boxes[:, 0] < -tol)
+            | (geo.boxes[:, 1] < -tol)
+            | (geo.boxes[:, 0] + geo.boxes[:, 2] > geo.img_w + tol)
+            | (geo.boxes[:, 1] + geo.boxes[:, 3] > geo.img_h + tol)
+        )
+    for i, (text, seg) in enumerate(zip(texts, geo.segs, strict=True)):
+        problems: list[str] = []
+        if not np.isfinite(geo.boxes[i]).all():
+            problems.append("bbox not finite")
+        elif not box_ok[i]:
+            problems.append("non-positive bbox size")
+        elif outside[i]:
+            problems.append("bbox outside the image")
+        seg_box = None
+        if seg is None:
+            if isinstance(text, str) and text.strip() and text.strip() != "[]":
+                problems.append("segmentation is not valid JSON")
+        elif isinstance(seg, dict):
+            more, seg_box = objects._rle_problems(seg, geo.rles[i], geo.img_h[i], geo.img_w[i])
+            problems += more
+        elif isinstance(seg, list):
+            more, seg_box = objects._ring_problems(seg, geo.img_h[i], geo.img_w[i])
+            problems += more
+        else:
+            problems.append("segmentation is neither polygons nor RLE")
+        if seg_box is not None:
+            seg_boxes[i] = seg_box
+        all_problems.append(problems)
+    if "area" in objs.columns:  # an area of 1e12 on an 800×600 image was stored unflagged
+        area = objs["area"].to_numpy(dtype=np.float64, na_value=np.nan)
+        image_area = geo.img_h * geo.img_w
+        with np.errstate(invalid="ignore"):
+            too_big = np.isfinite(area) & (image_area > 0) & (area > image_area * (1 + 1e-6) + 1)
+        for i in np.flatnonzero(too_big):
+            all_problems[i].append(f"area {area[i]:.6g} larger than the image ({image_area[i]:.0f} px)")
+    agreement = geometry.box_iou_pairs(geo.boxes, seg_boxes)
+    compared = box_ok & np.isfinite(seg_boxes).all(axis=1)
+    for i in np.flatnonzero(compared & (agreement < objects.BBOX_SEG_MIN_IOU)):
+        all_problems[i].append(f"bbox disagrees with the segmentation (IoU {agreement[i]:.2f})")
+    return ["; ".join(dict.fromkeys(p)) for p in all_problems]
+
+
+# Segmentation texts (as stored) for the column pass's edge cases: each is clean or left to the loop.
+EDGE_SEGMENTATIONS = [
+    "[[0, 0, 10, 0, 10, 10, 0, 10]]",  # ints
+    "[[0.0, 0.0, 10.5, 0, 10.5, 10, 0, 10]]",  # ints and floats
+    "[0, 0, 10, 0, 10, 10, 0, 10]",  # a flat ring
+    "[[0, 0, 10, 0, 10, 10, 0, 10], [12, 12, 18, 12, 18, 18]]",  # two rings
+    "[[0, 0, 10, 0, 10, 10, 0, 10], [12, 12, 18]]",  # a short second ring
+    "[[-5, -5, 30, 0, 30, 30, 0, 30]]",  # outside the 20×20 frame
+    "[[0, 0, 20.9, 0, 20.9, 20.9, 0, 20.9]]",  # within the tolerance
+    "[[0, 0, 10, 0, NaN, 10, 0, 10]]",
+    "[[0, 0, 10, 0, Infinity, 10, 0, 10]]",
+    "[[0, 0, 10, 0, 10, 10, 0, 10, 5]]",  # odd
+    "[[0, 0, 10, 0]]",  # 2 points
+    '[[0, 0, 10, 0, 10, 10, 0, "10"]]',  # a string
+    "[[0, 0, 10, 0, 10, 10, 0, true]]",  # a bool
+    "[[0, 0, 10, 0, 10, 10, 0, null]]",
+    "[[0, 0, 10, 0, 10, 10, 0, 10], 5]",  # a number as a ring
+    "[[0, 0, 10, 0, 10, 10, 0, 9007199254740993]]",  # an int beyond 2^53
+    "[[0, 0, 10, 0, 10, 10, 0, 1180591620717411303424]]",  # beyond 2^64: numpy makes it an object
+    "[[0, 0, 10, 0, 10, 10, 0, -9223372036854775808]]",
+    "[[0, 0, 1e308, 0, 1e308, 10, -1e308, 10]]",  # extents overflow
+    "[[]]",
+    "[]",
+    "",
+    "{broken",
+    '"text"',
+    "7",
+    '{"size": [20, 20], "counts": [0, 400]}',
+    '{"size": [10, 10], "counts": [0, 100]}',
+    '{"size": [20, 20], "counts": "not rle"}',
+]
+
+
+def test_invalid_geometry_column_pass_equals_the_per_object_loop_on_edge_cases():
+    rows = []
+    boxes = [[0, 0, 10, 10], [0, 0, 0, 10], [np.inf, 0, 5, 5], [15, 15, 10, 10], [0, 0, 20, 20]]
+    for k, text in enumerate(EDGE_SEGMENTATIONS):
+        for b, box in enumerate(boxes):
+            rows.append({"bbox": box, "seg": text, "image_id": 9 if (k + b) % 7 == 0 else 1})
+    objs, imgs = frames(rows, [(1, 20, 20)])
+    objs.loc[3, "area"] = 1e12  # larger than the image
+    with np.errstate(all="ignore"):
+        expected = _reference_invalid_geometry_reasons(objs, imgs)
+        got = objects.invalid_geometry_reasons(objs, imgs)
+    assert got == expected
+    assert sum(bool(r) for r in got) > len(got) // 2  # the cases do exercise the reasons
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "taco/annotations.json",
+        "taco/annotations_unofficial.json",
+        "fruits_nuts/annotations.json",
+        "blood_cells/annotations.json",
+    ],
+)
+def test_invalid_geometry_column_pass_equals_the_per_object_loop_on_real_sets(name: str):
+    objs, imgs = load_coco(shared(*name.split("/")))
+    with np.errstate(all="ignore"):
+        expected = _reference_invalid_geometry_reasons(objs, imgs)
+    start = time.perf_counter()
+    got = objects.invalid_geometry_reasons(objs, imgs)
+    print(f"\n{name}: {len(objs)} objects, column pass {time.perf_counter() - start:.2f} s")
+    assert got == expected
