@@ -107,6 +107,8 @@ def load_json(path: Path) -> Any:
         raise InputError(str(path), f"not UTF-8 text (byte {exc.start})") from exc
     except OSError as exc:
         raise InputError(str(path), f"cannot be read: {exc.strerror}") from exc
+    except MemoryError as exc:
+        raise InputError(str(path), f"file of {size / 1e9:.1f} GB does not fit in memory") from exc
     try:
         data = json.loads(text, object_pairs_hook=_object_without_duplicate_keys)
     except DuplicateKey as exc:
@@ -117,6 +119,10 @@ def load_json(path: Path) -> Any:
         ) from exc
     except RecursionError as exc:
         raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    except MemoryError as exc:
+        raise InputError(
+            str(path), f"file of {size / 1e9:.1f} GB does not fit in memory once parsed"
+        ) from exc
     except ValueError as exc:
         message = str(exc)
         if "digits" in message:  # Python refuses to read integers of more than 4300 digits
