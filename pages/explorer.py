@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from pages.gallery import init_state, legend, metric_help, page_controls
+from pages.gallery import init_state, legend, metric_help, open_detail, page_controls, show_detail_from_url
 from pages.model_common import ModelChoice, outcome_text, pick_model
 from pages.state import query_list, reader, set_query
 from store import gallery_queries as gq
@@ -179,14 +179,58 @@ def _outcome_gallery(choice: ModelChoice, view: str) -> None:
         "Solid: labels (the card's label bolder). Dashed: predictions with their score (the card's prediction bold, "
         f"others from score {OTHER_PREDICTIONS_MIN_SCORE} thin). Crops keep context around the prediction and label."
     )
+    root = str(project_reader.project.root)
+    tag = _tag_input()
+    tagged = _tagged(root, tag)
     paths = _pictures(project_reader, choice.model, choice.dataset, items)
     grid = st.columns(COLUMNS)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
+        object_id = None if pd.isna(row.object_id) else int(row.object_id)
         with grid[index % COLUMNS].container(border=True):
             st.image(path, width="stretch")
             ident = f"prediction {int(row.prediction_id)}" if view != "fn" else f"label {int(row.object_id)}"
             st.markdown(f"**{html.escape(str(row.category))}** · {html.escape(str(row.file_name))} · {ident}")
             st.caption(f"{outcome_text(row, view, choice.threshold)}  \n{sort} = {_value(row.sort_value)}")
+            card = f"{view}_{row.image_id}_{'' if pd.isna(row.prediction_id) else int(row.prediction_id)}_{object_id}"
+            st.button(
+                "Open image",
+                icon=":material/zoom_in:",
+                key=f"px_open_{card}",
+                on_click=open_detail(str(row.dataset), int(row.image_id), object_id),
+                width="stretch",
+                help="The sample view: full size with zoom, labels and every model's predictions, metrics, tags.",
+            )
+            key = (str(row.dataset), int(row.image_id), object_id)
+            present = key in tagged
+            st.button(
+                tag,
+                icon=":material/check:" if present else ":material/sell:",
+                key=f"px_tag_{card}",
+                on_click=_toggle(root, str(row.dataset), int(row.image_id), object_id, tag, present),
+                type="primary" if present else "secondary",
+                width="stretch",
+                help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this "
+                f"{'label' if object_id is not None else 'image (a false positive has no label)'}.",
+            )
+
+
+def _tag_input() -> str:
+    init_state("px_tag", "tag", str, DEFAULT_TAG)
+    return (
+        st.text_input(
+            "Tag to apply",
+            key="px_tag",
+            help="The tag buttons add or remove this tag; tags are shared by every page and the export.",
+        ).strip()
+        or DEFAULT_TAG
+    )
+
+
+def _tagged(root: str, tag: str) -> set[tuple[str, int, int | None]]:
+    return {
+        (str(r.dataset), int(r.image_id), None if pd.isna(r.object_id) else int(r.object_id))
+        for r in tag_store.tagged(root, tag).itertuples(index=False)
+    }
 
 
 def _toggle(
@@ -255,6 +299,14 @@ def _errors_gallery(choice: ModelChoice) -> None:
             suggestion = f" → '{row.suggested_category}'" if row.kind == "swapped" else ""
             st.markdown(f"**{row.kind}** · score {row.score:.2f} · {html.escape(str(row.file_name))}")
             st.caption(f"{KIND_TEXT[row.kind]}  \n{what}{suggestion}, prediction IoU {float(row.iou):.2f}")
+            st.button(
+                "Open image",
+                icon=":material/zoom_in:",
+                key=f"px_open_{row.kind}_{row.image_id}_{row.prediction_id}_{object_id}",
+                on_click=open_detail(str(row.dataset), int(row.image_id), object_id),
+                width="stretch",
+                help="The sample view: full size with zoom, labels and every model's predictions, metrics, tags.",
+            )
             key = (str(row.dataset), int(row.image_id), object_id)
             present = key in tagged
             st.button(
@@ -284,6 +336,7 @@ def main() -> None:
         _errors_gallery(choice)
     else:
         _outcome_gallery(choice, view)
+    show_detail_from_url()
 
 
 main()

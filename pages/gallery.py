@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from metrics import registry
+from pages import sample_view
 from pages.state import query_value, reader, selected_datasets, set_query
 from store import gallery_queries as gq
 from store import page_summaries, thumbnails
@@ -838,70 +839,31 @@ def _metric_table(values: pd.DataFrame) -> pd.DataFrame:
 
 
 def detail_body(project_reader: ProjectReader, dataset: str, image_id: int, object_id: int | None) -> None:
-    """Everything about one image: the picture with labels and legend, its metrics (with help), its objects."""
-    record = gq.image_record(project_reader, dataset, image_id)
-    if record is None:
-        st.error(f"Image {image_id} is not in dataset {dataset}.")
-        return
-    root = str(project_reader.project.root)
-    objects = gq.image_objects(project_reader, [(dataset, image_id)])
-    options = thumbnails.DrawOptions(
-        max_side=DETAIL_SIDE, labels=True, legend=True, highlight_object=object_id
+    """The sample view of one image (pages/sample_view.py), with this module's metric help."""
+    specs = registry.specs_by_name()
+    sample_view.sample_body(
+        project_reader,
+        dataset,
+        image_id,
+        object_id,
+        _metric_table,
+        lambda name: metric_help(name) if name in specs else "",
     )
-    st.image(str(thumbnails.thumbnail_path(root, record, objects, options)), width="content")
-    status = record.get("status")
-    facts = f"**{record['file_name']}** · dataset {dataset} · image id {image_id} · {record['width']}×{record['height']} annotated"
-    if status != "ok":
-        facts += f" · **{status}**: {record.get('error') or ''}"
-    if record.get("exif_orientation") not in (None, 1) and not pd.isna(record.get("exif_orientation")):
-        facts += f" · EXIF orientation {int(record['exif_orientation'])} ({'applied' if record.get('orientation_applied') else 'not applied'})"
-    st.markdown(facts)
-    if tag_store is not None:
-        tags = tag_store.tags_of(root, dataset, image_id)
-        if tags:
-            st.caption("Tags: " + ", ".join(tags))
-    if object_id is not None:
-        row = objects[objects["object_id"] == object_id]
-        if not row.empty:
-            st.markdown(f"**Object {object_id}** ({row.iloc[0]['category']}) — its metrics:")
-            st.dataframe(
-                _metric_table(gq.item_metrics(project_reader, dataset, image_id, object_id)),
-                hide_index=True,
-                width="stretch",
-            )
-    st.markdown("**Image metrics**")
-    st.dataframe(
-        _metric_table(gq.item_metrics(project_reader, dataset, image_id)),
-        hide_index=True,
-        width="stretch",
-        column_config={"meaning": st.column_config.TextColumn(width="large")},
-    )
-    st.markdown(f"**Objects** ({len(objects)})")
-    object_table = gq.image_object_metrics(project_reader, dataset, image_id)
-    st.dataframe(
-        object_table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            name: st.column_config.NumberColumn(help=metric_help(name), format="%.4g")
-            for name in object_table.columns
-            if name in registry.specs_by_name()
-        },
-    )
-    partners = gq.duplicate_partners(project_reader, dataset, image_id)
-    if len(partners):
-        st.markdown("**Duplicates of this image**")
-        st.dataframe(partners, hide_index=True, width="stretch")
 
 
-@st.dialog("Image detail", width="large", on_dismiss=close_detail)
+@st.dialog("Sample", width="large", on_dismiss=close_detail)
 def detail_dialog(dataset: str, image_id: int, object_id: int | None) -> None:
     detail_body(reader(), dataset, image_id, object_id)
     st.button("Close", key="detail_close", on_click=close_detail)
 
 
-def show_detail_from_url() -> None:
-    """Open the detail dialog named by ``?detail=DATASET|IMAGE_ID[&object=ID]`` (a link reproduces it)."""
+def show_detail_from_url(order: tuple[gq.GalleryFilter, str | None, bool] | None = None) -> None:
+    """Open the sample view named by ``?detail=DATASET|IMAGE_ID[&object=ID]`` (a link reproduces it);
+    ``order`` = (filter, sort metric, descending) of the page's gallery, for previous / next."""
+    if order is None:
+        sample_view.clear_order()
+    else:
+        sample_view.set_order(*order)
     raw = query_value("detail")
     if not raw or "|" not in raw:
         return

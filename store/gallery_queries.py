@@ -235,20 +235,11 @@ def count_items(reader: ProjectReader, f: GalleryFilter) -> int:
     return int(frame["n"].iloc[0])
 
 
-def page_items(
-    reader: ProjectReader,
-    f: GalleryFilter,
-    sort_metric: str | None = None,
-    descending: bool = False,
-    page: int = 0,
-    page_size: int = 24,
-) -> pd.DataFrame:
-    """One page of items with what a card needs, sorted by a metric (nulls last), then by ids.
-
-    Columns: dataset, image_id, object_id, file_name, path, status, error, width, height,
-    orientation_applied, exif_orientation, content_hash, sort_value, duplicate_group; objects also
-    category_id, category, bbox_x/y/w/h, segmentation.
-    """
+def _ordered_keys_sql(
+    reader: ProjectReader, f: GalleryFilter, sort_metric: str | None, descending: bool
+) -> tuple[str, list[Any], set[str], str]:
+    """(SELECT of the filtered keys with sort_value and duplicate_group, its params, tables to register,
+    the ORDER BY of the gallery): the one ordering pages and the sample view's previous / next share."""
     base, params, registered = _base_sql(reader, f)
     direction = "DESC" if descending else "ASC"
     sort_params: list[Any] = []
@@ -275,6 +266,29 @@ def page_items(
     else:
         group_sql, group_value = "", "NULL::BIGINT"
         order = "sort_value {d} NULLS LAST, dataset, image_id, object_id"
+    sql = f"""
+        WITH k AS ({base})
+        SELECT k.dataset, k.image_id, k.object_id, {sort_value} AS sort_value, {group_value} AS duplicate_group
+        FROM k {sort_sql} {group_sql}
+    """
+    return sql, params + sort_params + group_params, registered, order.format(d=direction)
+
+
+def page_items(
+    reader: ProjectReader,
+    f: GalleryFilter,
+    sort_metric: str | None = None,
+    descending: bool = False,
+    page: int = 0,
+    page_size: int = 24,
+) -> pd.DataFrame:
+    """One page of items with what a card needs, sorted by a metric (nulls last), then by ids.
+
+    Columns: dataset, image_id, object_id, file_name, path, status, error, width, height,
+    orientation_applied, exif_orientation, content_hash, sort_value, duplicate_group; objects also
+    category_id, category, bbox_x/y/w/h, segmentation.
+    """
+    keys, params, registered, order = _ordered_keys_sql(reader, f, sort_metric, descending)
     object_cols, object_join_sql = "", ""
     if f.level == "object":
         object_cols = ", o.category_id, c.name AS category, o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.segmentation, o.iscrowd"
@@ -284,21 +298,59 @@ def page_items(
         )
     # Sort and cut the page on keys only, then fetch the wide columns for those rows alone.
     sql = f"""
-        WITH k AS ({base}),
-        p AS (
-            SELECT k.dataset, k.image_id, k.object_id, {sort_value} AS sort_value, {group_value} AS duplicate_group
-            FROM k {sort_sql} {group_sql}
-            ORDER BY {order.format(d=direction)}
-            LIMIT ? OFFSET ?
-        )
+        WITH p AS (SELECT * FROM ({keys}) ORDER BY {order} LIMIT ? OFFSET ?)
         SELECT p.dataset, p.image_id, p.object_id, i.file_name, i.path, i.status, i.error, i.width, i.height,
                i.orientation_applied, i.exif_orientation, i.content_hash, p.sort_value, p.duplicate_group{object_cols}
         FROM p JOIN images i ON i.dataset = p.dataset AND i.image_id = p.image_id
         {object_join_sql}
-        ORDER BY {order.format(d=direction)}
+        ORDER BY {order}
     """
-    all_params = params + sort_params + group_params + [int(page_size), int(page) * int(page_size)]
+    all_params = params + [int(page_size), int(page) * int(page_size)]
     return _run(reader, sql, all_params, f, registered)
+
+
+def neighbours(
+    reader: ProjectReader,
+    f: GalleryFilter,
+    sort_metric: str | None,
+    descending: bool,
+    key: tuple[str, int, int | None],
+) -> dict[str, Any] | None:
+    """Where an item stands in the gallery's order: {position (1-based), total, previous, next}, the
+    neighbours as (dataset, image_id, object_id) or None at the ends; None when the item is not in it."""
+    keys, params, registered, order = _ordered_keys_sql(reader, f, sort_metric, descending)
+    dataset, image_id, object_id = key
+    object_cond = "object_id IS NULL" if object_id is None or f.level == "image" else "object_id = ?"
+    sql = f"""
+        WITH o AS (
+            SELECT dataset, image_id, object_id, row_number() OVER (ORDER BY {order}) AS position,
+                   count(*) OVER () AS total
+            FROM ({keys})
+        ),
+        me AS (SELECT position, total FROM o WHERE dataset = ? AND image_id = ? AND {object_cond})
+        SELECT o.dataset, o.image_id, o.object_id, o.position, me.position AS mine, me.total
+        FROM o, me WHERE o.position BETWEEN me.position - 1 AND me.position + 1
+        ORDER BY o.position
+    """
+    extra = [dataset, int(image_id)] + ([] if object_cond.endswith("NULL") else [int(object_id)])
+    rows = _run(reader, sql, params + extra, f, registered)
+    if rows.empty:
+        return None
+    mine = int(rows["mine"].iloc[0])
+
+    def at(position: int) -> tuple[str, int, int | None] | None:
+        hit = rows[rows["position"] == position]
+        if hit.empty:
+            return None
+        r = hit.iloc[0]
+        return str(r["dataset"]), int(r["image_id"]), None if pd.isna(r["object_id"]) else int(r["object_id"])
+
+    return {
+        "position": mine,
+        "total": int(rows["total"].iloc[0]),
+        "previous": at(mine - 1),
+        "next": at(mine + 1),
+    }
 
 
 def page_count(total: int, page_size: int) -> int:

@@ -316,3 +316,25 @@ def test_cards_name_their_dataset_and_keep_the_file_name_start(two_datasets):
     at.session_state["datasets"] = ["fruits"]
     at.run()
     assert not any(" · brightness" in c.value for c in at.caption)
+
+
+def test_sample_view_steps_through_the_gallery_order(project):
+    """Opened from a card, the sample view says where the image stands in the gallery's order and
+    steps to the previous / next image in that order (the page's filter and sort)."""
+    from store.queries import ProjectReader
+
+    at = _page(project, sort="brightness", order="desc")
+    f = gq.GalleryFilter(level="image", datasets=["a", "b"])
+    order = gq.page_items(ProjectReader(project), f, "brightness", True, 0, 16)
+    keys = [f"{r.dataset}|{r.image_id}" for r in order.itertuples()]
+    at.button(key=f"dq_detail_{keys[0].replace('|', '_')}").click().run()
+    assert not at.exception, at.exception
+    assert at.query_params["detail"] == keys[0]
+    assert any("1 of 16 in the gallery by brightness (descending)" in m.value for m in at.markdown)
+    assert at.button(key="sample_previous").disabled and not at.button(key="sample_next").disabled
+    at.button(key="sample_next").click().run()
+    assert not at.exception, at.exception
+    assert at.query_params["detail"] == keys[1]
+    assert any("2 of 16 in the gallery" in m.value for m in at.markdown)
+    at.button(key="sample_previous").click().run()
+    assert at.query_params["detail"] == keys[0]

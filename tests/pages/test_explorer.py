@@ -107,3 +107,42 @@ def test_score_labels_are_readable_at_card_size(tmp_path) -> None:
     white = np.all(picture > 235, axis=2)
     rows = np.flatnonzero(white.any(axis=1))
     assert len(rows) and rows.max() - rows.min() + 1 >= 10, "digits at least 10 px tall"
+
+
+def _chart(at: AppTest) -> dict:
+    import json
+
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and "sample_chart" in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def test_every_explorer_card_opens_the_sample_view_with_labels_and_predictions() -> None:
+    """A false-positive card opens the image: zoomable picture, labels per class, the model's dashed
+    predictions above the score threshold (hover shows the score), and tags that can be added and removed."""
+    root = demo_project()
+    at = _page(model="demo_model_crowd", view="fp")
+    opener = next(b for b in at.button if b.key and b.key.startswith("px_open_fp_"))
+    assert next(b for b in at.button if b.key == opener.key.replace("px_open_", "px_tag_"))
+    opener.click().run()
+    assert not at.exception, at.exception
+    dataset, _, image_id = at.query_params["detail"].rpartition("|")
+    spec = _chart(at)
+    kinds = [t["type"] for t in spec["data"]]
+    assert kinds[0] == "image" and "scatter" in kinds
+    labels = [t for t in spec["data"] if t.get("legendgroup") == "labels"]
+    predicted = [t for t in spec["data"] if t.get("legendgroup") == "demo_model_crowd"]
+    assert labels and predicted and all(t["line"]["dash"] == "dash" for t in predicted)
+    assert at.slider(key="sample_score").value == 0.5
+    scores = [float(h.rsplit("score ", 1)[1]) for t in predicted for h in t["hovertext"] if h]
+    assert scores and min(scores) >= 0.5
+    at.slider(key="sample_score").set_value(1.0).run()
+    assert not any(t.get("legendgroup") == "demo_model_crowd" for t in _chart(at)["data"])
+    at.toggle(key="sample_labels").set_value(False).run()
+    assert not any(t.get("legendgroup") == "labels" for t in _chart(at)["data"])
+
+    at.text_input(key=f"sample_new_{image_id}_None").set_value("sample-check").run()
+    at.button(key=f"sample_tag_{image_id}_None").click().run()
+    assert not at.exception, at.exception
+    assert tags.tags_of(root, dataset, int(image_id)) == ["sample-check"]
+    at.button(key=f"sample_untag_{image_id}_None_sample-check").click().run()
+    assert tags.tags_of(root, dataset, int(image_id)) == []
