@@ -127,10 +127,10 @@ class Project:
         write_json_atomic(self.meta_path, meta)
 
     def dataset_meta(self, name: str) -> dict[str, Any]:
-        return json.loads((self.dataset_dir(name) / "dataset.json").read_text())
+        return read_json_file(self.dataset_dir(name) / "dataset.json")
 
     def model_meta(self, name: str) -> dict[str, Any]:
-        return json.loads((self.model_dir(name) / "model.json").read_text())
+        return read_json_file(self.model_dir(name) / "model.json")
 
     # ----- the one-writer lock --------------------------------------------------------------
     @contextlib.contextmanager
@@ -186,6 +186,16 @@ def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     except FileNotFoundError as exc:
         raise InputError(str(path), f"missing from the project; {damaged_recovery(path)}") from exc
     except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise InputError(str(path), f"damaged ({_first_line(exc)}); {damaged_recovery(path)}") from exc
+
+
+def read_json_file(path: Path) -> Any:
+    """Read one of the project's JSON files; a damaged one is one line saying how to rebuild it."""
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(str(path), f"missing from the project; {damaged_recovery(path)}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputError(str(path), f"damaged ({_first_line(exc)}); {damaged_recovery(path)}") from exc
 
 

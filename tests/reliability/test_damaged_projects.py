@@ -109,6 +109,36 @@ def test_truncated_images_parquet(project: Path, tmp_path: Path, capsys, argv: l
     assert "damaged" in err and "import" in err  # what to do: import the dataset again
 
 
+@pytest.mark.parametrize(
+    ("damaged", "argv"),
+    [
+        ("datasets/d/objects.parquet", ["report", "--json"]),
+        ("datasets/d/objects.parquet", ["import", "predictions", "{tmp}/results.json", "--model", "m"]),
+        ("datasets/d/metrics/object__object_area.parquet", ["report", "--json"]),
+        ("datasets/d/dataset.json", ["import", "predictions", "{tmp}/results.json", "--model", "m"]),
+        ("models/m/model.json", ["report", "--json"]),
+    ],
+    ids=[
+        "objects-report",
+        "objects-predictions",
+        "metric-report",
+        "dataset-json-predictions",
+        "model-json-report",
+    ],
+)
+def test_other_truncated_project_files(project: Path, tmp_path: Path, capsys, damaged: str, argv: list[str]):
+    results = _results(tmp_path)
+    code, _, err = run_cli(
+        capsys, ["import", "predictions", str(results), "--project", str(project), "--model", "m"]
+    )
+    assert code == 0, err
+    target = project / damaged
+    target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2])
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--project", str(project)]
+    err = assert_refused(capsys, argv, project, [Path(damaged).name, "damaged"])
+    assert "again" in err  # how to rebuild it
+
+
 # ----- read-only file system --------------------------------------------------------------------
 
 
