@@ -41,6 +41,7 @@ PAGES = [
     ("summary.py", "Summary", ":material/dashboard:", True),
     ("data_quality.py", "Data quality", ":material/image:", False),
     ("label_quality.py", "Label quality", ":material/label:", False),
+    ("label_errors.py", "Label errors", ":material/rule:", False),
     ("compare.py", "Compare datasets", ":material/compare:", False),
     ("embeddings.py", "Embeddings", ":material/scatter_plot:", False),
     ("model_quality.py", "Model quality", ":material/track_changes:", False),

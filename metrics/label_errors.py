@@ -115,8 +115,9 @@ def reduced_embeddings(
         return vectors, lambda x: np.asarray(x, dtype=np.float32)
     sample = vectors[finite]
     mean = sample.mean(axis=0)
-    _, _, vt = np.linalg.svd(sample[np.random.default_rng(seed).permutation(len(sample))[:20_000]] - mean,
-                             full_matrices=False)
+    _, _, vt = np.linalg.svd(
+        sample[np.random.default_rng(seed).permutation(len(sample))[:20_000]] - mean, full_matrices=False
+    )
     basis = vt[:REDUCED_DIMS].T.astype(np.float32)
 
     def project(x: np.ndarray) -> np.ndarray:
@@ -309,20 +310,26 @@ def find_label_issues(
     fold_of = _image_folds(
         np.concatenate([images["image_id"].to_numpy(), labels["image_id"].to_numpy()]), seed
     )
-    classes = list(range(len(KINDS)))
     probs = np.zeros((len(labels), len(KINDS)))
     probs[:, 0] = 1.0
     if len(labels):
-        probs = _out_of_fold(
-            pd.concat(train_x, ignore_index=True),
-            np.concatenate(train_y),
-            np.concatenate(train_images),
-            real_x,
-            labels["image_id"].to_numpy(),
-            classes,
-            fold_of,
-            seed,
-        )
+        all_x, all_y = pd.concat(train_x, ignore_index=True), np.concatenate(train_y)
+        # Is it wrong? Out of fold, one binary model per fold (a tree per boosting round, not one per kind).
+        wrong = _out_of_fold(
+            all_x, (all_y > 0).astype(np.int64), np.concatenate(train_images), real_x,
+            labels["image_id"].to_numpy(), [0, 1], fold_of, seed, binary=True,
+        )[:, 1]  # fmt: skip
+        # Which kind, if wrong? One model on the planted errors only: real labels never train it.
+        probs = np.zeros((len(labels), len(KINDS)))
+        probs[:, 0] = 1.0 - wrong
+        errors = all_y > 0
+        if np.unique(all_y[errors]).size >= 2:
+            with threadpool_limits(1):
+                kind_model = _classifier(seed).fit(all_x[errors], all_y[errors])
+                given = kind_model.predict_proba(real_x)
+            probs[:, kind_model.classes_] = given * wrong[:, None]
+        elif errors.any():
+            probs[:, int(all_y[errors][0])] = wrong
     objects = _object_table(labels, probs, real_x, suggested_class, fixes, predictions)
     candidates, image_scores = _missing_labels(
         labels, images, predictions, cand_x, cand_y, cand_images, fold_of, seed
