@@ -67,11 +67,17 @@ def disk_full_error(exc: BaseException) -> InputError | None:
     Writes go to temporary files and staging folders that are renamed into place only when whole, so
     nothing half-written is visible; the same command resumes or starts again once there is space.
     """
-    if not isinstance(exc, OSError):
+    text = str(exc)
+    module = (type(exc).__module__ or "").split(".")[0].lstrip("_")
+    if isinstance(exc, OSError):
+        if exc.errno not in _DISK_FULL and "No space left on device" not in text:
+            return None
+        where = exc.filename if isinstance(exc.filename, str) else "output"
+    elif module in ("duckdb", "pyarrow") and "No space left on device" in text:
+        found = re.search(r"""["'\\]+(/[^"'\\]+)["'\\]""", text)
+        where = found.group(1) if found else "output"
+    else:
         return None
-    if exc.errno not in _DISK_FULL and "No space left on device" not in str(exc):
-        return None
-    where = exc.filename if isinstance(exc.filename, str) else "output"
     return InputError(
         where,
         "the disk is full: free some space and run the same command again (nothing half-written is visible)",

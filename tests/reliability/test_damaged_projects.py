@@ -194,3 +194,23 @@ def test_a_full_disk_during_an_import_is_one_line(source, read_only_mount, capsy
     assert code == 2, err
     assert len(err.splitlines()) == 1 and "disk is full" in err, err
     assert not (project / "datasets" / "d").exists()
+
+
+@pytest.mark.parametrize("kind", ["csv", "coco"])
+def test_a_full_disk_during_an_export_is_one_line(project: Path, read_only_mount, capsys, kind: str):
+    mount, _ = read_only_mount
+    done = subprocess.run(["mount", "-o", "remount,size=4k", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot resize the tmpfs: {done.stderr.strip()}")
+    filler = mount / "filler"
+    with open(filler, "wb", buffering=0) as handle:  # fill the disk to the last block
+        try:
+            while True:
+                handle.write(b"\0" * 1024)
+        except OSError:
+            pass
+    out = mount / f"out.{kind}"
+    argv = ["export", kind, "--project", str(project), "--out", str(out)]
+    argv += ["--level", "object"] if kind == "csv" else ["--dataset", "d"]
+    assert_refused(capsys, argv, project, ["disk is full"])
+    assert sorted(p.name for p in mount.iterdir()) == ["filler"]  # nothing half-written left behind
