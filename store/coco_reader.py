@@ -128,8 +128,6 @@ def load_json(path: Path) -> Any:
         if "digits" in message:  # Python refuses to read integers of more than 4300 digits
             message = "a number with more than 4300 digits"
         raise InputError(str(path), message) from exc
-    if _depth_exceeds(data, MAX_JSON_DEPTH):
-        raise InputError(str(path), f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return data
 
 
@@ -642,6 +640,10 @@ def _read_loaded(data: Any, path: Path, dataset: str) -> CocoTables:
     for i, rec in enumerate(annotations):
         validator.annotation(i, rec)
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    # info is written back verbatim (dataset.json): a deep one failed only then, after the image pass.
+    # Records nested deeper than COCO's few levels are refused by their field checks.
+    if _depth_exceeds(info, MAX_JSON_DEPTH - 1):
+        check.fail("top level", "info", f"nested deeper than {MAX_JSON_DEPTH} levels")
     return validator.tables(info)
 
 
