@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -207,9 +208,9 @@ def read_progress(job_dir: str | Path) -> list[dict[str, Any]]:
     return events
 
 
-def log_tail(job_dir: str | Path, lines: int = 40) -> str:
-    """The last `lines` lines of log.txt (reads at most the last 64 KiB)."""
-    path = Path(job_dir) / LOG_FILE
+def log_tail(job_dir: str | Path, lines: int = 40, name: str = LOG_FILE) -> str:
+    """The last `lines` lines of the job's log.txt (or another of its logs; reads at most the last 64 KiB)."""
+    path = Path(job_dir) / name
     if not path.is_file():
         return ""
     with open(path, "rb") as handle:
@@ -232,6 +233,29 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _nvidia_present() -> bool:
+    """An NVIDIA device node or driver entry exists (checked before paying for importing torch)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return (gpus.is_dir() and any(gpus.iterdir())) or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+@functools.lru_cache(maxsize=1)
+def available_devices() -> tuple[str, ...]:
+    """The devices a training can use here: auto and cpu, and cuda (cuda:N each when several) only when
+    torch sees a CUDA device. Without an NVIDIA driver, torch is not even imported (the app stays quick)."""
+    devices = ["auto", "cpu"]
+    if not _nvidia_present():
+        return tuple(devices)
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count:
+        devices.append("cuda")
+    if count > 1:
+        devices += [f"cuda:{i}" for i in range(count)]
+    return tuple(devices)
 
 
 def fit_workers(config: TrainConfig) -> TrainConfig:
@@ -484,6 +508,72 @@ def cancel_job(job_dir: str | Path) -> dict[str, Any]:
         return job
     (job_dir / CANCEL_FILE).touch()
     return update_job(job_dir, cancel_requested_at=time.time())
+
+
+# ----- using the best checkpoint of a job that did not finish ----------------------------------------
+
+PREDICT_LOG_FILE = "predict.log"
+
+
+def best_checkpoint(job_dir: str | Path) -> Path | None:
+    """The job's best checkpoint so far (kept when it was cancelled or failed after an evaluation)."""
+    path = Path(job_dir) / CHECKPOINT_FILE
+    return path if path.is_file() else None
+
+
+def predict_argv(job: dict[str, Any], dataset: str, model: str) -> list[str]:
+    """`cocolens predict` on the job's best checkpoint (what the Training page runs, and shows)."""
+    checkpoint = Path(job["dir"]) / CHECKPOINT_FILE
+    return ["predict", "--project", str(job["project"]), "--checkpoint", str(checkpoint),
+            "--dataset", dataset, "--model", model]  # fmt: skip
+
+
+def start_predict(job: dict[str, Any], dataset: str, model: str) -> int:
+    """Predict with a job's best checkpoint and import the results as ``model``, in a background process
+    of its own session (like a training job: closing the browser does not stop it); returns its pid."""
+    job_dir = Path(job["dir"])
+    if best_checkpoint(job_dir) is None:
+        raise InputError(
+            str(job_dir), "this job has no checkpoint (no epoch was evaluated)", field="checkpoint"
+        )
+    check_name("model", model)
+    if model in Project(job["project"]).models():
+        raise InputError(
+            str(job["project"]), f"a model is already named {model!r}: pick another", field="model"
+        )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    with open(job_dir / PREDICT_LOG_FILE, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", *predict_argv(job, dataset, model)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+    update_job(
+        job_dir,
+        predict={
+            "pid": process.pid,
+            "pid_start": process_start_time(process.pid),
+            "dataset": dataset,
+            "model": model,
+            "started_at": time.time(),
+        },  # fmt: skip
+    )
+    return process.pid
+
+
+def predict_state(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The background prediction of a job's checkpoint: its model, dataset and status (running,
+    imported, failed with the log's last line); None when none was started."""
+    info = job.get("predict")
+    if not info:
+        return None
+    state = {**info, "log": log_tail(job["dir"], 5, PREDICT_LOG_FILE)}
+    if process_alive(info.get("pid"), info.get("pid_start")):
+        return {**state, "status": "running"}
+    if info["model"] in Project(job["project"]).models():
+        return {**state, "status": "imported"}
+    return {**state, "status": "failed"}
 
 
 # ----- running (inside the runner process, or in the foreground) --------------------------------

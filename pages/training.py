@@ -16,6 +16,7 @@ import streamlit as st
 from models import jobs
 from pages.state import reader, set_query
 from pages.training_form import RENDERED_FLAG, page_link, render_training_form
+from store.errors import InputError
 from store.project import Project
 
 PAGES_DIR = Path(__file__).resolve().parent
@@ -189,7 +190,62 @@ def _outcome(job: dict[str, Any]) -> None:
             with st.expander("Traceback"):
                 st.code(job["error"], language="text")
     elif status == "cancelled":
-        st.warning("Cancelled." + (" The best checkpoint so far is kept." if job.get("checkpoint") else ""))
+        kept = jobs.best_checkpoint(job["dir"]) is not None
+        st.warning("Cancelled." + (" The best checkpoint so far is kept: use it below." if kept else ""))
+    if status in ("cancelled", "failed") and jobs.best_checkpoint(job["dir"]) is not None:
+        _use_checkpoint(job)
+
+
+def _use_checkpoint(job: dict[str, Any]) -> None:
+    """Predict with the best checkpoint of a job that did not finish, and import it as a model
+    (a background process, like training), or copy the command."""
+    import shlex
+
+    key = job["id"]
+    state = jobs.predict_state(job)
+    with st.container(border=True):
+        st.markdown(f"**Use the best checkpoint** `{jobs.best_checkpoint(job['dir'])}`")
+        if state and state["status"] == "running":
+            st.info(
+                f"Predicting on **{state['dataset']}** as model **{state['model']}**…",
+                icon=":material/hourglass_top:",
+            )
+        elif state and state["status"] == "imported":
+            st.success(f"Imported as model **{state['model']}** (predictions on **{state['dataset']}**).")
+            if (PAGES_DIR / "model_quality.py").is_file():
+                page_link("pages/model_quality.py", f"Open {state['model']} in Model quality",
+                          ":material/track_changes:", query_params={"model": str(state["model"])})  # fmt: skip
+        elif state:
+            st.error(
+                f"Prediction as **{state['model']}** failed: {state['log'].splitlines()[-1] if state['log'] else 'no output'}"
+            )
+        if state and state["status"] == "running":
+            return
+        datasets = reader().datasets()
+        left, middle, right = st.columns([2, 2, 1])
+        dataset = left.selectbox(
+            "Predict on", datasets, index=datasets.index(job["val"]) if job.get("val") in datasets else 0,
+            key=f"tr_ckpt_dataset_{key}",
+        )  # fmt: skip
+        model = middle.text_input(
+            "As model", value=f"{job.get('name')}-best", key=f"tr_ckpt_model_{key}"
+        ).strip()
+        right.write("")
+        if right.button(
+            "Predict and import", key=f"tr_ckpt_start_{key}", icon=":material/play_arrow:", disabled=not model
+        ):
+            try:
+                jobs.start_predict(job, dataset, model)
+            except InputError as error:
+                st.error(str(error))
+            else:
+                st.rerun()
+        st.caption("Or from a terminal:")
+        st.code(
+            shlex.join(["cocolens", *jobs.predict_argv(job, dataset, model or "MODEL")]),
+            language="bash",
+            wrap_lines=True,
+        )
 
 
 def job_view(job: dict[str, Any]) -> None:
@@ -226,11 +282,16 @@ def job_view(job: dict[str, Any]) -> None:
         st.json(job.get("config", {}))
 
 
+def _busy(job: dict[str, Any]) -> bool:
+    """Training, queued, or predicting with its checkpoint in the background: the page keeps refreshing."""
+    return job["status"] in jobs.ACTIVE or (jobs.predict_state(job) or {}).get("status") == "running"
+
+
 def jobs_panel(project_root: str, active_when_drawn: bool) -> None:
     """The jobs table, the job picker and the chosen job, from one read of the job folders, redrawn
     every REFRESH_S seconds while a job is active (st.fragment): the table and the panel never disagree."""
     current = jobs.list_jobs(Project(project_root))
-    if active_when_drawn and not any(job["status"] in jobs.ACTIVE for job in current):
+    if active_when_drawn and not any(_busy(job) for job in current):
         st.rerun()  # the last active job ended: redraw the page once, and stop refreshing
     st.dataframe(jobs_table(current), hide_index=True, width="stretch")
     ids = [job["id"] for job in current]
@@ -263,5 +324,5 @@ if not all_jobs:
     st.stop()
 
 
-any_active = any(job["status"] in jobs.ACTIVE for job in all_jobs)
+any_active = any(_busy(job) for job in all_jobs)
 st.fragment(jobs_panel, run_every=REFRESH_S if any_active else None)(str(project.root), any_active)

@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
+from models import jobs
 from models.config import MODEL_NAMES, default_values
-from models.jobs import available_cores
 from store.errors import InputError
 
 TRAINING_PAGE = Path(__file__).resolve().parent / "training.py"
@@ -21,7 +21,6 @@ MODEL_LABELS = {
     "maskrcnn_resnet50_fpn": "ResNet-50 FPN (accurate, GPU)",
     "maskrcnn_mobilenet_v2_fpn": "MobileNetV2 FPN (light, CPU ok)",
 }
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def page_link(page: str, label: str, icon: str, query_params: dict[str, str] | None = None) -> None:
@@ -89,17 +88,20 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 "Loader workers",
                 0,
                 64,
-                min(int(defaults["workers"]), available_cores()),
+                min(int(defaults["workers"]), jobs.available_cores()),
                 key="tf_workers",
                 help=f"Data-loader processes decoding images while the model trains (this machine has "
-                f"{available_cores()} cores; more than that only adds contention, and is lowered to it).",
+                f"{jobs.available_cores()} cores; more than that only adds contention, and is lowered to it).",
             )
+            devices = list(jobs.available_devices())
             device = st.radio(
                 "Device",
-                DEVICES,
-                index=_default_index(list(DEVICES), str(defaults["device"])),
+                devices,
+                index=_default_index(devices, str(defaults["device"])),
                 horizontal=True,
                 key="tf_device",
+                help="Only the devices this machine has"
+                + ("." if len(devices) > 2 else ": no CUDA device here, so auto means the CPU."),
             )
             overfit_images = st.number_input(
                 "Overfit on N images (0 = off)",
