@@ -65,7 +65,7 @@ def corpus() -> dict[str, dict[str, int]]:
                 test_predictions_import._bad_cases(fake_results)
             ),
             "tests/reliability/test_extreme_predictions.py REFUSED": len(test_extreme_predictions.REFUSED),
-            "tests/reliability/test_extreme_predictions.py 100,000 deep, 10,000 classes, frame > 2^32 px": 3,
+            "tests/reliability/test_extreme_predictions.py 100,000 deep, 10^4 classes, 10^5 categories, frame > 2^32 px": 4,
             "tests/reliability/test_silent_surprises.py half the predictions with masks": 1,
         },
         "configs": {
@@ -85,7 +85,10 @@ def corpus() -> dict[str, dict[str, int]]:
             ),
             "tests/reliability/test_damaged_projects.py read-only file system (3 commands)": 3,
             "tests/reliability/test_interrupts.py stale stage of an edited file": 1,
-            "tests/reliability/test_damaged_projects.py full disk": 1,
+            "tests/reliability/test_damaged_projects.py full disk (import, export csv, export coco)": 3,
+            "tests/reliability/test_damaged_projects.py other truncated files": _parametrized(
+                test_damaged_projects.test_other_truncated_project_files, 1
+            ),
             "tests/reliability/test_export_targets.py --out inside the project (csv, coco)": _parametrized(
                 test_export_targets.test_out_inside_the_project_is_refused, 1
             )
