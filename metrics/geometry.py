@@ -39,6 +39,10 @@ RLE_MAX_SIDE = 10**8
 _MERGE_IN_C_MAX_PIXELS = 2**24
 # Coordinates are clamped here before clipping (beyond it a polygon is absurd and flagged anyway).
 _COORD_CLAMP = 1e12
+# pycocotools traces every edge at ×5 into int arrays (~16 bytes a point): a 200,000-vertex zigzag
+# across an 800 px frame needed ~6e8 points and segfaulted. 2e7 points (a 4,000,000 px outline, ~300×
+# the border of an 8 MP frame) bound it at ~320 MB; longer outlines get no mask (flagged).
+MAX_TRACED_POINTS = 20_000_000
 
 
 def rle_frame_ok(height: Any, width: Any) -> bool:
@@ -200,12 +204,36 @@ def _clipped_rings(rings: list[list[float]], height: int, width: int) -> list[li
     return out
 
 
+def traced_points(rings: list[list[float]]) -> float:
+    """Points pycocotools traces for these rings (×5 upsampled edges, one per step along the longer axis)."""
+    total = 0.0
+    for ring in rings:
+        xy = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
+        step = np.abs(np.diff(np.vstack([xy, xy[:1]]), axis=0)).max(axis=1)
+        total += 5.0 * float(step.sum()) + len(xy)
+    return total
+
+
+def polygon_too_long(seg: Any, height: int, width: int) -> bool:
+    """True when a polygon's outline, cut to the frame, is beyond what is rasterised (no mask)."""
+    if isinstance(seg, list) and rle_frame_ok(height, width):
+        vertices = sum(len(r) for r in seg if isinstance(r, list)) // 2 or len(seg) // 2
+        if vertices * 5 * 3 * max(int(height), int(width)) <= MAX_TRACED_POINTS:
+            return False  # every edge fits the clip box (3 frame sides): too short to matter, no maths
+    rings = polygon_rings(seg)
+    if not rings or not rle_frame_ok(height, width):
+        return False
+    return traced_points(_clipped_rings(rings, int(height), int(width))) > MAX_TRACED_POINTS
+
+
 def _rings_to_rle(rings: list[list[float]], height: int, width: int) -> Rle | None:
     if not rings or not rle_frame_ok(height, width):
         return None
     rings = _clipped_rings(rings, int(height), int(width))
     if not rings:
         return mask_to_rle_empty(int(height), int(width))
+    if traced_points(rings) > MAX_TRACED_POINTS:
+        return None
     parts = mask_utils.frPyObjects(rings, int(height), int(width))
     return parts[0] if len(parts) == 1 else rle_union(parts)
 

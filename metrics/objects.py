@@ -426,6 +426,11 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
             problems.setdefault(i, []).append(
                 f"area {area[i]:.6g} larger than the image ({image_area[i]:.0f} px)"
             )
+    for i in [k for k, (rle, seg) in enumerate(zip(geo.rles, geo.segs, strict=True)) if rle is None and seg]:
+        # a polygon on a frame that holds masks yet without one: its outline is too long to trace
+        if isinstance(geo.segs[i], list) and geometry.rle_frame_ok(geo.img_h[i], geo.img_w[i]):
+            if geometry.polygon_rings(geo.segs[i]):
+                problems.setdefault(i, []).append("polygon outline too long to rasterise")
     agreement = geometry.box_iou_pairs(geo.boxes, seg_boxes)
     compared = box_ok & np.isfinite(seg_boxes).all(axis=1)
     for i in np.flatnonzero(compared & (agreement < BBOX_SEG_MIN_IOU)).tolist():

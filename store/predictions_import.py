@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrics.geometry import RLE_MAX_PIXELS, RLE_MAX_SIDE, rle_counts_problem
+from metrics.geometry import (
+    MAX_TRACED_POINTS,
+    RLE_MAX_PIXELS,
+    RLE_MAX_SIDE,
+    polygon_too_long,
+    rle_counts_problem,
+)
 from store.coco_reader import load_json
 from store.errors import InputError
 from store.project import (
@@ -123,6 +129,13 @@ def _segmentation(where: str, file: str, seg: Any, height: int, width: int) -> t
                     record=where,
                     field="segmentation",
                 )
+        if polygon_too_long(seg, height, width):  # a 200,000-vertex zigzag segfaulted pycocotools
+            raise InputError(
+                file,
+                f"polygon outline too long to rasterise (more than {MAX_TRACED_POINTS:,} traced points)",
+                record=where,
+                field="segmentation",
+            )
         return json.dumps(seg), "polygon"
     raise InputError(file, "expected an RLE object or a list of polygons", record=where, field="segmentation")
 
@@ -336,14 +349,15 @@ def _gt_table(objects: pd.DataFrame, images: pd.DataFrame, with_rle: bool) -> pd
 
 
 def _prediction_rles(predictions: pd.DataFrame) -> list:
-    from metrics.geometry import parse_segmentation, segmentation_to_rle
+    from metrics.geometry import mask_to_rle_empty, parse_segmentation, segmentation_to_rle
 
-    return [
-        segmentation_to_rle(parse_segmentation(seg), int(h), int(w))
-        for seg, h, w in zip(
-            predictions["segmentation"], predictions["height"], predictions["width"], strict=True
-        )
-    ]
+    rles = []
+    for seg, h, w in zip(
+        predictions["segmentation"], predictions["height"], predictions["width"], strict=True
+    ):
+        rle = segmentation_to_rle(parse_segmentation(seg), int(h), int(w))
+        rles.append(rle if rle is not None else mask_to_rle_empty(int(h), int(w)))  # no mask: matches nothing
+    return rles
 
 
 def evaluate_model(

@@ -155,3 +155,13 @@ def test_a_100000_category_dataset_evaluates_only_the_categories_taking_part(tmp
     code, out, err = _import(project, tmp_path, results, timeout=300)
     assert code == 0, (code, err[-2000:])
     assert json.loads(out)["bbox"]["AP"] == pytest.approx(1.0)
+
+
+def test_a_prediction_polygon_too_long_to_trace_is_refused(project: Path, tmp_path: Path):
+    ring: list[float] = []
+    for i in range(200_000):
+        ring += [0.0 if i % 2 == 0 else float(WIDTH - 1), i * HEIGHT / 200_000]
+    before = snapshot(project)
+    code, _, err = _import(project, tmp_path, [_box(segmentation=[ring])], timeout=120)
+    assert_one_line(code, err, ["predictions[0]", "segmentation", "too long"])
+    assert snapshot(project) == before

@@ -269,3 +269,26 @@ def test_numeric_fuzz_ends_in_exit_0_or_one_line():
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["annotations"] == seen["predictions"] == 60
     assert seen["imported"] > 10 and seen["refused"] > 10  # both outcomes are exercised
+
+
+def _zigzag(vertices: int, width: int, height: int) -> list[float]:
+    ring: list[float] = []
+    for i in range(vertices):
+        ring += [0.0 if i % 2 == 0 else float(width - 1), i * height / vertices]
+    return ring
+
+
+def test_a_200000_vertex_zigzag_polygon_is_flagged_not_traced(tmp_path: Path):
+    """Each edge crosses the frame: pycocotools traced ~6e8 points and segfaulted."""
+    ring = _zigzag(200_000, 800, 600)
+    coco = _coco(
+        [{"id": 1, "file_name": "a.jpg", "width": 800, "height": 600}],
+        [
+            _ann(1, 1, [0, 0, 799, 600], segmentation=[ring], area=1000),
+            _ann(2, 1, [10, 10, 10, 10], segmentation=[SQUARE], area=100),
+        ],
+    )
+    code, _, err = _import(tmp_path, coco)
+    assert code == 0, (code, err[-2000:])
+    flags = _metric(tmp_path / "project", "object", "invalid_geometry").sort_values("object_id")
+    assert flags["value"].tolist() == [1.0, 0.0]
