@@ -6,6 +6,7 @@ Screenshots go to artifacts/screenshots/ (git-ignored) so a person can look at e
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -149,7 +150,14 @@ def test_every_page_renders_then_tag_and_export(project: Path) -> None:
             tag_box.fill("e2e_review")
             tag_box.press("Enter")
             _wait_rendered(page)
-            page.get_by_role("button", name="Tag all").click()
+            page.get_by_role("button", name="Tag all…", exact=True).click()
+            _wait_rendered(page)
+            page.get_by_text(re.compile(r"Tag all [\d,]+ matching images with 'e2e_review'\?")).wait_for(
+                timeout=60_000
+            )
+            page.get_by_role(
+                "button", name="Confirm", exact=True
+            ).click()  # tag all asks first, with the count
             page.get_by_text("Tagged").wait_for(timeout=60_000)
             _wait_rendered(page)
             page.get_by_role("button", name="Export", exact=True).click()
