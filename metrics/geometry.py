@@ -506,9 +506,15 @@ def scale_segmentation(seg: Any, sx: float, sy: float) -> Any:
     if isinstance(seg, dict):
         import cv2
 
-        mask = rle_to_mask(seg).astype(np.uint8)
-        height, width = mask.shape
+        height, width = (int(v) for v in seg["size"])
         new_h, new_w = max(1, round(height * sy)), max(1, round(width * sx))
+        if height * width > _MERGE_IN_C_MAX_PIXELS:  # 45000²: a dense mask would be 2 GB
+            runs = scale_runs(_runs_of(seg), height, width, new_h, new_w)
+            rle = {"size": [new_h, new_w], "counts": runs.tolist()}
+            if isinstance(seg["counts"], list):
+                return rle
+            return rle_to_json(mask_utils.frPyObjects(rle, new_h, new_w))
+        mask = rle_to_mask(seg).astype(np.uint8)
         resized = cv2.resize(mask, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
         if isinstance(seg["counts"], list):
             return mask_to_uncompressed_rle(resized)
@@ -520,6 +526,47 @@ def scale_segmentation(seg: Any, sx: float, sy: float) -> Any:
         coords[1::2] *= sy
         out.append(coords.tolist())
     return out
+
+
+def scale_runs(runs: np.ndarray, height: int, width: int, new_h: int, new_w: int) -> np.ndarray:
+    """Nearest-neighbour resize of a column-major RLE on its runs, as ``cv2.resize(INTER_NEAREST)``.
+
+    Output pixel (y, x) takes source (⌊y·h/new_h⌋, ⌊x·w/new_w⌋) computed as OpenCV does; memory and
+    time grow with the runs and the output columns, never with height×width.
+    """
+    bounds = np.cumsum(np.asarray(runs, dtype=np.int64))
+    n_on = len(bounds) // 2
+    starts, ends = bounds[0::2][:n_on], bounds[1::2][:n_on]
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    total = new_h * new_w
+    if not len(starts):
+        return np.asarray([total], dtype=np.int64)
+    # cut the on-intervals at column boundaries: (column, first row, end row) pieces, in order
+    first, last = starts // height, (ends - 1) // height
+    span = last - first + 1
+    owner = np.repeat(np.arange(len(starts)), span)
+    column = first[owner] + np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)
+    row0 = np.where(column == first[owner], starts[owner] - column * height, 0)
+    row1 = np.where(column == last[owner], ends[owner] - column * height, height)
+    # OpenCV resizeNN: ifx = 1 / (dst / src); source index = min(floor(dst index · ifx), src − 1)
+    src_col = np.minimum(np.floor(np.arange(new_w) * (1.0 / (new_w / width))).astype(np.int64), width - 1)
+    src_row = np.minimum(np.floor(np.arange(new_h) * (1.0 / (new_h / height))).astype(np.int64), height - 1)
+    lo, hi = np.searchsorted(column, src_col, "left"), np.searchsorted(column, src_col, "right")
+    count = hi - lo
+    piece = np.repeat(lo, count) + np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    out_col = np.repeat(np.arange(new_w), count)
+    i0 = np.searchsorted(src_row, row0[piece], "left")
+    i1 = np.searchsorted(src_row, row1[piece], "left")
+    keep = i1 > i0
+    s, e = out_col[keep] * new_h + i0[keep], out_col[keep] * new_h + i1[keep]
+    if not len(s):
+        return np.asarray([total], dtype=np.int64)
+    new = np.concatenate([[True], s[1:] > e[:-1]])
+    group_end = e[np.concatenate([np.flatnonzero(new)[1:] - 1, [len(e) - 1]])]
+    edges = np.stack([s[new], group_end], axis=1).ravel()
+    out = np.diff(np.concatenate([[0], edges, [total]]))
+    return out[:-1] if out[-1] == 0 and len(out) > 1 else out
 
 
 def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:

@@ -292,3 +292,20 @@ def test_a_200000_vertex_zigzag_polygon_is_flagged_not_traced(tmp_path: Path):
     assert code == 0, (code, err[-2000:])
     flags = _metric(tmp_path / "project", "object", "invalid_geometry").sort_values("object_id")
     assert flags["value"].tolist() == [1.0, 0.0]
+
+
+def test_export_with_max_side_of_a_45000_square_rle_stays_in_memory(tmp_path: Path):
+    """Scaling decoded the mask densely (2 GB as bool, more as uint8): a segfault under a 3 GB limit."""
+    side = 45000
+    full = {"size": [side, side], "counts": [0, side * side]}
+    coco = _coco(
+        [{"id": 1, "file_name": "missing.jpg", "width": side, "height": side}],
+        [_ann(1, 1, [0, 0, side, side], segmentation=full, iscrowd=1, area=float(side * side))],
+    )
+    assert _import(tmp_path, coco)[0] == 0
+    out = tmp_path / "out.json"
+    argv = ["export", "coco", "--project", str(tmp_path / "project"), "--out", str(out), "--max-side", "1000"]
+    code, _, err = run_guarded(argv, memory=3 * 1024**3)
+    assert code == 0, (code, err[-2000:])
+    exported = json.loads(out.read_text())
+    assert exported["annotations"][0]["segmentation"] == {"size": [1000, 1000], "counts": [0, 1_000_000]}

@@ -151,3 +151,60 @@ def test_scaling_a_polygon_there_and_back_is_exact(ring, scale):
     a = rle_to_mask(segmentation_to_rle([ring], 100, 100))
     b = rle_to_mask(segmentation_to_rle(back, 100, 100))
     assert _iou(a, b) >= 0.99
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mask=st.integers(1, 30).flatmap(
+        lambda h: st.integers(1, 30).flatmap(
+            lambda w: st.lists(st.booleans(), min_size=h * w, max_size=h * w).map(
+                lambda bits: np.asarray(bits, dtype=bool).reshape(h, w)
+            )
+        )
+    ),
+    new_size=st.tuples(st.integers(1, 70), st.integers(1, 70)),
+)
+def test_scaling_rle_runs_equals_opencv_nearest_neighbour(mask, new_size):
+    """scale_runs (used for frames above 16 MP, where a dense mask would be gigabytes) is cv2's resize."""
+    import cv2
+
+    from metrics.geometry import scale_runs
+
+    new_h, new_w = new_size
+    runs = np.asarray(mask_to_uncompressed_rle(mask)["counts"])
+    got = scale_runs(runs, mask.shape[0], mask.shape[1], new_h, new_w).tolist()
+    dense = cv2.resize(mask.astype(np.uint8), (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+    assert got == mask_to_uncompressed_rle(dense)["counts"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    masks=st.lists(
+        st.lists(st.booleans(), min_size=12 * 9, max_size=12 * 9).map(
+            lambda bits: np.asarray(bits, dtype=bool).reshape(12, 9)
+        ),
+        min_size=2,
+        max_size=4,
+    )
+)
+def test_union_on_runs_equals_pycocotools_merge(masks):
+    """The run-based union (frames above 16 MP) gives pycocotools' merge, byte for byte."""
+    from pycocotools import mask as mask_utils
+
+    from metrics.geometry import _union_on_runs
+
+    rles = [mask_to_rle(m) for m in masks]
+    assert _union_on_runs(rles, 12, 9)["counts"] == mask_utils.merge(rles)["counts"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mask=st.lists(st.booleans(), min_size=1, max_size=400).map(
+        lambda bits: np.asarray(bits, dtype=bool)[:, None]
+    )
+)
+def test_compressed_rle_counts_decode_as_pycocotools_writes_them(mask):
+    from metrics.geometry import rle_string_counts
+
+    encoded = mask_to_rle(mask)["counts"]
+    assert rle_string_counts(encoded).tolist() == mask_to_uncompressed_rle(mask)["counts"]
