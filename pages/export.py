@@ -298,7 +298,7 @@ if fmt == "COCO JSON":
         )
         default_out = exports_dir / f"{export_dataset}-{stamp}.json"
     expression, missing = cli_where(project_reader, flt)
-    where_part = f" --where {shell_word(expression)}" if expression else ""
+    where_part = f" \\\n    --where {shell_word(expression)}" if expression else ""  # one flag a line
     command = "\n".join(
         f"cocolens export coco --project {shell_word(str(root))} --dataset {shell_word(d)} "
         f"--out {'DIR/' + d + '.json' if every_dataset else 'FILE'}{where_part}"

@@ -133,7 +133,9 @@ def test_terminal_command_shown_exports_what_the_page_exports(project: Path, tmp
     command = next(c.value for c in at.code if c.value.startswith("cocolens export coco"))
     assert "has_tag('cli check')" in command and "category IN ('red')" in command
     out = tmp_path / "cli.json"
-    argv = [str(out) if word == "FILE" else word for word in shlex.split(command)[1:]]
+    assert " \\\n    --where " in command  # one flag a line, with the shell's continuation
+    one_line = command.replace("\\\n", " ")
+    argv = [str(out) if word == "FILE" else word for word in shlex.split(one_line)[1:]]
     assert main(argv) == 0
     page_out = tmp_path / "page.json"
     at.text_input(key="fx_out_COCO JSON").set_value(str(page_out)).run()
@@ -179,7 +181,8 @@ def test_coco_export_says_which_dataset_or_writes_one_file_each(project: Path, t
 
         at.checkbox(key="fx_every_dataset").check().run()
         assert any("**a**.json (2 images), **b**.json (2 images)" in i.value for i in at.info)
-        commands = next(c.value for c in at.code if c.value.startswith("cocolens export coco")).splitlines()
+        shown = next(c.value for c in at.code if c.value.startswith("cocolens export coco"))
+        commands = shown.replace("\\\n", " ").splitlines()
         assert len(commands) == 2 and '--dataset "b" --out DIR/b.json' in commands[1]
         folder = tmp_path / "each"
         at.text_input(key="fx_out_COCO JSON").set_value(str(folder)).run()
