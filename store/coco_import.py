@@ -298,11 +298,30 @@ def import_coco(
         replace_dir_atomic(out, project.dataset_dir(dataset))
         shutil.rmtree(stage, ignore_errors=True)
         _remove_empty(project.staging_dir)
+        stale = _stale_models(project, dataset)
         if prewarm:
             from store import page_summaries
 
             page_summaries.prewarm(project.root)
-    return {"dataset": dataset, **counts, **({"warnings": tables.warnings} if tables.warnings else {})}
+    summary: dict[str, Any] = {"dataset": dataset, **counts}
+    if tables.warnings:
+        summary["warnings"] = tables.warnings
+    if stale:  # their matches describe the labels this import replaced: import their predictions again
+        summary["stale_models"] = stale
+    return summary
+
+
+def _stale_models(project: Project, dataset: str) -> list[str]:
+    from store.predictions_import import model_is_stale
+
+    stale = []
+    for model in project.models():
+        try:
+            if project.model_meta(model).get("dataset") == dataset and model_is_stale(project, model):
+                stale.append(model)
+        except InputError:
+            continue  # a damaged model.json is reported where it is read
+    return stale
 
 
 def load_project_plugins(project: Project) -> list[str]:

@@ -79,5 +79,9 @@ def test_a_model_is_stale_once_its_dataset_is_imported_again(tmp_path: Path, cap
     )
     assert code == 0, err
     assert not model_is_stale(Project(project), "m")
-    _import_coco(capsys, tmp_path / "b", _dataset(tmp_path / "b", [50, 30, 20, 20]), project)
+    images, ann = tmp_path / "b" / "images", _dataset(tmp_path / "b", [50, 30, 20, 20])
+    argv = ["import", "coco", "--images", str(images), "--annotations", str(ann), "--project", str(project)]
+    code, out, err = run_cli(capsys, [*argv, "--dataset", "d", "--quiet", "--workers", "1"])
+    assert code == 0, err
+    assert json.loads(out)["stale_models"] == ["m"]  # said at once, by the import that made it stale
     assert model_is_stale(Project(project), "m")
