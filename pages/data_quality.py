@@ -65,4 +65,5 @@ gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name, t
 items = gq.page_items(project_reader, gallery_filter, sort_metric, descending, page, size)
 gallery.image_cards(project_reader, items, sort_metric, tag_name, PREFIX)
 gallery.write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
+gallery.saved_views("pages/data_quality.py", PREFIX, root)
 gallery.show_detail_from_url((gallery_filter, sort_metric, descending))

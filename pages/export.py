@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from metrics import registry
-from pages.gallery import tag_manager
+from pages.gallery import saved_views, tag_manager
 from pages.state import reader, selected_datasets, set_query
 from store import tags as tag_store
 from store.errors import InputError
@@ -157,6 +157,7 @@ flt = Filter(
     outliers={m: out_level for m in out_metrics}, issue=issue, where=where.strip() or None,
 )  # fmt: skip
 set_query(**flt.to_query())
+saved_views("pages/export.py", "fx", str(root))
 
 try:
     counts = match_counts(project_reader, flt)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from metrics import registry
 from pages import sample_view
@@ -656,6 +657,42 @@ def _toggle_tag(
             tag_store.add_tags(project_root, dataset, [image_id], objects, tag)
 
     return toggle
+
+
+# ----- saved views -------------------------------------------------------------------------------------------
+
+
+def saved_views(page: str, prefix: str, project_root: str) -> None:
+    """In the sidebar: save this page's current view (its URL state: filter, ranges, classes, tags, sort)
+    under a name, and every saved view of the project as a link that reopens it. Call it last, once the
+    page has written its state into the URL."""
+    from store import views as view_store
+
+    with st.sidebar.expander("Saved views", icon=":material/bookmarks:"):
+        name = st.text_input(
+            "Name this view", key=f"{prefix}_view_name", placeholder="e.g. blurry dates"
+        ).strip()
+        if st.button(
+            "Save view", key=f"{prefix}_view_save", icon=":material/bookmark_add:", disabled=not name
+        ):
+            query = {key: st.query_params.get_all(key) for key in st.query_params}
+            view_store.save_view(project_root, name, page, query)
+            st.toast(f"Saved the view “{name}”.")
+        saved = view_store.list_views(project_root)
+        if not saved:
+            st.caption("None yet: views saved here are shared by everyone using this project.")
+        for view in saved:
+            link, remove = st.columns([5, 1])
+            with link:
+                query = {k: v if len(v) > 1 else v[0] for k, v in view["query"].items() if v}
+                try:
+                    st.page_link(view["page"], label=view["name"], query_params=query)
+                except StreamlitAPIException:  # page run alone (tests): plain text
+                    st.caption(view["name"])
+            if remove.button("", key=f"{prefix}_view_delete_{view['name']}", icon=":material/delete:",
+                             help=f"Forget “{view['name']}”."):  # fmt: skip
+                view_store.delete_view(project_root, view["name"])
+                st.rerun()
 
 
 # ----- legend and cards -------------------------------------------------------------------------------------

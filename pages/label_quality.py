@@ -187,4 +187,5 @@ st.dataframe(
 
 gallery.write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
 set_query(classes=classes or None, logc="1" if log_counts else None)
+gallery.saved_views("pages/label_quality.py", PREFIX, root)
 gallery.show_detail_from_url((gallery_filter, sort_metric, descending))

@@ -338,3 +338,32 @@ def test_sample_view_steps_through_the_gallery_order(project):
     assert any("2 of 16 in the gallery" in m.value for m in at.markdown)
     at.button(key="sample_previous").click().run()
     assert at.query_params["detail"] == keys[0]
+
+
+def test_save_a_view_list_it_and_reopen_it(project):
+    """Saved views: the page's URL state under a name, listed (for every session) as a link that
+    reopens it; the link's parameters reproduce the view; a view can be deleted."""
+    from urllib.parse import parse_qs
+
+    from store import views
+
+    at = _page(project, metric="contrast", sort="brightness", order="desc", issue="exact_duplicate_images")
+    at.text_input(key="dq_view_name").set_value("dupes by brightness").run()
+    at.button(key="dq_view_save").click().run()
+    assert not at.exception, at.exception
+    (saved,) = [v for v in views.list_views(project) if v["name"] == "dupes by brightness"]
+    assert saved["page"] == "pages/data_quality.py"
+    assert {k: saved["query"][k] for k in ("metric", "sort", "order", "issue")} == {
+        "metric": ["contrast"], "sort": ["brightness"], "order": ["desc"], "issue": ["exact_duplicate_images"],
+    }  # fmt: skip
+    at.run()
+    link = next(p for p in at.get("page_link") if p.proto.label == "dupes by brightness")
+    query = {k: v[0] for k, v in parse_qs(link.proto.query_string).items()}
+    again = _page(project, **{k: v for k, v in query.items() if k != "project"})
+    assert (
+        again.selectbox(key="dq_metric").value == "contrast"
+        and again.radio(key="dq_order").value == "descending"
+    )
+    assert _shown(again) == 4
+    again.button(key="dq_view_delete_dupes by brightness").click().run()
+    assert not any(v["name"] == "dupes by brightness" for v in views.list_views(project))
