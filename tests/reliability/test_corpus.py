@@ -37,7 +37,8 @@ def corpus() -> dict[str, dict[str, int]]:
             ),
             "tests/reliability/test_hostile_images.py non-Unicode names": 2,
             "tests/reliability/test_extremes.py HUGE_GEOMETRY": len(test_extremes.HUGE_GEOMETRY),
-            "tests/reliability/test_extremes.py 100000² and 45000² records": 2,
+            "tests/reliability/test_extremes.py 100000² and 45000² records, 200,000-vertex zigzag": 3,
+            "tests/reliability/test_extremes.py 45000² RLE exported with --max-side": 1,
             "tests/reliability/test_extremes.py RLE runs not filling the frame / malformed": 1
             + _parametrized(test_extremes.test_compressed_rle_with_bad_runs_is_refused, 1),
             "tests/reliability/test_extremes.py ids beyond int64": _parametrized(
@@ -66,6 +67,7 @@ def corpus() -> dict[str, dict[str, int]]:
             ),
             "tests/reliability/test_extreme_predictions.py REFUSED": len(test_extreme_predictions.REFUSED),
             "tests/reliability/test_extreme_predictions.py 100,000 deep, 10^4 classes, 10^5 categories, frame > 2^32 px": 4,
+            "tests/reliability/test_extreme_predictions.py polygon outline too long to trace": 1,
             "tests/reliability/test_silent_surprises.py half the predictions with masks": 1,
         },
         "configs": {
