@@ -668,7 +668,8 @@ def saved_views(page: str, prefix: str, project_root: str) -> None:
     page has written its state into the URL."""
     from store import views as view_store
 
-    with st.sidebar.expander("Saved views", icon=":material/bookmarks:"):
+    count = len(view_store.list_views(project_root))
+    with st.sidebar.expander(f"Saved views ({count})", icon=":material/bookmarks:"):
         name = st.text_input(
             "Name this view", key=f"{prefix}_view_name", placeholder="e.g. blurry dates"
         ).strip()
