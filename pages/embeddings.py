@@ -9,12 +9,12 @@ maps are cached on disk per level and method, so UMAP's first-run cost (~30 s JI
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
 
 from pages import gallery
+from pages.embedding_cards import CARD_SIDE, LEVELS, PREFIX, cards, selection_section, set_like
 from pages.embedding_map import like_text, map_figure, parse_like, selected_rows
 from pages.mislabelled import embeddings_command, picture_paths
 from pages.state import query_value, reader, require_datasets, set_query
@@ -22,58 +22,9 @@ from store import embedding_store as es
 from store import gallery_queries as gq
 from store import thumbnails
 from store.errors import ProjectBusyError
-from store.queries import ProjectReader
 
-PREFIX = "emb"
-LEVELS = {"object": "objects (crops)", "image": "images"}
 METHODS = {"pca": "PCA (instant)", "umap": "UMAP (best layout; first run ~30 s)", "tsne": "t-SNE"}
-SELECTION_CARDS = 24
 LIKE_TOP = 12
-PER_ROW = 5  # as the Label quality crops: room for two full-width buttons
-CARD_SIDE = 192
-
-
-def _set_like(dataset: str, image_id: int, object_id: int | None) -> Callable[[], None]:
-    def apply() -> None:
-        st.query_params["like"] = like_text(dataset, image_id, object_id)
-        st.session_state[f"{PREFIX}_like_ds"] = dataset
-        st.session_state[f"{PREFIX}_like_image"] = int(image_id)
-        st.session_state[f"{PREFIX}_like_object"] = "" if object_id is None else str(int(object_id))
-
-    return apply
-
-
-def _cards(
-    project_reader: ProjectReader, items: pd.DataFrame, level: str, key: str, value: str | None
-) -> None:
-    """Cards with a picture, a one-line caption (``value`` column shown), details and more-like-this buttons."""
-    paths = picture_paths(project_reader, items, level, CARD_SIDE)
-    columns = st.columns(PER_ROW)
-    for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
-        object_id = None if level == "image" or pd.isna(row.object_id) else int(row.object_id)
-        ident = f"{row.dataset}_{row.image_id}_{object_id}"
-        with columns[index % PER_ROW].container(border=True):
-            st.image(str(path), width="stretch")
-            name = str(row.category) if level == "object" else gallery._short(str(row.file_name), 22)
-            extra = f"  \n{value} {getattr(row, value):.3f}" if value else ""
-            st.caption(f"**{html.escape(name)}**{extra}")
-            st.button(
-                "Details",
-                icon=":material/zoom_in:",
-                key=f"{PREFIX}_{key}_detail_{ident}",
-                on_click=gallery.open_detail(row.dataset, int(row.image_id), object_id),
-                width="stretch",
-                help=f"{row.file_name} (dataset {row.dataset}, image id {row.image_id}"
-                + (f", object {object_id}" if object_id is not None else "")
-                + "): details in context.",
-            )
-            st.button(
-                "≈ More like this",
-                key=f"{PREFIX}_{key}_like_{ident}",
-                on_click=_set_like(str(row.dataset), int(row.image_id), object_id),
-                width="stretch",
-                help="More like this: its nearest neighbours by embedding (cosine similarity).",
-            )
 
 
 def _compute_button(root: str) -> None:
@@ -177,15 +128,7 @@ else:
     )
     rows = selected_rows(event, trace_rows)
     st.subheader("Selection")
-    if not len(rows):
-        st.caption("Nothing selected: lasso or box-select points on the map to see them here.")
-    else:
-        picked = points.iloc[rows[:SELECTION_CARDS]][["dataset", "image_id", "object_id"]]
-        st.markdown(
-            f"**{len(rows):,} selected**"
-            + (f" · the first {SELECTION_CARDS} shown" if len(rows) > SELECTION_CARDS else "")
-        )
-        _cards(project_reader, es.card_rows(project_reader, picked, level), level, "sel", None)
+    selection_section(project_reader, points.iloc[rows][["dataset", "image_id", "object_id"]], level)
 
 # ----- more like this -----------------------------------------------------------------------------------------------
 st.divider()
@@ -207,7 +150,7 @@ if like_object and object_choice is None:
 pick[3].button(
     "Find",
     key=f"{PREFIX}_like_find",
-    on_click=_set_like(like_ds, int(like_image), object_choice),
+    on_click=set_like(like_ds, int(like_image), object_choice),
     width="stretch",
     help="Or press ≈ More like this on any card.",
 )
@@ -240,7 +183,7 @@ else:
                 f"(dataset {like[0]}, image id {like[1]}) among the {LEVELS[like_level]} of {', '.join(ready)}, "
                 "by cosine similarity of embeddings (1 = identical)."
             )
-        _cards(
+        cards(
             project_reader,
             es.card_rows(project_reader, neighbours, like_level),
             like_level,

@@ -153,3 +153,39 @@ def test_without_embeddings_the_page_names_the_command(tmp_path: Path) -> None:
     assert at.code[0].value == f"cocolens metrics --project {(tmp_path / 'p').resolve()} --embeddings"
     assert at.button(key="emb_compute")
     assert not at.get("plotly_chart")
+
+
+def _selection_app(project_root: str, level: str) -> None:
+    import streamlit as st
+
+    from pages.embedding_cards import selection_section
+    from store.queries import ProjectReader
+
+    reader = ProjectReader(project_root)
+    st.session_state["project"] = project_root
+    if level == "object":
+        selected = reader.df("SELECT dataset, image_id, object_id FROM objects ORDER BY 1, 2, 3 LIMIT 60")
+    else:
+        selected = reader.df("SELECT dataset, image_id, NULL::BIGINT AS object_id FROM images ORDER BY 1, 2")
+    selection_section(reader, selected, level)
+
+
+def test_a_map_selection_pages_through_every_item_and_tags_them_all(project: Path) -> None:
+    """60 objects lassoed: 3 pages of 24 / 24 / 12 cards, and one confirmed click tags all 60."""
+    from store import tags
+
+    at = AppTest.from_function(_selection_app, args=(str(project), "object"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    details = lambda: [b for b in at.button if b.key and b.key.startswith("emb_sel_detail_")]  # noqa: E731
+    assert len(details()) == 24 and any("60 objects selected" in m.value for m in at.markdown)
+    seen = {b.key for b in details()}
+    at.number_input(key="emb_sel_page").set_value(3).run()
+    assert len(details()) == 12 and not seen & {b.key for b in details()}
+    at.text_input(key="emb_sel_tag").set_value("lassoed").run()
+    at.button(key="emb_sel_tag_all").click().run()
+    assert any("Tag all 60 selected objects with “lassoed”?" in w.value for w in at.warning)
+    at.button(key="emb_sel_confirm").click().run()
+    assert not at.exception, at.exception
+    tagged = tags.tagged(project, "lassoed")
+    assert len(tagged) == 60 and tagged["object_id"].notna().all()
+    tags.delete_tag(project, "lassoed")
