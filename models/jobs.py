@@ -164,7 +164,9 @@ def _reconcile(job_dir: Path, job: dict[str, Any]) -> dict[str, Any]:
         fresh = _read_raw(job_dir)
         if fresh.get("status") not in ACTIVE or fresh.get("pid") != pid:
             return fresh  # the runner wrote its own ending meanwhile
-        fresh.update(changes, ended_at=time.time())
+        fresh.update(
+            changes, phase=changes["status"], ended_at=time.time()
+        )  # no "running" phase on an ended job
         write_json_atomic(job_dir / JOB_FILE, fresh)
         return fresh
 

@@ -221,7 +221,7 @@ def test_a_job_whose_process_vanished_reads_as_failed(project):
     helper.wait()
     folder = _fake_job(project, helper.pid)
     job = jobs.read_job(folder)
-    assert job["status"] == "failed"
+    assert job["status"] == "failed" and job["phase"] == "failed"  # not still "training"
     assert job["error"].startswith(f"process died (pid {helper.pid}")
     assert json.loads((folder / jobs.JOB_FILE).read_text())["status"] == "failed"  # persisted
 
