@@ -236,16 +236,19 @@ def pairs_within(
     def run(job: tuple) -> np.ndarray:
         table, variant, own, first, last = job
         sorted_hashes, sorted_index, offsets, patterns = tables[table]
-        return _join_buckets(
+        pairs = _join_buckets(
             sorted_hashes, sorted_index, offsets, variant, patterns, own, radius, first, last
         )
+        # One int64 key a pair, in a new array: the kernel's over-allocated buffer is freed at once
+        # (holding every job's buffer cost 5 GB at 10M hashes).
+        return np.unique(pairs[:, 0] * n + pairs[:, 1])
 
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
             found = list(pool.map(run, jobs))
     else:
         found = [run(job) for job in jobs]
-    pairs = np.concatenate(found)
     # A pair can match on several blocks or variants: keep each once, sorted by (i, j).
-    unique = np.unique(pairs[:, 0] * n + pairs[:, 1])
+    unique = np.unique(np.concatenate(found))
+    del found
     return np.stack([unique // n, unique % n], axis=1)
