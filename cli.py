@@ -59,6 +59,9 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
             summary["embeddings"] = compute_dataset_embeddings(
                 project, summary["dataset"], progress=None if args.quiet else _progress_printer()
             )
+            from store.label_issues import compute_label_issues
+
+            summary["label_issues"] = compute_label_issues(project, summary["dataset"])
             page_summaries.prewarm(project.root)  # after the embedding metrics, not before
     print(json.dumps(summary))
     return 0

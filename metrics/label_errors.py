@@ -52,10 +52,11 @@ EmbedBoxes = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image_ids, xywh 
 
 FOLDS = 5  # out-of-fold splits over images
 REDUCED_DIMS = 64  # principal components of the crop embeddings the evidence is computed on
-MIN_PLANTED_PER_KIND = 300  # copies until the rarest kind has this many: location errors needed ~1,000
-# planted examples on blood_cells to reach AUROC 0.95 (182 gave 0.91); see docs/BENCHMARKS.md
+MIN_PLANTED_PER_KIND = 60  # copies until the rarest kind has this many (small datasets)
 MAX_COPIES = 8
-MAX_EMBEDDED_PLANTS = 1500  # crops embedded for planted boxes in one pass (all copies): bounds the CNN time
+# Crops embedded for planted boxes in one pass (all copies): bounds the CNN time. The store keeps them,
+# so only the first pass after new embeddings pays (~40 s on 2 CPU cores for blood_cells).
+MAX_EMBEDDED_PLANTS = 1600
 CANDIDATE_MIN = 0.05  # candidates below this missing-label probability are not kept
 DROP_MATCH_IOU = 0.5  # a prediction overlapping a dropped label this much is that overlooked object
 ERROR_KINDS = KINDS[1:]
@@ -131,9 +132,13 @@ def reduced_embeddings(
 
 
 def copies_needed(n_labels: int) -> int:
-    """Corrupted copies so that the rarest planted kind has about ``MIN_PLANTED_PER_KIND`` examples."""
-    rarest = min(PLANT_RATES.values()) * max(n_labels, 1)
-    return int(min(MAX_COPIES, max(1, math.ceil(MIN_PLANTED_PER_KIND / rarest))))
+    """Corrupted copies: enough for ``MIN_PLANTED_PER_KIND`` of the rarest kind, or to fill the crop
+    budget with new boxes, whichever needs more (at most ``MAX_COPIES``)."""
+    n = max(n_labels, 1)
+    rarest = min(PLANT_RATES.values()) * n
+    fresh = sum(PLANT_RATES[k] for k in ("location", "spurious", "duplicate")) * n
+    wanted = max(math.ceil(MIN_PLANTED_PER_KIND / rarest), math.ceil(MAX_EMBEDDED_PLANTS / fresh))
+    return int(min(MAX_COPIES, max(1, wanted)))
 
 
 def _features(
@@ -325,7 +330,10 @@ def find_label_issues(
         errors = all_y > 0
         if np.unique(all_y[errors]).size >= 2:
             with threadpool_limits(1):
-                kind_model = _classifier(seed).fit(all_x[errors], all_y[errors])
+                kind_model = _classifier(seed).set_params(
+                    class_weight="balanced"
+                )  # kinds planted at unequal rates
+                kind_model.fit(all_x[errors], all_y[errors])
                 given = kind_model.predict_proba(real_x)
             probs[:, kind_model.classes_] = given * wrong[:, None]
         elif errors.any():

@@ -88,8 +88,61 @@ def _object_vectors(project: Project, dataset: str, labels: pd.DataFrame) -> np.
     return out
 
 
-def _box_embedder(images: pd.DataFrame):
+class CropCache:
+    """Embeddings of planted boxes, kept beside the queue so only the first pass after new embeddings
+    pays for them (the boxes depend on the labels and the seed only, never on a model).
+
+    ``label_issues/planted_crops.npy`` + ``planted_crops_keys.parquet`` (image_id and the box rounded to
+    0.01 px) + ``planted_crops.json`` naming the embedding run they belong to; another run → empty.
+    """
+
+    def __init__(self, folder: Path, run: str):
+        self.folder, self.run = folder, run
+        self.vectors: dict[tuple, np.ndarray] = {}
+        self.added = 0
+        try:
+            if json.loads((folder / "planted_crops.json").read_text()).get("run") == run:
+                keys = pd.read_parquet(folder / "planted_crops_keys.parquet")
+                vectors = np.load(folder / "planted_crops.npy", allow_pickle=False)
+                self.vectors = dict(zip(map(tuple, keys.to_numpy().tolist()), vectors, strict=True))
+        except (FileNotFoundError, NotADirectoryError, ValueError, KeyError):
+            self.vectors = {}
+
+    @staticmethod
+    def key(image_id: int, box: np.ndarray) -> tuple:
+        return (float(image_id), *np.round(np.asarray(box, dtype=float), 2).tolist())
+
+    def save(self) -> None:
+        if not self.added:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        keys = pd.DataFrame(list(self.vectors), columns=["image_id", "x", "y", "w", "h"])
+        tmp = self.folder / f".planted_crops.{os.getpid()}.npy"
+        np.save(tmp, np.stack(list(self.vectors.values())).astype(np.float32), allow_pickle=False)
+        os.replace(tmp, self.folder / "planted_crops.npy")
+        write_parquet_atomic(self.folder / "planted_crops_keys.parquet", keys)
+        write_json_atomic(self.folder / "planted_crops.json", {"run": self.run, "crops": len(keys)})
+
+
+def _box_embedder(images: pd.DataFrame, cache: CropCache):
     """Embeds new boxes (planted errors) on the images they belong to; NaN rows for unreadable images."""
+    plain = _plain_box_embedder(images)
+
+    def embed(image_ids: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        keys = [cache.key(i, b) for i, b in zip(image_ids, boxes, strict=True)]
+        missing = [n for n, k in enumerate(keys) if k not in cache.vectors]
+        if missing:
+            fresh = plain(np.asarray(image_ids)[missing], np.asarray(boxes)[missing])
+            for n, row in zip(missing, fresh, strict=True):
+                cache.vectors[keys[n]] = row
+            cache.added += len(missing)
+        return np.stack([cache.vectors[k] for k in keys]) if keys else np.empty((0, 1), np.float32)
+
+    return embed
+
+
+def _plain_box_embedder(images: pd.DataFrame):
+    """Embeds boxes on the images they belong to with the crop backbone; NaN rows for unreadable images."""
     from metrics.embeddings import embed_objects
 
     exif = images["exif_orientation"].astype("Float64").fillna(1).to_numpy()
@@ -154,14 +207,21 @@ def compute_label_issues(
             project.model_dir(model) / "predictions.parquet",
             columns=["prediction_id", "image_id", "category_id", "score", *BOX],
         )
+    cache = None
+    if vectors is not None:
+        from store.embedding_store import load_meta as embedding_meta
+
+        cache = CropCache(folder / FOLDER, str((embedding_meta(project, dataset) or {}).get("fingerprint")))
     result = find_label_issues(
         labels,
         images[["image_id", "width", "height"]],
         vectors=vectors,
-        embed=_box_embedder(images) if vectors is not None else None,
+        embed=_box_embedder(images, cache) if cache is not None else None,
         predictions=predictions,
         seed=seed,
     )
+    if cache is not None:
+        cache.save()
     objects = result.objects
     write_metric(
         folder,
