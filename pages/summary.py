@@ -43,6 +43,7 @@ ISSUE_HELP = {
 }
 
 PAGES_DIR = Path(__file__).resolve().parent
+LABEL_ERROR_METRICS = ("label_issue", "missing_label")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -91,6 +92,8 @@ for index, (issue, count) in enumerate(issues.items()):
             )
             # The gallery shows the metric it counts, the most extreme items first.
             link.update(metric=metric, sort=metric, order="asc" if below else "desc")
+            if metric in LABEL_ERROR_METRICS:  # the review queue, not a metric gallery
+                page, link = "label_errors", {}
         else:
             help_text, page = ISSUE_HELP.get(issue, ("", "data_quality"))
         st.metric(issue.replace("_", " ").capitalize(), f"{count:,}", help=help_text)
