@@ -78,23 +78,11 @@ def cmd_import_predictions(args: argparse.Namespace) -> int:
         progress=None if args.quiet else _progress_printer(),
     )
     if not args.no_label_issues:
-        summary["label_issues"] = _label_pass(args.project, summary["dataset"])
+        from store.label_issues import rescore_after_model
+
+        summary["label_issues"] = rescore_after_model(args.project, summary["dataset"])
     print(json.dumps(summary))
     return 0
-
-
-def _label_pass(project_dir: str, dataset: str) -> dict[str, Any]:
-    """Re-score a dataset's labels with the new model's evidence. Best effort: the predictions are
-    already committed, so a failure here is reported in the summary, never as a failed import."""
-    from store.label_issues import compute_label_issues
-    from store.project import Project
-
-    try:
-        project = Project(project_dir)
-        with project.writing():
-            return compute_label_issues(project, dataset)
-    except Exception as exc:  # noqa: BLE001 - reported, and `cocolens metrics` retries it
-        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def cmd_report(args: argparse.Namespace) -> int:

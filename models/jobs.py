@@ -650,6 +650,10 @@ def run_job(job_dir: str | Path, on_event: Callable[[dict[str, Any]], None] | No
             source={"job": job["id"], "checkpoint": trained["checkpoint"]},
         )
         append_progress(job_dir, {"event": "imported", **imported})
+        update_job(job_dir, phase="checking the labels with the new model")
+        from store.label_issues import rescore_after_model
+
+        imported["label_issues"] = rescore_after_model(project.root, job["val"])
         return update_job(
             job_dir,
             status="succeeded",
@@ -844,6 +848,9 @@ def predict_and_import(
         dataset=dataset,
         source={"checkpoint": str(Path(checkpoint).resolve())},
     )
+    from store.label_issues import rescore_after_model
+
+    summary["label_issues"] = rescore_after_model(project.root, dataset)
     return {**summary, "results_file": str(results_path)}
 
 

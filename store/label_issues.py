@@ -275,3 +275,17 @@ def compute_label_issues(
 
 # A label (image) counts as a likely error in the report and the Summary from this score on.
 FLAG_THRESHOLD = 0.5
+
+
+def rescore_after_model(project_root: str | os.PathLike[str], dataset: str) -> dict[str, Any]:
+    """The pass after a model's predictions were committed (import, training job, predict).
+
+    Best effort under the writer lock: the predictions are already in the project, so a failure is
+    returned in the summary (``cocolens metrics`` retries it), never raised as a failed import.
+    """
+    try:
+        project = Project(project_root)
+        with project.writing():
+            return compute_label_issues(project, dataset)
+    except Exception as exc:  # noqa: BLE001 - reported to the caller, retried by `cocolens metrics`
+        return {"error": f"{type(exc).__name__}: {exc}"}
