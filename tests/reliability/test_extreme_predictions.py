@@ -51,12 +51,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _project(tmp_path_factory.mktemp("extreme_predictions"))
 
 
-def _import(project: Path, folder: Path, results: list | str, **kwargs) -> tuple[int, str, str]:
+def _import(
+    project: Path, folder: Path, results: list | str, extra: tuple[str, ...] = (), **kwargs
+) -> tuple[int, str, str]:
     path = folder / "results.json"
     path.write_text(results if isinstance(results, str) else json.dumps(results))
-    return run_guarded(
-        ["import", "predictions", str(path), "--project", str(project), "--model", "m", "--quiet"], **kwargs
-    )
+    argv = ["import", "predictions", str(path), "--project", str(project), "--model", "m", "--quiet"]
+    return run_guarded([*argv, *extra], **kwargs)
 
 
 def _box(**extra) -> dict:
@@ -113,7 +114,8 @@ def test_10000_class_predictions_import_in_bounded_memory(tmp_path: Path):
         {"image_id": 1 + i % 2, "category_id": 1 + i, "bbox": [10, 10, 20, 20], "score": 0.5}
         for i in range(10_000)
     ]
-    code, out, err = _import(project, tmp_path, results, timeout=300)
+    # the label-error pass that follows an import is left out: this is about matching and its tables
+    code, out, err = _import(project, tmp_path, results, extra=("--no-label-issues",), timeout=400)
     assert code == 0, (code, err[-2000:])
     evaluation = json.loads((project / "models" / "m" / "eval.json").read_text())
     labels = evaluation["bbox"]["confusion"]["50"]["labels"]
