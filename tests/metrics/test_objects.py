@@ -348,6 +348,10 @@ def _reference_invalid_geometry_reasons(objs: pd.DataFrame, imgs: pd.DataFrame) 
             too_big = np.isfinite(area) & (image_area > 0) & (area > image_area * (1 + 1e-6) + 1)
         for i in np.flatnonzero(too_big):
             all_problems[i].append(f"area {area[i]:.6g} larger than the image ({image_area[i]:.0f} px)")
+    for i in [k for k, (rle, seg) in enumerate(zip(geo.rles, geo.segs, strict=True)) if rle is None and seg]:
+        if isinstance(geo.segs[i], list) and geometry.rle_frame_ok(geo.img_h[i], geo.img_w[i]):
+            if geometry.polygon_rings(geo.segs[i]):  # added with ed21d74 to both versions
+                all_problems[i].append("polygon outline too long to rasterise")
     agreement = geometry.box_iou_pairs(geo.boxes, seg_boxes)
     compared = box_ok & np.isfinite(seg_boxes).all(axis=1)
     for i in np.flatnonzero(compared & (agreement < objects.BBOX_SEG_MIN_IOU)):
