@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -129,10 +130,14 @@ def main() -> None:
     work = Path(args.work) / f"{args.dataset}_s{args.seed}_{args.model}"
     work.mkdir(parents=True, exist_ok=True)
     project, name, truth = prepare(args.dataset, args.seed, work, args.predictions, args.model)
-    started = time.perf_counter()
-    with Project(project).writing():
-        summary = compute_label_issues(project, name, force=True, seed=args.seed)
-    seconds = time.perf_counter() - started
+    timings = []
+    for _ in range(2):  # the first pass may embed planted crops; the second finds them stored
+        started, cpu = time.perf_counter(), time.process_time()
+        with Project(project).writing():
+            summary = compute_label_issues(project, name, force=True, seed=args.seed)
+        timings.append(
+            {"wall_s": round(time.perf_counter() - started, 2), "cpu_s": round(time.process_time() - cpu, 2)}
+        )
     obj_scores, img_scores = score_files(project, name, work)
     table: dict[str, dict[str, float]] = {}
     for path in (obj_scores, img_scores):
@@ -148,7 +153,8 @@ def main() -> None:
                 "dataset": args.dataset,
                 "seed": args.seed,
                 "model": args.model,
-                "pass_seconds": round(seconds, 2),
+                "pass": timings,
+                "load_avg": os.getloadavg()[0],
                 "summary": summary,
                 "auroc": table,
             },
