@@ -6,6 +6,7 @@ can explain them without computing anything); prediction-level values come from 
 
 from __future__ import annotations
 
+import metrics.label_errors  # noqa: F401  (registers label_issue, missing_label)
 import metrics.label_quality  # noqa: F401  (registers annotation_quality, label_confidence, image_uniqueness)
 from metrics.registry import describe_only
 
