@@ -486,10 +486,11 @@ def evidence_text(row: Any, class_names: dict[int, str] | None = None) -> str:
     elif has("m_same_iou"):
         parts.append("no prediction of its class overlaps it")
     if has("m_other_strong_score") and row.m_other_strong_score > 0:
-        parts.append(
-            f"a {names.get(int(row.suggested_category_id), row.suggested_category_id)} prediction "
-            f"covers it (score {row.m_other_strong_score:.2f})"
-        )
+        other = ""
+        if getattr(row, "label_issue_kind", "") == "class":
+            name = getattr(row, "suggested_category", None) or names.get(int(row.suggested_category_id))
+            other = f" ({name})" if name else ""
+        parts.append(f"a prediction of another class{other} covers it (score {row.m_other_strong_score:.2f})")
     if has("e_knn_same_share"):
         parts.append(f"{row.e_knn_same_share * 10:.0f}/10 look-alikes share its class")
     if has("e_p_given"):

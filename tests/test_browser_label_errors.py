@@ -1,0 +1,101 @@
+"""The Label errors page in a real browser: accept a fix, undo it, accept everything above a threshold
+after the confirmation. Screenshots go to artifacts/screenshots/ (git-ignored)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import main
+from store import label_decisions
+from tests.conftest import REPO, shared
+from tests.store.test_label_issues import yardstick
+from tests.test_browser_e2e import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    _assert_no_exception,
+    _free_port,
+    _stop_group,
+    _wait_healthy,
+    _wait_rendered,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = shared("fruits_nuts")
+    work = tmp_path_factory.mktemp("le_browser")
+    corrupted, truth, preds = work / "c.json", work / "t.json", work / "p.json"
+    yardstick("inject_errors.py", "--coco", str(source / "annotations.json"), "--out", str(corrupted),
+              "--truth", str(truth), "--seed", "2")  # fmt: skip
+    yardstick("fake_predictions.py", "--coco", str(source / "annotations.json"), "--out", str(preds), "--seed", "2")
+    root = work / "project"
+    assert main(["import", "coco", "--images", str(source / "images"), "--annotations", str(corrupted),
+                 "--project", str(root), "--dataset", "fruits", "--quiet"]) == 0  # fmt: skip
+    assert main(["import", "predictions", str(preds), "--project", str(root), "--model", "det", "--quiet"]) == 0
+    return root
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_accept_undo_and_accept_above_threshold(project: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    cocolens = Path(sys.executable).with_name("cocolens")
+    proc = subprocess.Popen(
+        [str(cocolens), "visualise", "--project", str(project), "--port", str(port)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        _wait_healthy(base, proc)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(f"{base}/", wait_until="domcontentloaded")
+            _wait_rendered(page)
+            page.goto(f"{base}/label_errors", wait_until="domcontentloaded")
+            _wait_rendered(page)
+            page.screenshot(path=str(SCREENSHOTS / "label_errors.png"), full_page=True)
+            _assert_no_exception(page, "label_errors")
+            queue = page.get_by_text(re.compile(r"^[\d,]+ labels in the queue"))
+            queue.wait_for(timeout=60_000)
+            before = int(re.match(r"([\d,]+)", queue.inner_text()).group(1).replace(",", ""))
+
+            page.get_by_role("button", name="Accept", exact=True).first.click()
+            _wait_rendered(page)
+            stored = label_decisions.decisions(project, "fruits")
+            assert list(stored["decision"]) == ["accepted"]
+            page.get_by_text(f"{before - 1:,} labels in the queue").wait_for(timeout=60_000)
+
+            show = page.locator('[data-testid="stSelectbox"]').filter(has_text="Show").first
+            show.click()
+            page.get_by_role("option", name="accepted").click()
+            _wait_rendered(page)
+            page.get_by_role("button", name="Undo", exact=True).first.click()
+            _wait_rendered(page)
+            assert label_decisions.decisions(project, "fruits").empty
+
+            show.click()
+            page.get_by_role("option", name="open").click()
+            _wait_rendered(page)
+            page.get_by_role("button", name=re.compile(r"^Accept [\d,]+ fixes…$")).first.click()
+            _wait_rendered(page)
+            page.get_by_text(re.compile(r"Accept the suggested fix for [\d,]+ findings")).wait_for(timeout=60_000)
+            assert label_decisions.decisions(project, "fruits").empty  # nothing until confirmed
+            page.screenshot(path=str(SCREENSHOTS / "label_errors_confirm.png"), full_page=True)
+            page.get_by_role("button", name="Yes, accept them").click()
+            _wait_rendered(page)
+            accepted = label_decisions.decisions(project, "fruits")
+            assert len(accepted) > 0 and set(accepted["decision"]) == {"accepted"}
+            _assert_no_exception(page, "label_errors after bulk accept")
+            browser.close()
+    finally:
+        _stop_group(proc)
