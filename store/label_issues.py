@@ -34,6 +34,7 @@ from store.project import Project, write_json_atomic, write_parquet_atomic
 FOLDER = "label_issues"
 FORMAT_VERSION = 1  # bump when the scoring changes: every dataset is recomputed on the next run
 BOX = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]
+MAX_PREDICTIONS_PER_IMAGE = 100
 
 
 def _project(project: Project | str | os.PathLike[str]) -> Project:
@@ -206,6 +207,14 @@ def compute_label_issues(
         predictions = pd.read_parquet(
             project.model_dir(model) / "predictions.parquet",
             columns=["prediction_id", "image_id", "category_id", "score", *BOX],
+        )
+        # COCO's max_dets: a model's 100 best boxes per image are its answer; also bounds the
+        # per-image pair work (a file with thousands of boxes on one image would be quadratic).
+        predictions = (
+            predictions.sort_values(["image_id", "score"], ascending=[True, False], kind="stable")
+            .groupby("image_id", sort=False)
+            .head(MAX_PREDICTIONS_PER_IMAGE)
+            .sort_index()
         )
     cache = None
     if vectors is not None:

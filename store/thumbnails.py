@@ -76,7 +76,9 @@ class DrawOptions:
     crop_object: int | None = None  # object_id to crop around (object galleries)
     highlight_object: int | None = None  # object_id drawn bolder (an object opened in its image)
     box: tuple[int, int] | None = None  # letterbox into this (width, height): gallery rows line up
-    hide_objects: tuple[int, ...] = ()  # object_ids not drawn (a crop may still centre on one: a deleted label)
+    hide_objects: tuple[
+        int, ...
+    ] = ()  # object_ids not drawn (a crop may still centre on one: a deleted label)
 
 
 def class_colour(index: int) -> tuple[int, int, int]:

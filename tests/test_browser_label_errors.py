@@ -35,11 +35,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corrupted, truth, preds = work / "c.json", work / "t.json", work / "p.json"
     yardstick("inject_errors.py", "--coco", str(source / "annotations.json"), "--out", str(corrupted),
               "--truth", str(truth), "--seed", "2")  # fmt: skip
-    yardstick("fake_predictions.py", "--coco", str(source / "annotations.json"), "--out", str(preds), "--seed", "2")
+    yardstick(
+        "fake_predictions.py", "--coco", str(source / "annotations.json"), "--out", str(preds), "--seed", "2"
+    )
     root = work / "project"
     assert main(["import", "coco", "--images", str(source / "images"), "--annotations", str(corrupted),
                  "--project", str(root), "--dataset", "fruits", "--quiet"]) == 0  # fmt: skip
-    assert main(["import", "predictions", str(preds), "--project", str(root), "--model", "det", "--quiet"]) == 0
+    assert (
+        main(["import", "predictions", str(preds), "--project", str(root), "--model", "det", "--quiet"]) == 0
+    )
     return root
 
 
@@ -88,7 +92,9 @@ def test_accept_undo_and_accept_above_threshold(project: Path) -> None:
             _wait_rendered(page)
             page.get_by_role("button", name=re.compile(r"^Accept [\d,]+ fixes…$")).first.click()
             _wait_rendered(page)
-            page.get_by_text(re.compile(r"Accept the suggested fix for [\d,]+ findings")).wait_for(timeout=60_000)
+            page.get_by_text(re.compile(r"Accept the suggested fix for [\d,]+ findings")).wait_for(
+                timeout=60_000
+            )
             assert label_decisions.decisions(project, "fruits").empty  # nothing until confirmed
             page.screenshot(path=str(SCREENSHOTS / "label_errors_confirm.png"), full_page=True)
             page.get_by_role("button", name="Yes, accept them").click()
