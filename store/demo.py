@@ -159,7 +159,10 @@ def build_demo_project(
     for name in ("demo_reviewed", "demo_crowd"):  # the Embeddings page and mislabelled gallery
         compute_dataset_embeddings(project, name, progress=progress)  # skips when up to date
     from store import page_summaries
+    from store.label_issues import compute_label_issues
 
     with project.writing():
+        for name in ("demo_reviewed", "demo_crowd"):  # the Label errors queue (skips when up to date)
+            compute_label_issues(project, name)
         page_summaries.prewarm(project.root)  # the app opens on these: computed once, here
     return project.root

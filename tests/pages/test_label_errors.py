@@ -108,3 +108,17 @@ def test_unscored_project_says_which_command_scores_it(tmp_path: Path) -> None:
     at = _page(project)
     assert not at.exception, at.exception
     assert any("cocolens metrics --project" in i.value for i in at.info)
+
+
+def test_demo_project_opens_with_the_careless_dataset_flagged_more() -> None:
+    from tests.pages.demo_project import demo_project
+
+    project = demo_project()
+    flagged = {}
+    for name in ("demo_reviewed", "demo_crowd"):
+        objects = pd.read_parquet(project / "datasets" / name / "label_issues" / "objects.parquet")
+        flagged[name] = (objects["label_issue"] >= 0.5).mean()
+    assert flagged["demo_crowd"] > 1.5 * flagged["demo_reviewed"], flagged  # 20 % vs 11 % when written
+    at = _page(project)
+    assert not at.exception, at.exception
+    assert _object_keys(at, "le_acc_demo_crowd_") or _object_keys(at, "le_acc_demo_reviewed_")
