@@ -253,7 +253,7 @@ def model_features(labels: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.
     class_prediction = np.full(n, -1)
     if og.size:
         chosen = np.maximum(class_pick, 0)
-        has = (class_pick >= 0) & (strong_other[chosen] >= CONFIDENT_SCORE * 0.5)
+        has = (class_pick >= 0) & (strong_other[chosen] >= CONFIDENT_SCORE)  # else the embedding suggests
         class_prediction = np.where(has, pairs.pred[~same][chosen], -1)
 
     # Does this label's best same-class prediction overlap another label even more?
