@@ -8,6 +8,7 @@ metrics registered there run in the workers exactly as in the parent.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -62,9 +63,38 @@ def run_image_pass(
             if progress is not None:
                 progress(done, total)
         return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(processes=workers, initializer=_init_worker, initargs=(list(plugins),)) as pool:
-        for results in pool.imap_unordered(_compute_chunk, chunks):
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # A process pool whose workers die (killed, or unable to start in a broken environment) must not
+    # hang the import: multiprocessing.Pool respawns them and waits forever for the lost chunk, while
+    # ProcessPoolExecutor says BrokenProcessPool; the chunks not done then run in this process.
+    remaining = set(range(len(chunks)))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(list(plugins),),
+    )
+    try:
+        futures = {pool.submit(_compute_chunk, chunk): i for i, chunk in enumerate(chunks)}
+        for future in as_completed(futures):
+            results = future.result()
+            remaining.discard(futures[future])
+            yield from results
+            done += len(results)
+            if progress is not None:
+                progress(done, total)
+    except BrokenProcessPool as exc:
+        logging.getLogger(__name__).warning("image pass workers died (%s); finishing in this process", exc)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if remaining:
+        registry.ensure_builtin_loaded()
+        for plugin in plugins:
+            registry.load_plugin(plugin)
+        for index in sorted(remaining):
+            results = _compute_chunk(chunks[index])
             yield from results
             done += len(results)
             if progress is not None:
