@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from store.errors import InputError
-from store.tags import _connect, _with_retry, add_tags, remove_tags
+from store.tags import _connect, _with_retry, _write, add_tags, remove_tags
 
 ACCEPTED_TAG = "label-fix:accepted"
 REJECTED_TAG = "label-fix:rejected"
@@ -47,21 +47,17 @@ COLUMNS = ["dataset", "finding", "image_id", "item_id", "decision", "fix", "cate
 
 
 def _run(project_root: str | Path, sql: str, rows: list[tuple]) -> int:
-    def transaction() -> int:
+    """One statement for many rows in one transaction, through the tag store's retrying writer."""
+    _ensure_table(project_root)
+    return _write(project_root, sql, rows)
+
+
+def _ensure_table(project_root: str | Path) -> None:
+    def create() -> None:
         with _connect(project_root) as con:
             con.executescript(_SCHEMA)
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                before = con.total_changes
-                con.executemany(sql, rows)
-                changed = con.total_changes - before
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            return changed
 
-    return _with_retry(transaction)
+    _with_retry(create)
 
 
 def _tag_targets(rows: list[dict[str, Any]]) -> tuple[list[int], list[int | None]]:
