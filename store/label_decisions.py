@@ -152,9 +152,12 @@ def _moved_segmentation(segmentation: Any, old: list[float], new: list[float]) -
             [(c - x) * sx + nx if i % 2 == 0 else (c - y) * sy + ny for i, c in enumerate(poly)]
             for poly in segmentation
         ]
-    if segmentation:
-        return [[nx, ny, nx + nw, ny, nx + nw, ny + nh, nx, ny + nh]]
-    return []
+    return _rectangle(new) if segmentation else []
+
+
+def _rectangle(box: list[float]) -> list[list[float]]:
+    x, y, w, h = box
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]
 
 
 def apply_fixes(coco: dict[str, Any], accepted: pd.DataFrame) -> dict[str, int]:
@@ -202,7 +205,7 @@ def apply_fixes(coco: dict[str, Any], accepted: pd.DataFrame) -> dict[str, int]:
         coco["annotations"].append({
             "id": next_id, "image_id": int(row.image_id), "category_id": int(row.category_id), "bbox": box,
             "area": box[2] * box[3], "iscrowd": 0,
-            "segmentation": _moved_segmentation({"rectangle": True}, box, box) if with_polygons else [],
+            "segmentation": _rectangle(box) if with_polygons else [],
         })  # fmt: skip
         next_id += 1
         counts["add"] += 1
