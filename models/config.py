@@ -65,6 +65,25 @@ class TrainConfig:
 _POSITIVE_INT = ("batch_size", "epochs", "eval_every", "early_stop_patience", "max_side", "log_every")
 _NON_NEGATIVE_INT = ("workers", "lr_patience", "seed", "overfit_images")
 
+# Upper bounds, checked before a job folder exists: a value past these validates as a number but
+# then allocates absurdly (max_side 1e9 asks for ~9e18 bytes), overflows a seed (numpy takes
+# < 2**32) or forks without limit. Each bound is far above any sane use.
+MAX_SIDE_LIMIT = 8192
+INT_LIMITS: dict[str, int] = {
+    "batch_size": 1024,
+    "epochs": 100_000,
+    "eval_every": 100_000,
+    "early_stop_patience": 100_000,
+    "lr_patience": 100_000,
+    "max_side": MAX_SIDE_LIMIT,
+    "log_every": 10_000_000,
+    "workers": 256,
+    "seed": 2**32 - 1,
+    "overfit_images": 10_000_000,
+}
+LR_LIMIT = 10.0
+WEIGHT_DECAY_LIMIT = 1.0
+
 
 def _check_type(name: str, value: Any, expected: type, file: str | None) -> Any:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -104,6 +123,15 @@ def _validate(cfg: TrainConfig, file: str | None) -> None:
             fail(name, "must be >= 0")
     if cfg.max_side < 32:
         fail("max_side", "must be >= 32 pixels")
+    for name, limit in INT_LIMITS.items():
+        if getattr(cfg, name) > limit:
+            fail(name, f"must be <= {limit}")
+    if cfg.lr > LR_LIMIT:
+        fail("lr", f"must be <= {LR_LIMIT:g}")
+    if cfg.weight_decay > WEIGHT_DECAY_LIMIT:
+        fail("weight_decay", f"must be <= {WEIGHT_DECAY_LIMIT:g}")
+    if cfg.min_lr > cfg.lr:
+        fail("min_lr", f"must be <= lr ({cfg.lr:g})")
     if not 0 <= cfg.score_threshold <= 1:
         fail("score_threshold", "must be between 0 and 1")
     device = cfg.device

@@ -29,6 +29,16 @@ CONFIG_CASES: dict[str, tuple[str | bytes, list[str]]] = {
     "score-threshold-above-one": ("score_threshold = 2\n", ["'score_threshold'", "between 0 and 1"]),
     "unknown-device": ('device = "tpu"\n', ["'device'", "'auto', 'cpu'"]),
     "bad-monitor": ('monitor = "loss"\n', ["'monitor'", "'bbox' or 'segm'"]),
+    # numbers that validate by type and then crash or hang the job (issue 18 item 7)
+    "huge-max-side": ("max_side = 1000000000\n", ["'max_side'", "<= 8192"]),
+    "seed-2-63": ("seed = 9223372036854775807\n", ["'seed'", "<= 4294967295"]),
+    "lr-1e308": ("lr = 1e308\n", ["'lr'", "<= 10"]),
+    "workers-100000": ("workers = 100000\n", ["'workers'", "<= 256"]),
+    "batch-size-1e9": ("batch_size = 1000000000\n", ["'batch_size'", "<= 1024"]),
+    "batch-size-float-1e9": ("batch_size = 1e9\n", ["'batch_size'", "must be int"]),
+    "min-lr-above-lr": ("lr = 0.001\nmin_lr = 0.01\n", ["'min_lr'", "<= lr"]),
+    "huge-epochs": ("epochs = 1000000000000\n", ["'epochs'", "<= 100000"]),
+    "huge-weight-decay": ("weight_decay = 1e300\n", ["'weight_decay'", "<= 1"]),
 }
 
 
