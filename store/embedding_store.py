@@ -38,8 +38,9 @@ from metrics.label_quality import (
     self_confidence,
     uniqueness,
 )
+from store.commit_journal import JOURNAL_NAME, commit_moves
 from store.metric_files import metric_frame, write_metric
-from store.project import Project, replace_dir_atomic, write_json_atomic, write_parquet_atomic
+from store.project import Project, write_json_atomic, write_parquet_atomic
 
 Level = Literal["image", "object"]
 Progress = Callable[[str, int, int], None]  # (stage, done, total), as the CLI's progress bars take it
@@ -183,8 +184,11 @@ def _label_scores(vectors: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarr
     }
 
 
-def _write_embedding_duplicates(folder: Path, dataset: str, image_ids: np.ndarray, groups: np.ndarray) -> int:
-    """Replace the 'embedding' groups in duplicates.parquet, keeping the other kinds as they are."""
+def _write_embedding_duplicates(
+    folder: Path, out: Path, dataset: str, image_ids: np.ndarray, groups: np.ndarray
+) -> int:
+    """Write to ``out`` the dataset's duplicates.parquet with its 'embedding' groups replaced, the
+    other kinds kept as they are."""
     path = folder / "duplicates.parquet"
     columns = {"dataset": "string", "image_id": "int64", "kind": "string", "group_id": "int64"}
     existing = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=list(columns))
@@ -198,7 +202,7 @@ def _write_embedding_duplicates(folder: Path, dataset: str, image_ids: np.ndarra
             "group_id": groups[grouped],
         }
     ).astype(columns)
-    write_parquet_atomic(path, pd.concat([kept, new], ignore_index=True))
+    write_parquet_atomic(out, pd.concat([kept, new], ignore_index=True))
     return int(len(np.unique(groups[grouped])))
 
 
@@ -276,7 +280,7 @@ def store_embeddings(
     Split from :func:`compute_dataset_embeddings` so vectors from elsewhere (another backbone, a
     GPU machine, a test) go through the same scoring and the same atomic layout.
     """
-    from metrics.knn import knn, normalise_rows
+    from metrics.knn import normalise_rows
 
     started = time.perf_counter()
     project = _project(project)
@@ -295,6 +299,53 @@ def store_embeddings(
         object_vectors = np.empty((0, dim), dtype=np.float32)
 
     labels = labelled["category_id"].to_numpy(dtype=np.int64)
+    # Everything is written into the stage and made visible by one journalled burst of renames
+    # (store.commit_journal): a kill -9 mid-run leaves the old run whole, never new scores beside
+    # old vectors.
+    stage = project.staging_dir / "embeddings" / dataset
+    shutil.rmtree(stage, ignore_errors=True)
+    (stage / FOLDER).mkdir(parents=True)
+    try:
+        summary = _stage_and_commit(
+            project,
+            dataset,
+            stage,
+            images,
+            objects,
+            image_ids,
+            image_vectors,
+            keys,
+            labels,
+            object_vectors,
+            info,
+        )
+    finally:
+        if not (stage / JOURNAL_NAME).is_file():  # a journalled commit is the next writer's to finish
+            shutil.rmtree(stage, ignore_errors=True)
+        for empty in (stage.parent, project.staging_dir):
+            with contextlib.suppress(OSError):
+                empty.rmdir()  # only when empty: other stages stay
+    summary["score_seconds"] = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def _stage_and_commit(
+    project: Project,
+    dataset: str,
+    stage: Path,
+    images: pd.DataFrame,
+    objects: pd.DataFrame,
+    image_ids: np.ndarray,
+    image_vectors: np.ndarray,
+    keys: pd.DataFrame,
+    labels: np.ndarray,
+    object_vectors: np.ndarray,
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    from metrics.knn import knn
+
+    folder = project.dataset_dir(dataset)
+    dim = int(image_vectors.shape[1]) if image_vectors.ndim == 2 else 0
     scores = _label_scores(object_vectors, labels)
     if len(image_vectors):
         _, image_sims = knn(image_vectors, k=1)
@@ -320,15 +371,17 @@ def store_embeddings(
         frame = metric_frame(
             dataset, spec, objects["image_id"].to_numpy(), column, objects["object_id"].to_numpy()
         )
-        write_metric(folder, spec, frame)
+        write_metric(stage, spec, frame)
     spec = registry.get("image_uniqueness")
     column = (
         pd.Series(image_unique, index=image_ids)
         .reindex(images["image_id"].to_numpy())
         .to_numpy(dtype="float64")
     )
-    write_metric(folder, spec, metric_frame(dataset, spec, images["image_id"].to_numpy(), column))
-    group_count = _write_embedding_duplicates(folder, dataset, image_ids, groups)
+    write_metric(stage, spec, metric_frame(dataset, spec, images["image_id"].to_numpy(), column))
+    group_count = _write_embedding_duplicates(
+        folder, stage / "duplicates.parquet", dataset, image_ids, groups
+    )
 
     suggestions = pd.DataFrame(
         {
@@ -358,28 +411,21 @@ def store_embeddings(
         "objects_without_vector": int(len(objects) - len(keys)),
         "knn_k": DEFAULT_K,
         "embedding_duplicate_groups": group_count,
-        "score_seconds": round(time.perf_counter() - started, 2),
     }
-    stage = project.staging_dir / "embeddings" / dataset
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    try:
-        np.save(stage / "images.npy", image_vectors, allow_pickle=False)
-        np.save(stage / "objects.npy", object_vectors, allow_pickle=False)
-        pd.DataFrame({"image_id": image_ids}).to_parquet(stage / "images_ids.parquet", index=False)
-        keys.to_parquet(stage / "objects_ids.parquet", index=False)
-        suggestions.to_parquet(stage / "label_suggestions.parquet", index=False)
-        write_json_atomic(stage / "meta.json", meta)
-        for path in stage.iterdir():  # durable before the rename makes them visible
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        replace_dir_atomic(stage, folder / FOLDER)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        for empty in (stage.parent, project.staging_dir):
-            with contextlib.suppress(OSError):
-                empty.rmdir()  # only when empty: other stages stay
-    summary = ("images", "objects", "embedding_duplicate_groups", "device", "embed_seconds", "score_seconds")
+    vectors = stage / FOLDER
+    np.save(vectors / "images.npy", image_vectors, allow_pickle=False)
+    np.save(vectors / "objects.npy", object_vectors, allow_pickle=False)
+    pd.DataFrame({"image_id": image_ids}).to_parquet(vectors / "images_ids.parquet", index=False)
+    keys.to_parquet(vectors / "objects_ids.parquet", index=False)
+    suggestions.to_parquet(vectors / "label_suggestions.parquet", index=False)
+    write_json_atomic(vectors / "meta.json", meta)
+    for path in vectors.iterdir():  # durable before the renames make them visible
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    moves = [(path, folder / "metrics" / path.name) for path in sorted((stage / "metrics").glob("*.parquet"))]
+    moves += [(stage / "duplicates.parquet", folder / "duplicates.parquet"), (vectors, folder / FOLDER)]
+    commit_moves(project.root, stage, moves)
+    summary = ("images", "objects", "embedding_duplicate_groups", "device", "embed_seconds")
     return {key: meta[key] for key in summary if key in meta}
 
 

@@ -17,9 +17,11 @@ The caller holds the project's writer lock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.label_errors import LABEL_ISSUE, MISSING_LABEL, find_label_issues
+from store.commit_journal import JOURNAL_NAME, commit_moves
 from store.metric_files import metric_frame, write_metric
 from store.project import Project, write_json_atomic, write_parquet_atomic
 
@@ -232,8 +235,12 @@ def compute_label_issues(
     if cache is not None:
         cache.save()
     objects = result.objects
+    # All outputs are staged, then made visible by one journalled burst of renames
+    # (store.commit_journal): a kill mid-write never leaves new scores beside an old meta.json.
+    stage = project.staging_dir / "label-issues" / dataset
+    shutil.rmtree(stage, ignore_errors=True)
     write_metric(
-        folder,
+        stage,
         LABEL_ISSUE,
         metric_frame(
             dataset,
@@ -244,7 +251,7 @@ def compute_label_issues(
         ),
     )
     write_metric(
-        folder,
+        stage,
         MISSING_LABEL,
         metric_frame(
             dataset,
@@ -253,11 +260,9 @@ def compute_label_issues(
             result.images["missing_label"].to_numpy(),
         ),
     )
-    target = folder / FOLDER
-    target.mkdir(exist_ok=True)
-    write_parquet_atomic(target / "objects.parquet", objects.assign(dataset=dataset))
+    write_parquet_atomic(stage / FOLDER / "objects.parquet", objects.assign(dataset=dataset))
     write_parquet_atomic(
-        target / "candidates.parquet", result.candidates.assign(dataset=dataset, model=model or "")
+        stage / FOLDER / "candidates.parquet", result.candidates.assign(dataset=dataset, model=model or "")
     )
     flagged = int((objects["label_issue"] >= FLAG_THRESHOLD).sum())
     missing = int((result.images["missing_label"] >= FLAG_THRESHOLD).sum())
@@ -271,7 +276,16 @@ def compute_label_issues(
         "seconds": round(time.perf_counter() - started, 2),
         "format": FORMAT_VERSION,
     }
-    write_json_atomic(target / "meta.json", info)
+    write_json_atomic(stage / FOLDER / "meta.json", info)
+    staged = [*sorted((stage / "metrics").glob("*.parquet")), *sorted((stage / FOLDER).iterdir())]
+    try:
+        commit_moves(project.root, stage, [(path, folder / path.relative_to(stage)) for path in staged])
+    finally:
+        if not (stage / JOURNAL_NAME).is_file():  # a journalled commit is the next writer's to finish
+            shutil.rmtree(stage, ignore_errors=True)
+        for empty in (stage.parent, project.staging_dir):
+            with contextlib.suppress(OSError):
+                empty.rmdir()  # only when empty: other stages stay
     return {
         "skipped": False,
         "flagged": flagged,

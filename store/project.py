@@ -149,6 +149,9 @@ class Project:
             except BlockingIOError as exc:
                 raise ProjectBusyError(f"{self.root}: another cocolens process is writing") from exc
             try:
+                from store.commit_journal import roll_forward  # imports this module
+
+                roll_forward(self.root, self.staging_dir)  # a killed writer's renames, finished
                 yield self
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
