@@ -28,12 +28,8 @@ from store.filters import (
     sql_literal,
     write_filtered_csv,
 )
-from store.report import ISSUE_THRESHOLDS
+from store.issue_catalogue import NAMES as ISSUES
 
-ISSUES = [
-    "exact_duplicate_images", "near_duplicate_groups", "missing_images", "unreadable_images",
-    *ISSUE_THRESHOLDS, "classes_under_10_objects",
-]  # fmt: skip
 DOWNLOAD_LIMIT = 200 * 1024**2  # larger files are only written to disk (the browser would hold it in memory)
 WHERE_HELP = (
     "A SQL condition evaluated per object (and per image without objects). Columns: dataset, image_id, "

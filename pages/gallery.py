@@ -23,7 +23,7 @@ from metrics import registry
 from pages import sample_view
 from pages.state import query_value, reader, selected_datasets, set_query
 from store import gallery_queries as gq
-from store import page_summaries, thumbnails
+from store import issue_catalogue, page_summaries, thumbnails
 from store import tags as tag_store
 from store.queries import ProjectReader
 
@@ -75,8 +75,8 @@ def issue_banner(prefix: str, issue: str | None) -> None:
 
 def issue_metric(issue: str | None, default: str) -> str:
     """The metric an issue counts (its gallery opens on and sorts by it), else the page's default."""
-    threshold = gq.ISSUE_THRESHOLDS.get(issue or "")
-    return threshold[0] if threshold else default
+    known = issue_catalogue.BY_NAME.get(issue or "")
+    return known.metric if known and known.metric else default
 
 
 def metric_with_distribution(

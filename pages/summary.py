@@ -9,41 +9,11 @@ import streamlit as st
 
 from metrics import registry
 from pages.state import reader, require_datasets
-from store import page_summaries
+from store import issue_catalogue, page_summaries
 from store.gallery_queries import data_signature
 from store.queries import ProjectReader
-from store.report import ISSUE_THRESHOLDS, issue_operator
-
-ISSUE_HELP = {
-    "exact_duplicate_images": (
-        "Images whose decoded pixels are identical to another image's.",
-        "data_quality",
-    ),
-    "embedding_near_duplicate_groups": (
-        "Groups of images whose MobileNetV2 embeddings are within cosine distance 0.02 "
-        "(computed by `cocolens metrics --embeddings`).",
-        "data_quality",
-    ),
-    "near_duplicate_groups": (
-        "Groups of images whose perceptual hashes are within a small Hamming radius.",
-        "data_quality",
-    ),
-    "missing_images": (
-        "Images listed in the annotations but not found on disk; geometry metrics still computed.",
-        "data_quality",
-    ),
-    "unreadable_images": (
-        "Files that exist but could not be decoded (corrupt, truncated, unsupported).",
-        "data_quality",
-    ),
-    "classes_under_10_objects": (
-        "Classes with fewer than 10 labelled objects: too few to learn or to evaluate.",
-        "label_quality",
-    ),
-}
 
 PAGES_DIR = Path(__file__).resolve().parent
-LABEL_ERROR_METRICS = ("label_issue", "missing_label")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -78,25 +48,14 @@ st.caption("Each detected problem with its count; open the gallery to see exactl
 columns = st.columns(4)
 for index, (issue, count) in enumerate(issues.items()):
     with columns[index % 4]:
-        link = {"issue": issue}
-        if issue in ISSUE_THRESHOLDS:
-            metric, threshold = ISSUE_THRESHOLDS[issue]
-            below = issue_operator(issue) == "<"
-            help_text = f"Counted: `{metric}` {'below' if below else 'above'} {threshold:g}. " + (
-                registry.get(metric).help_text() if metric in registry.specs_by_name() else ""
-            )
-            page = (
-                "label_quality"
-                if registry.specs_by_name().get(metric) and registry.get(metric).level == "object"
-                else "data_quality"
-            )
-            # The gallery shows the metric it counts, the most extreme items first.
-            link.update(metric=metric, sort=metric, order="asc" if below else "desc")
-            if metric in LABEL_ERROR_METRICS:  # the review queue, not a metric gallery
-                page, link = "label_errors", {}
-        else:
-            help_text, page = ISSUE_HELP.get(issue, ("", "data_quality"))
-        st.metric(issue.replace("_", " ").capitalize(), f"{count:,}", help=help_text)
+        entry = issue_catalogue.BY_NAME.get(issue)
+        page = entry.page if entry else "data_quality"
+        link = entry.gallery_link if entry else {"issue": issue}
+        st.metric(
+            issue.replace("_", " ").capitalize(),
+            f"{count:,}",
+            help=issue_catalogue.summary_help(entry) if entry else "",
+        )
         if count and (PAGES_DIR / f"{page}.py").is_file():
             st.page_link(f"pages/{page}.py", label="open gallery →", query_params=link)
 

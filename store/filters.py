@@ -40,13 +40,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from store import issue_catalogue as catalogue
 from store.errors import InputError
 from store.queries import ProjectReader
-from store.report import ISSUE_THRESHOLDS, issue_operator
 
 OUTLIER_LEVELS = ("any", "moderate", "severe")
-IMAGE_ISSUES = {"exact_duplicate_images", "near_duplicate_groups", "missing_images", "unreadable_images"}
-OBJECT_ISSUES = {"classes_under_10_objects"}
 BASE_WHERE_COLUMNS: dict[str, str] = {
     "dataset": "VARCHAR", "image_id": "BIGINT", "object_id": "BIGINT", "file_name": "VARCHAR",
     "category": "VARCHAR", "bbox_x": "DOUBLE", "bbox_y": "DOUBLE", "bbox_w": "DOUBLE", "bbox_h": "DOUBLE",
@@ -449,28 +447,16 @@ def _metric_exists(alias: str, level: str, metric: str, value_cond: str) -> str:
     )
 
 
-def _issue_cond(issue: str) -> tuple[str, str]:
-    """(level, condition on alias i (image) or o (object)) for an issue counted by store.report.issue_counts."""
-    alias = "o" if issue in OBJECT_ISSUES or issue.endswith("_objects") else "i"
-    if issue in ("exact_duplicate_images", "near_duplicate_groups"):
-        kind = "exact" if issue.startswith("exact") else "near"
-        return "image", (
-            f"EXISTS (SELECT 1 FROM duplicates d WHERE d.dataset = {alias}.dataset AND d.image_id = {alias}.image_id"
-            f" AND d.kind = {sql_literal(kind)})"
-        )
-    if issue in ("missing_images", "unreadable_images"):
-        return "image", f"{alias}.status = {sql_literal(issue.split('_')[0])}"
-    if issue == "classes_under_10_objects":
-        return "object", (
-            f"({alias}.dataset, {alias}.category_id) IN (SELECT (dataset, category_id) FROM objects"
-            " GROUP BY dataset, category_id HAVING count(*) < 10)"
-        )
-    if issue in ISSUE_THRESHOLDS:
-        metric, threshold = ISSUE_THRESHOLDS[issue]
-        op = issue_operator(issue)
-        level = "object" if issue.endswith("_objects") else "image"
-        return level, _metric_exists(alias, level, metric, f"m.value {op} {sql_literal(threshold)}")
-    raise InputError("filter", f"unknown issue {issue!r}")
+def _issue_cond(name: str) -> tuple[str, str]:
+    """(level, condition on alias i (image) or o (object)) for an issue of the catalogue, its values
+    inlined as literals (this SQL is composed as text)."""
+    issue = catalogue.BY_NAME.get(name)
+    if issue is None:
+        raise InputError("filter", f"unknown issue {name!r}")
+    sql, params = catalogue.condition_sql(issue, "i" if issue.level == "image" else "o")
+    pieces = sql.split("?")  # the catalogue's SQL has no '?' but its placeholders
+    inlined = pieces[0] + "".join(sql_literal(p) + rest for p, rest in zip(params, pieces[1:], strict=True))
+    return issue.level, inlined
 
 
 @dataclass

@@ -15,53 +15,25 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from store import issue_catalogue as catalogue
 from store.queries import ProjectReader
-from store.report import ISSUE_THRESHOLDS, issue_operator
 
 Level = Literal["image", "object"]
 
-# Issues whose metric flags the *low* end (as store.report.issue_counts counts them).
-# Classes with fewer objects than this are "under-represented" (the report's classes_under_10_objects).
-SMALL_CLASS_OBJECTS = 10
-DUPLICATE_ISSUES = {
-    "exact_duplicate_images": "exact",
-    "near_duplicate_groups": "near",
-    "embedding_near_duplicate_groups": "embedding",
-}
-STATUS_ISSUES = {"missing_images": "missing", "unreadable_images": "unreadable"}
-OBJECT_ISSUES = {"classes_under_10_objects"} | {
-    name for name, (metric, _) in ISSUE_THRESHOLDS.items() if name.endswith("_objects")
-}
-IMAGE_ISSUES = (
-    set(DUPLICATE_ISSUES)
-    | set(STATUS_ISSUES)
-    | {name for name in ISSUE_THRESHOLDS if name.endswith("_images")}
-)
+# The issues, their levels and the small-class bound come from the catalogue (re-exported for the pages).
+SMALL_CLASS_OBJECTS = catalogue.SMALL_CLASS_OBJECTS
+IMAGE_ISSUES = catalogue.IMAGE_ISSUES
+OBJECT_ISSUES = catalogue.OBJECT_ISSUES
 
 
 def issue_level(issue: str) -> Level:
     """Which gallery shows an issue: object issues on Label quality, image issues on Data quality."""
-    if issue in OBJECT_ISSUES:
-        return "object"
-    if issue in IMAGE_ISSUES:
-        return "image"
-    raise KeyError(f"unknown issue {issue!r}")
+    return catalogue.get(issue).level
 
 
 def issue_rule(issue: str) -> str:
     """One line saying what an issue means (shown above its gallery)."""
-    if issue in ISSUE_THRESHOLDS:
-        metric, threshold = ISSUE_THRESHOLDS[issue]
-        side = "below" if issue_operator(issue) == "<" else "above"
-        return f"`{metric}` {side} {threshold:g}"
-    return {
-        "exact_duplicate_images": "images whose decoded pixels equal another image's (grouped)",
-        "near_duplicate_groups": "images in a near-duplicate group (perceptual hash), shown group by group",
-        "embedding_near_duplicate_groups": "images whose embeddings are nearly identical (cosine), shown group by group",
-        "missing_images": "image files not found at import",
-        "unreadable_images": "image files that could not be decoded",
-        "classes_under_10_objects": f"objects of classes with fewer than {SMALL_CLASS_OBJECTS} objects in their dataset",
-    }[issue]
+    return catalogue.get(issue).rule_text
 
 
 @dataclass
@@ -188,32 +160,11 @@ def _base_sql(reader: ProjectReader, f: GalleryFilter) -> tuple[str, list[Any], 
 
 
 def _issue_condition(reader: ProjectReader, f: GalleryFilter, alias: str) -> tuple[str, list[Any]]:
-    issue, level = str(f.issue), f.level
-    if issue_level(issue) != level:
-        raise ValueError(f"issue {issue!r} is shown in the {issue_level(issue)} gallery, not the {level} one")
-    if issue in STATUS_ISSUES:
-        return f"{alias}.status = ?", [STATUS_ISSUES[issue]]
-    if issue in DUPLICATE_ISSUES:
-        return (
-            f"EXISTS (SELECT 1 FROM duplicates d WHERE d.kind = ? AND d.dataset = {alias}.dataset"
-            f" AND d.image_id = {alias}.image_id)",
-            [DUPLICATE_ISSUES[issue]],
-        )
-    if issue == "classes_under_10_objects":
-        return (
-            f"({alias}.dataset, {alias}.category_id) IN (SELECT dataset, category_id FROM objects"
-            " GROUP BY dataset, category_id HAVING count(*) < ?)",
-            [SMALL_CLASS_OBJECTS],
-        )
-    metric, threshold = ISSUE_THRESHOLDS[issue]
-    op = issue_operator(issue)
-    object_cond = "m.object_id IS NULL" if level == "image" else f"m.object_id = {alias}.object_id"
-    source = metric_source(reader, metric, level, f.datasets)
-    return (
-        f"EXISTS (SELECT 1 FROM {source} m WHERE m.dataset = {alias}.dataset AND m.image_id = {alias}.image_id"
-        f" AND {object_cond} AND m.metric = ? AND m.value {op} ?)",
-        [metric, float(threshold)],
-    )
+    issue = catalogue.get(str(f.issue))
+    if issue.level != f.level:
+        raise ValueError(f"issue {issue.name!r} is shown in the {issue.level} gallery, not the {f.level} one")
+    source = metric_source(reader, issue.metric, issue.level, f.datasets) if issue.metric else "metric_values"
+    return catalogue.condition_sql(issue, alias, source)
 
 
 def _run(
@@ -253,7 +204,8 @@ def _ordered_keys_sql(
         sort_value = "s.value"
     else:
         sort_sql, sort_value = "", "NULL::DOUBLE"
-    duplicate_kind = DUPLICATE_ISSUES.get(f.issue or "")
+    issue = catalogue.BY_NAME.get(f.issue or "")
+    duplicate_kind = issue.value if issue and issue.rule == "duplicates" else None
     group_params: list[Any] = []
     if duplicate_kind:
         group_sql = (

@@ -195,3 +195,14 @@ def test_coco_export_says_which_dataset_or_writes_one_file_each(project: Path, t
         assert "a.json: 2 images" in at.success[-1].value and "b.json: 2 images" in at.success[-1].value
     finally:
         os.umask(old_umask)
+
+
+def test_the_issue_picker_offers_every_issue_of_the_catalogue(project: Path) -> None:
+    """The picker is the catalogue (it once lacked embedding near duplicates, which filters refused)."""
+    from store.issue_catalogue import NAMES
+
+    at = _page(project, f_issue="embedding_near_duplicate_groups")
+    assert not at.exception, at.exception
+    picker = at.selectbox(key="fx_issue")
+    assert picker.options == ["—", *(name.replace("_", " ") for name in NAMES)]
+    assert picker.value == "embedding_near_duplicate_groups" and _counts(at) == {"images": 0, "objects": 0}

@@ -131,8 +131,8 @@ def test_issue_links_open_the_gallery_sorted_by_the_metric_counted(tmp_path):
     import numpy as np
 
     from metrics import registry
+    from store import issue_catalogue
     from store.coco_import import import_coco
-    from store.report import ISSUE_THRESHOLDS, issue_operator
 
     images, ann = write_small_coco(tmp_path / "src", n_images=4)
     cv2.imwrite(str(images / "img_0.jpg"), np.full((120, 160, 3), 128, np.uint8))  # flat: blurry
@@ -144,9 +144,9 @@ def test_issue_links_open_the_gallery_sorted_by_the_metric_counted(tmp_path):
     assert "blurry" not in registry.get("sharpness").description.lower()
     links = [parse_qs(link.proto.query_string) for link in at.get("page_link")]
     by_issue = {q["issue"][0]: q for q in links}
-    checked = [issue for issue in by_issue if issue in ISSUE_THRESHOLDS]
+    checked = [issue for issue in by_issue if issue_catalogue.get(issue).rule == "metric"]
     assert "blurry_images" in checked
     for issue in checked:
-        metric = ISSUE_THRESHOLDS[issue][0]
-        order = "asc" if issue_operator(issue) == "<" else "desc"
+        metric = issue_catalogue.get(issue).metric
+        order = "asc" if issue_catalogue.get(issue).direction == "below" else "desc"
         assert by_issue[issue] == {"issue": [issue], "metric": [metric], "sort": [metric], "order": [order]}
