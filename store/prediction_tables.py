@@ -14,7 +14,8 @@ def prediction_table_sql(reader: ProjectReader, datasets: list[str] | None = Non
         cond = f"p.dataset IN ({', '.join('?' for _ in datasets)})"
         params = list(datasets)
     sql = f"""
-        SELECT p.dataset, p.image_id, p.prediction_id, p.model, i.file_name, c.name AS category, p.score,
+        SELECT p.dataset, p.image_id, p.prediction_id, p.model, i.file_name, c.name AS category,
+               p.category_id, p.score,
                p.bbox_x, p.bbox_y, p.bbox_w, p.bbox_h,
                m.tp_50 AS tp, CASE WHEN m.tp_50 THEN m.matched_object_id_50 ELSE NULL END AS object_id,
                m.tp_75, m.best_iou, m.reason_50 AS fp_reason, m.related_object_id_50 AS fp_related_object_id

@@ -49,15 +49,17 @@ def image_table_sql(reader: ProjectReader, datasets: list[str] | None = None) ->
 
 
 def object_table_sql(reader: ProjectReader, datasets: list[str] | None = None) -> tuple[str, list[Any]]:
-    """SQL for the wide object table: ids, file, category name, box and every object metric."""
+    """SQL for the wide object table: ids, file, category name and id (two categories may share a name),
+    box and every object metric."""
     names = object_metric_names(reader)
     cond, params = _in_list("o.dataset", datasets)
     metric_cols = (", " + _pivot_columns(names, "m")) if names else ""
     sql = f"""
-        SELECT o.dataset, o.image_id, o.object_id, i.file_name, c.name AS category,
+        SELECT o.dataset, o.image_id, o.object_id, i.file_name, c.name AS category, o.category_id,
                o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.iscrowd,
                any_value(li.label_issue_kind) AS label_issue_kind, any_value(li.fix) AS label_fix,
-               any_value(sc.name) AS suggested_category, any_value(li.suggested_x) AS suggested_bbox_x,
+               any_value(sc.name) AS suggested_category,
+               any_value(li.suggested_category_id) AS suggested_category_id, any_value(li.suggested_x) AS suggested_bbox_x,
                any_value(li.suggested_y) AS suggested_bbox_y, any_value(li.suggested_w) AS suggested_bbox_w,
                any_value(li.suggested_h) AS suggested_bbox_h{metric_cols}
         FROM objects o
@@ -69,7 +71,7 @@ def object_table_sql(reader: ProjectReader, datasets: list[str] | None = None) -
         LEFT JOIN metric_values m
           ON m.dataset = o.dataset AND m.image_id = o.image_id AND m.object_id = o.object_id
         WHERE {cond}
-        GROUP BY o.dataset, o.image_id, o.object_id, i.file_name, c.name,
+        GROUP BY o.dataset, o.image_id, o.object_id, i.file_name, c.name, o.category_id,
                  o.bbox_x, o.bbox_y, o.bbox_w, o.bbox_h, o.iscrowd
         ORDER BY o.dataset, o.image_id, o.object_id
     """

@@ -129,6 +129,13 @@ def test_categories_sharing_a_name_are_kept_apart_and_warned_about(tmp_path: Pat
     assert meta["warnings"]["categories_sharing_a_name_with_another"] == 1
     categories = pd.read_parquet(project / "datasets" / "d" / "categories.parquet")
     assert sorted(categories["category_id"]) == [1, 2]
+    # exports keep them apart: the name alone would make the two bottles one class downstream
+    from store.csv_export import export_csv
+
+    out = tmp_path / "objects.csv"
+    assert export_csv(project, out, "object") == 1
+    row = pd.read_csv(out).iloc[0]
+    assert (row["category"], row["category_id"]) == ("bottle", 2)
 
 
 # ----- 10. areas and scores out of range ------------------------------------------------------------
