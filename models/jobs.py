@@ -429,6 +429,10 @@ def create_job(
     project = project if isinstance(project, Project) else Project(project)
     _check_datasets(project, train, val)
     check_device(config.device, str(config_file or "config"))
+    if config.weights:
+        from models.pretrained import check_weights
+
+        check_weights(config.weights, config.model, str(config_file or "config"))
     job_id = new_job_id()
     model = check_name("model", name) if name else f"train-{job_id}"
     taken = set(project.models()) | {j.get("name") for j in list_jobs(project) if j["status"] in ACTIVE}
@@ -463,15 +467,17 @@ def create_job(
     return folder
 
 
-def launch(job_dir: str | Path) -> int:
-    """Start the runner for a created job in its own session (survives the app); returns its pid."""
+def launch(job_dir: str | Path, runner: str = "models.job_runner") -> int:
+    """Start the runner for a created job in its own session (survives the app); returns its pid.
+
+    ``runner`` is the module run as ``python -m RUNNER JOB_DIR`` (models.action_runner for page actions)."""
     job_dir = Path(job_dir).resolve()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     with open(job_dir / LOG_FILE, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "models.job_runner", str(job_dir)],  # argument list: no shell
+            [sys.executable, "-m", runner, str(job_dir)],  # argument list: no shell
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -16,31 +16,29 @@ import streamlit as st
 from pages import gallery
 from pages.embedding_cards import CARD_SIDE, LEVELS, PREFIX, cards, selection_section, set_like
 from pages.embedding_map import like_text, map_figure, parse_like, selected_rows
+from pages.job_progress import action_panel, running_panel
 from pages.mislabelled import embeddings_command, picture_paths
 from pages.state import query_value, reader, require_datasets, set_query
 from store import embedding_store as es
 from store import gallery_queries as gq
 from store import thumbnails
-from store.errors import ProjectBusyError
 
 METHODS = {"pca": "PCA (instant)", "umap": "UMAP (best layout; first run ~30 s)", "tsne": "t-SNE"}
 LIKE_TOP = 12
 
 
 def _compute_button(root: str) -> None:
-    if not st.button(
-        "Compute embeddings now", icon=":material/memory:", key=f"{PREFIX}_compute", type="primary"
-    ):
-        return
-    from store.metrics_update import update_metrics
-
-    try:
-        with st.spinner("Embedding images and object crops (MobileNetV2, about 40 crops/s on 2 CPU cores)…"):
-            update_metrics(root, embeddings=True)
-    except ProjectBusyError:
-        st.error("Another cocolens process is writing this project; try again when it has finished.")
-        return
-    st.rerun()
+    """Embeddings (then label-quality scores, near-duplicate groups, the label-error pass) computed by a
+    background job: the page shows its counts and ETA and never waits on it."""
+    action_panel(
+        root,
+        "metrics",
+        "Compute embeddings now",
+        ":material/memory:",
+        "MobileNetV2 features of every image and object crop (about 40 crops/s on 2 CPU cores), in the "
+        "background: progress and the time left show here.",
+        embeddings=True,
+    )
 
 
 # ----- page -------------------------------------------------------------------------------------------------------
@@ -61,6 +59,8 @@ if missing:
     _compute_button(root)
     if not ready:
         st.stop()
+else:
+    running_panel(root, "metrics")  # a run started here (or elsewhere) still scoring: its progress
 
 # ----- map --------------------------------------------------------------------------------------------------------
 gallery.init_state(f"{PREFIX}_level", "level", lambda raw: raw if raw in LEVELS else "object", "object")

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from pages.job_progress import action_panel
 from pages.state import reader, require_datasets
 from store import gallery_queries as gq
 from store import label_issue_queries as lq
@@ -297,6 +298,15 @@ st.caption(SCORE_HELP)
 metas = lq.scored_datasets(project_reader, datasets)
 _evidence_note(metas, datasets, project_reader.project.root)
 scored = [d for d in datasets if d in metas]
+if len(scored) < len(datasets):
+    action_panel(
+        str(project_reader.project.root),
+        "metrics",
+        "Score the labels now",
+        ":material/rule:",
+        "Runs the label-error pass (and any metric not computed yet) in the background, as "
+        f"`{_metrics_command(project_reader.project.root)}` does; progress shows here.",
+    )
 if not scored:
     st.info(f"No label-error scores yet. Compute them with `{_metrics_command(project_reader.project.root)}` "
             "(add `--embeddings` for neighbour and class evidence).")  # fmt: skip

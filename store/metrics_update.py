@@ -41,6 +41,15 @@ def _load_plugins(project: Project, add: list[str]) -> list[str]:
     return plugins
 
 
+def _for_dataset(
+    progress: Callable[[str, int, int], None] | None, dataset: str
+) -> Callable[[str, int, int], None] | None:
+    """Stage names that say which dataset they count (one progress bar per dataset, not one reused)."""
+    if progress is None:
+        return None
+    return lambda stage, done, total: progress(f"{stage} · {dataset}", done, total)
+
+
 def update_metrics(
     project_dir: str | Path,
     add: list[str] | None = None,
@@ -85,10 +94,12 @@ def update_metrics(
                         for p, w, h in zip(images["path"], images["width"], images["height"], strict=True)
                     ]
                     results: list[dict] = [{} for _ in records]
-                    for index, result in image_results(
-                        records, engine=engine, workers=workers, plugins=plugins
+                    for done, (index, result) in enumerate(
+                        image_results(records, engine=engine, workers=workers, plugins=plugins), 1
                     ):
                         results[index] = result.get("metrics", {})
+                        if progress:
+                            progress(f"image metrics · {dataset}", done, len(records))
                     write_pixel_metrics(dataset, stage, images["image_id"].to_numpy(), results, only=pixel)
                 if table:
                     compute_table_metrics(dataset, stage, objects, images, only=table)
@@ -103,13 +114,18 @@ def update_metrics(
 
                 for dataset in project.datasets():
                     summary[dataset]["embeddings"] = compute_dataset_embeddings(
-                        project, dataset, progress=progress
+                        project, dataset, progress=_for_dataset(progress, dataset)
                     )
             if label_issues:
                 from store.label_issues import compute_label_issues
 
-                for dataset in project.datasets():
+                names = project.datasets()
+                for done, dataset in enumerate(names):
+                    if progress:
+                        progress("label-error pass (datasets)", done, len(names))
                     summary.setdefault(dataset, {})["label_issues"] = compute_label_issues(project, dataset)
+                if progress:
+                    progress("label-error pass (datasets)", len(names), len(names))
             project.update_meta(plugins=plugins)
             from store import page_summaries
 

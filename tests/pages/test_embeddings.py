@@ -151,7 +151,7 @@ def test_without_embeddings_the_page_names_the_command(tmp_path: Path) -> None:
     assert not at.exception, at.exception
     assert any("No embeddings yet for **tiny**" in w.value for w in at.warning)
     assert at.code[0].value == f"cocolens metrics --project {(tmp_path / 'p').resolve()} --embeddings"
-    assert at.button(key="emb_compute")
+    assert at.button(key="action_start_metrics").label == "Compute embeddings now"
     assert not at.get("plotly_chart")
 
 
