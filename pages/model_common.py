@@ -59,6 +59,13 @@ def pick_model(prefix: str, with_threshold: bool = True) -> ModelChoice | None:
         ),
         help="Models whose dataset is picked in the sidebar. Import more with `cocolens import predictions`.",
     )
+    if by_name.loc[model, "stale"]:
+        st.warning(
+            f"Dataset '{by_name.loc[model, 'dataset']}' was imported again after {model}'s predictions "
+            "were matched: the figures below describe labels that no longer exist. Import the "
+            f"predictions again: `cocolens import predictions FILE --project DIR --model {model}`.",
+            icon=":material/warning:",
+        )
     iou_types = list(by_name.loc[model, "iou_types"])
     init_state(f"{prefix}_iou", "iou", str, iou_types[0])
     if st.session_state[f"{prefix}_iou"] not in iou_types:

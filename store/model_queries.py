@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from store.predictions_import import model_is_stale
 from store.queries import ProjectReader
 
 THRESHOLD_TAGS = [str(t) for t in range(50, 100, 5)]
@@ -68,7 +69,8 @@ def _placeholders(values: list[Any]) -> str:
 
 
 def models_table(reader: ProjectReader) -> pd.DataFrame:
-    """model, dataset, predictions, iou_types (list) of every model in the project."""
+    """model, dataset, predictions, iou_types (list), stale (its dataset was imported again since
+    the matching) of every model in the project."""
     rows = []
     for name in reader.models():
         meta = reader.project.model_meta(name)
@@ -78,9 +80,10 @@ def models_table(reader: ProjectReader) -> pd.DataFrame:
                 "dataset": meta.get("dataset", ""),
                 "predictions": int(meta.get("predictions", 0)),
                 "iou_types": list(meta.get("iou_types", ["bbox"])),
+                "stale": model_is_stale(reader.project, name),
             }
         )
-    return pd.DataFrame(rows, columns=["model", "dataset", "predictions", "iou_types"])
+    return pd.DataFrame(rows, columns=["model", "dataset", "predictions", "iou_types", "stale"])
 
 
 def model_signature(reader: ProjectReader, model: str) -> tuple:

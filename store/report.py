@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from store import issue_catalogue as catalogue
+from store.predictions_import import model_is_stale
 from store.queries import ProjectReader
 
 SUMMARY_KEYS = ["count", "mean", "median", "min", "max", "moderate_outliers", "severe_outliers"]
@@ -81,5 +82,7 @@ def build_report(project_dir: str | Path) -> dict[str, Any]:
             "dataset": meta.get("dataset"),
             "bbox": stats.get("bbox", {}).get("stats") if stats.get("bbox") else None,
             "segm": stats.get("segm", {}).get("stats") if stats.get("segm") else None,
+            # its dataset was imported again after the matching: the stats describe old labels
+            "stale": model_is_stale(reader.project, name),
         }
     return {"datasets": datasets, "metrics": metrics, "issues": issue_counts(reader), "models": models}

@@ -85,3 +85,36 @@ def test_a_model_is_stale_once_its_dataset_is_imported_again(tmp_path: Path, cap
     assert code == 0, err
     assert json.loads(out)["stale_models"] == ["m"]  # said at once, by the import that made it stale
     assert model_is_stale(Project(project), "m")
+    # ...and said wherever the model's figures are read: the report and the model pages' picker
+    from store.model_queries import models_table
+    from store.queries import ProjectReader
+    from store.report import build_report
+
+    assert build_report(project)["models"]["m"]["stale"] is True
+    assert models_table(ProjectReader(project)).set_index("model").loc["m", "stale"]
+
+
+def test_the_model_pages_warn_about_a_stale_model(tmp_path: Path, capsys):
+    from streamlit.testing.v1 import AppTest
+
+    project = tmp_path / "project"
+    _import_coco(capsys, tmp_path / "a", _dataset(tmp_path / "a", [10, 10, 20, 20]), project)
+    results = tmp_path / "results.json"
+    results.write_text(
+        json.dumps([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}])
+    )
+    code, _, err = run_cli(
+        capsys, ["import", "predictions", str(results), "--project", str(project), "--model", "m"]
+    )
+    assert code == 0, err
+
+    def warnings() -> list[str]:
+        app = AppTest.from_file(str(REPO / "pages" / "model_quality.py"), default_timeout=120)
+        app.session_state["project"] = str(project)
+        app.run()
+        assert not app.exception, app.exception
+        return [w.value for w in app.warning]
+
+    assert not any("imported again" in text for text in warnings())
+    _import_coco(capsys, tmp_path / "b", _dataset(tmp_path / "b", [50, 30, 20, 20]), project)
+    assert any("imported again after m's predictions" in text for text in warnings())
