@@ -183,7 +183,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.jobs import train_foreground
 
-    summary = train_foreground(args.project, args.train, args.val, config_path=args.config)
+    overrides = {"weights": args.weights} if args.weights is not None else {}
+    summary = train_foreground(args.project, args.train, args.val, config_path=args.config, **overrides)
     print(json.dumps(summary))
     return 0
 
@@ -364,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train", required=True, help="training dataset name")
     tr.add_argument("--val", required=True, help="validation dataset name")
     tr.add_argument("--config", help="TOML config (defaults: models/default_config.toml)")
+    tr.add_argument(
+        "--weights", help="fine-tune from a torchvision weights name or a local .pth (overrides the config)"
+    )
     tr.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="run a checkpoint on a dataset and import its predictions")

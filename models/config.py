@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.pretrained import WEIGHT_FAMILIES
+from models.pretrained import is_local as _is_local_weights
+
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
-MODEL_NAMES = ("maskrcnn_resnet50_fpn", "maskrcnn_mobilenet_v2_fpn")
+MODEL_NAMES = (
+    "maskrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_v2",
+    "maskrcnn_mobilenet_v2_fpn",
+    "maskrcnn_mobilenet_v3_large_fpn",
+)
 
 
 class ConfigError(ValueError):
@@ -33,6 +41,7 @@ class TrainConfig:
 
     model: str
     pretrained_backbone: bool
+    weights: str
     optimizer: str
     lr: float
     weight_decay: float
@@ -103,6 +112,16 @@ def _validate(cfg: TrainConfig, file: str | None) -> None:
 
     if cfg.model not in MODEL_NAMES:
         fail("model", f"must be one of {', '.join(MODEL_NAMES)}")
+    if cfg.weights.strip() != cfg.weights:
+        fail("weights", "must not start or end with spaces")
+    if cfg.weights and not _is_local_weights(cfg.weights):
+        family = WEIGHT_FAMILIES.get(cfg.weights.split(".", 1)[0])
+        if family is None or "." not in cfg.weights:
+            fail(
+                "weights", f"must be a local .pth path or a torchvision name of {', '.join(WEIGHT_FAMILIES)}"
+            )
+        if family != cfg.model:
+            fail("weights", f"are {family} weights: set model = {family!r}")
     if cfg.optimizer != "adam":
         fail("optimizer", "must be 'adam'")
     if cfg.monitor not in ("bbox", "segm"):

@@ -1,4 +1,6 @@
-"""Model builders: torchvision's Mask R-CNN R50-FPN (the seed's model) and a light MobileNetV2-FPN one.
+"""Model builders: torchvision's Mask R-CNN R50-FPN (v1, the seed's model, and v2), a light
+MobileNetV2-FPN one, and a MobileNetV3-Large-FPN one shaped like torchvision's Faster R-CNN of that
+name (so its COCO weights load into it; the mask head then starts fresh).
 
 Both set the model's own resize (min_size/max_size) from image_size so the network sees images at
 the size the dataset produced, instead of torchvision's default 800-1333 upscaling.
@@ -98,7 +100,71 @@ def _mobilenet_v2_fpn(num_classes: int, pretrained: bool, image_size: int, load_
     return model
 
 
-BUILDERS = {"maskrcnn_resnet50_fpn": _resnet50_fpn, "maskrcnn_mobilenet_v2_fpn": _mobilenet_v2_fpn}
+def _resnet50_fpn_v2(num_classes: int, pretrained: bool, image_size: int, load_weights: bool) -> nn.Module:
+    """torchvision's maskrcnn_resnet50_fpn_v2 (Li et al. 2021 recipe: BN heads, 2-conv RPN head)."""
+    from torchvision.models import ResNet50_Weights
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    weights_backbone = ResNet50_Weights.IMAGENET1K_V1 if (pretrained and load_weights) else None
+    try:
+        model = maskrcnn_resnet50_fpn_v2(
+            weights=None,
+            weights_backbone=weights_backbone,
+            num_classes=num_classes,
+            min_size=image_size,
+            max_size=image_size,
+        )
+    except Exception as error:
+        log.warning("ResNet50 ImageNet weights unavailable (%s); backbone starts from scratch", error)
+        pretrained = False
+        model = maskrcnn_resnet50_fpn_v2(
+            weights=None,
+            weights_backbone=None,
+            num_classes=num_classes,
+            min_size=image_size,
+            max_size=image_size,
+        )
+    model.backbone_pretrained = pretrained
+    return model
+
+
+def _mobilenet_v3_large_fpn(
+    num_classes: int, pretrained: bool, image_size: int, load_weights: bool
+) -> nn.Module:
+    """Mask R-CNN on torchvision's fasterrcnn_mobilenet_v3_large_fpn body (same module names and
+    shapes, so FasterRCNN_MobileNet_V3_Large_FPN_Weights load into everything but the mask head)."""
+    from torchvision.models import MobileNet_V3_Large_Weights, mobilenet_v3_large
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    body = None
+    if pretrained:
+        try:
+            weights = MobileNet_V3_Large_Weights.IMAGENET1K_V1 if load_weights else None
+            body = mobilenet_v3_large(weights=weights, norm_layer=FrozenBatchNorm2d)
+        except Exception as error:
+            log.warning("MobileNetV3 ImageNet weights unavailable (%s); backbone starts from scratch", error)
+    if body is None:
+        pretrained = False
+        body = mobilenet_v3_large(weights=None, norm_layer=nn.BatchNorm2d)
+    backbone = _mobilenet_extractor(body, True, 3 if pretrained else 6)
+    anchor_sizes = ((32, 64, 128, 256, 512),) * 3
+    anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
+    model = MaskRCNN(
+        backbone, num_classes, rpn_anchor_generator=anchors, min_size=image_size, max_size=image_size
+    )
+    model.backbone_pretrained = pretrained
+    return model
+
+
+BUILDERS = {
+    "maskrcnn_resnet50_fpn": _resnet50_fpn,
+    "maskrcnn_resnet50_fpn_v2": _resnet50_fpn_v2,
+    "maskrcnn_mobilenet_v2_fpn": _mobilenet_v2_fpn,
+    "maskrcnn_mobilenet_v3_large_fpn": _mobilenet_v3_large_fpn,
+}
 
 
 def build_model(

@@ -429,6 +429,10 @@ def create_job(
     project = project if isinstance(project, Project) else Project(project)
     _check_datasets(project, train, val)
     check_device(config.device, str(config_file or "config"))
+    if config.weights:
+        from models.pretrained import check_weights
+
+        check_weights(config.weights, config.model, str(config_file or "config"))
     job_id = new_job_id()
     model = check_name("model", name) if name else f"train-{job_id}"
     taken = set(project.models()) | {j.get("name") for j in list_jobs(project) if j["status"] in ACTIVE}

@@ -218,6 +218,32 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def build_detector(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The model to train: config.model for num_classes, started from config.weights when set.
+
+    With weights, ImageNet backbone weights are not fetched (the detector weights overwrite them);
+    the layers loaded are counted on `model.weights_loaded` and logged.
+    """
+    from models.detectors import build_model
+    from models.pretrained import apply_weights, load_weights_state, structure_pretrained
+
+    if not config.weights:
+        return build_model(config.model, num_classes, config.pretrained_backbone, config.max_side)
+    pretrained = structure_pretrained(config.weights, config.pretrained_backbone)
+    model = build_model(config.model, num_classes, pretrained, config.max_side, load_weights=False)
+    model.backbone_pretrained = pretrained
+    counts = apply_weights(model, load_weights_state(config.weights), config.weights)
+    model.weights_loaded = counts
+    log.info(
+        "fine-tuning from %s: %d tensors loaded, %d skipped (class heads, other shapes), %d left as built",
+        config.weights,
+        counts["loaded"],
+        counts["skipped"],
+        counts["missing"],
+    )
+    return model
+
+
 def _loader(dataset: CocoDetectionDataset, config: TrainConfig, shuffle: bool, device: torch.device):
     batch = config.batch_size if shuffle else max(1, min(config.batch_size, 4))
     return torch.utils.data.DataLoader(
@@ -245,8 +271,6 @@ def fit(
     components, 'lr', 'val' (when evaluated), 'eta_s'}. should_stop() is polled between steps.
     Returns {'checkpoint': path or None, 'best_epoch', 'best_val', 'epochs_run', 'stopped', ...}.
     """
-    from models.detectors import build_model
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     emit = on_progress or (lambda _p: None)
@@ -263,7 +287,7 @@ def fit(
     val_set = CocoDetectionDataset(
         *val_frames, max_side=config.max_side, train=False, label_to_category=train_set.label_to_category
     )
-    model = build_model(config.model, train_set.num_classes, config.pretrained_backbone, config.max_side)
+    model = build_detector(config, train_set.num_classes)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -278,6 +302,8 @@ def fit(
         "model": config.model,
         "num_classes": train_set.num_classes,
         "pretrained_backbone": bool(getattr(model, "backbone_pretrained", False)),
+        "weights": config.weights,
+        "weights_loaded": getattr(model, "weights_loaded", None),
         "image_size": config.max_side,
         "label_to_category": {str(k): v for k, v in train_set.label_to_category.items()},
         "category_names": {str(k): v for k, v in train_set.category_names.items()},

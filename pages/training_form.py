@@ -19,7 +19,9 @@ TRAINING_PAGE = Path(__file__).resolve().parent / "training.py"
 RENDERED_FLAG = "_training_form_in_sidebar"
 MODEL_LABELS = {
     "maskrcnn_resnet50_fpn": "ResNet-50 FPN (accurate, GPU)",
+    "maskrcnn_resnet50_fpn_v2": "ResNet-50 FPN v2 (more accurate, GPU)",
     "maskrcnn_mobilenet_v2_fpn": "MobileNetV2 FPN (light, CPU ok)",
+    "maskrcnn_mobilenet_v3_large_fpn": "MobileNetV3-Large FPN (light, COCO weights exist)",
 }
 
 
@@ -114,6 +116,15 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
             pretrained_backbone = st.checkbox(
                 "ImageNet backbone", value=bool(defaults["pretrained_backbone"]), key="tf_pretrained"
             )
+            weights = st.text_input(
+                "Start from weights",
+                value=str(defaults["weights"]),
+                placeholder="MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1 or /path/to/weights.pth",
+                key="tf_weights",
+                help="Fine-tune from detector weights: a torchvision weights name of the chosen model "
+                "(downloaded into the torch hub checkpoints folder; offline, put the file there) or a local "
+                ".pth state dict. Box and mask heads are replaced for this project's classes.",
+            )
             submitted = st.form_submit_button("Start training", type="primary", width="stretch")
         if submitted:
             overrides = {
@@ -126,6 +137,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 "workers": int(workers),
                 "overfit_images": int(overfit_images),
                 "pretrained_backbone": bool(pretrained_backbone),
+                "weights": weights.strip(),
             }
             _start(project_root, name.strip(), train, val, overrides)
         started = st.session_state.get("tf_started")

@@ -226,6 +226,19 @@ def test_form_reports_bad_input_in_one_line(project):
     assert after == before
 
 
+def test_form_weights_field_reaches_the_config_and_a_missing_file_is_one_line(project, tmp_path):
+    at = _form(project)
+    before = set(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else set()
+    assert at.text_input(key="tf_weights").value == ""
+    assert "torch hub checkpoints folder" in at.text_input(key="tf_weights").help
+    absent = tmp_path / "coco.pth"
+    at.text_input(key="tf_weights").input(str(absent))
+    _submit(at)
+    assert at.error[0].value == f"{absent}: field 'weights': no such weights file"
+    after = set(Project(project).jobs_dir.glob("*")) if Project(project).jobs_dir.exists() else set()
+    assert after == before
+
+
 @pytest.fixture
 def live_job(project: Path):
     """A job marked running and owned by a live stand-in process; the test writes its progress."""
