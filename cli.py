@@ -192,7 +192,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from models.jobs import predict_and_import
 
-    summary = predict_and_import(args.project, args.checkpoint, args.dataset, args.model)
+    dataset = args.dataset
+    imported = None
+    if args.images:
+        from models.image_folder import ensure_folder_dataset
+
+        dataset = dataset or Path(args.images).resolve().name
+        imported = ensure_folder_dataset(args.project, args.checkpoint, args.images, dataset)
+    elif not dataset:
+        from store.errors import InputError
+
+        raise InputError(
+            str(args.project), "name the dataset to predict (or give --images FOLDER)", field="--dataset"
+        )
+    summary = predict_and_import(args.project, args.checkpoint, dataset, args.model)
+    if imported is not None:
+        summary["imported_images"] = {k: imported.get(k) for k in ("dataset", "images") if k in imported}
     print(json.dumps(summary))
     return 0
 
@@ -373,7 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="run a checkpoint on a dataset and import its predictions")
     pr.add_argument("--project", required=True)
     pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("--dataset", required=True)
+    pr.add_argument("--dataset", help="dataset to predict (with --images: the name the folder gets)")
+    pr.add_argument(
+        "--images",
+        help="a folder of images that is no dataset yet: imported first (images only), then predicted",
+    )
     pr.add_argument("--model", required=True)
     pr.set_defaults(func=cmd_predict)
 

@@ -72,7 +72,7 @@ class TrainConfig:
 
 
 _POSITIVE_INT = ("batch_size", "epochs", "eval_every", "early_stop_patience", "max_side", "log_every")
-_NON_NEGATIVE_INT = ("workers", "lr_patience", "seed", "overfit_images")
+_NON_NEGATIVE_INT = ("lr_patience", "seed", "overfit_images")
 
 # Upper bounds, checked before a job folder exists: a value past these validates as a number but
 # then allocates absurdly (max_side 1e9 asks for ~9e18 bytes), overflows a seed (numpy takes
@@ -140,6 +140,8 @@ def _validate(cfg: TrainConfig, file: str | None) -> None:
     for name in _NON_NEGATIVE_INT:
         if getattr(cfg, name) < 0:
             fail(name, "must be >= 0")
+    if cfg.workers < -1:
+        fail("workers", "must be >= 0, or -1 for one per available core")
     if cfg.max_side < 32:
         fail("max_side", "must be >= 32 pixels")
     for name, limit in INT_LIMITS.items():

@@ -264,6 +264,8 @@ def fit_workers(config: TrainConfig) -> TrainConfig:
     """The config with at most one data-loader worker per available core (more only adds contention,
     and PyTorch warns about it); says so in the job log when it lowers the number."""
     cores = available_cores()
+    if config.workers < 0:  # -1: one per available core
+        return config.replace(workers=cores)
     if config.workers <= cores:
         return config
     logging.getLogger("cocolens.job").info(

@@ -244,16 +244,24 @@ def build_detector(config: TrainConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def _loader(dataset: CocoDetectionDataset, config: TrainConfig, shuffle: bool, device: torch.device):
+def loader_workers(requested: int) -> int:
+    """Data-loader processes for a `workers` setting: -1 means one per available core."""
+    from models.jobs import available_cores
+
+    return available_cores() if requested < 0 else requested
+
+
+def _loader(dataset: Any, config: TrainConfig, shuffle: bool, device: torch.device):
     batch = config.batch_size if shuffle else max(1, min(config.batch_size, 4))
+    workers = loader_workers(config.workers)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch,
         shuffle=shuffle,
-        num_workers=config.workers,
+        num_workers=workers,
         collate_fn=collate_fn,
         pin_memory=device.type == "cuda",
-        persistent_workers=config.workers > 0,
+        persistent_workers=workers > 0,
     )
 
 

@@ -86,14 +86,16 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 key="tf_max_side",
                 help="Longest image side in pixels, for training and for inference.",
             )
+            cores = jobs.available_cores()
+            asked = int(defaults["workers"])
             workers = left.number_input(
-                "Loader workers",
+                f"Loader workers ({cores} cores here)",
                 0,
                 64,
-                min(int(defaults["workers"]), jobs.available_cores()),
+                cores if asked < 0 else min(asked, cores),
                 key="tf_workers",
-                help=f"Data-loader processes decoding images while the model trains (this machine has "
-                f"{jobs.available_cores()} cores; more than that only adds contention, and is lowered to it).",
+                help=f"Data-loader processes decoding images while the model trains. Default: one per "
+                f"core this process may use ({cores} here); more only adds contention, and is lowered to it.",
             )
             devices = list(jobs.available_devices())
             device = st.radio(

@@ -5,7 +5,7 @@ from models.config import ConfigError, load_config
 
 def test_defaults_follow_the_seed():
     cfg = load_config()
-    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.workers, cfg.optimizer) == (1e-4, 10, 30, 4, "adam")
+    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.workers, cfg.optimizer) == (1e-4, 10, 30, -1, "adam")
     assert (cfg.max_side, cfg.device, cfg.model, cfg.overfit_images) == (
         1024,
         "auto",

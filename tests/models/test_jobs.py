@@ -207,6 +207,15 @@ def test_loader_workers_never_exceed_the_available_cores(monkeypatch):
     assert jobs.available_cores() == 2
     assert jobs.fit_workers(config).workers == 2
     assert jobs.fit_workers(config.replace(workers=1)).workers == 1
+    # the default (-1) is one per core this process may run on
+    assert jobs.prepare_config(None).workers == -1
+    assert jobs.fit_workers(jobs.prepare_config(None)).workers == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    from models.train import loader_workers
+
+    assert loader_workers(-1) == 3 and loader_workers(1) == 1
+    with pytest.raises(InputError, match="field 'workers': must be >= 0, or -1 for one per available core"):
+        jobs.prepare_config(None, workers=-2)
 
 
 def _fake_job(project: Path, pid: int | None, status: str = "running", **extra: Any) -> Path:

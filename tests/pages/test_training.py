@@ -287,8 +287,10 @@ def test_no_eta_before_steps_are_timed_then_predict_phase_progress(project, live
 def test_form_offers_loader_workers_defaulting_to_the_cores(project):
     at = _form(project)
     workers = at.number_input(key="tf_workers")
-    assert workers.value == min(4, jobs.available_cores())
-    assert "cores" in workers.help
+    cores = jobs.available_cores()
+    assert workers.value == cores
+    assert workers.label == f"Loader workers ({cores} cores here)"
+    assert f"({cores} here)" in workers.help
 
 
 def test_form_offers_each_cuda_device_torch_sees(project, monkeypatch):
