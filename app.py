@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -51,7 +52,23 @@ PAGES = [
     ("export.py", "Filter & export", ":material/filter_alt:", False),
 ]
 
-_sidebar()
+
+def _one_line_for_damaged_files(run: Callable[[], None]) -> None:
+    """A damaged project file (cut-short Parquet, broken JSON) is the CLI's one line naming the file
+    and how to rebuild it, not a DuckDB traceback; anything else stays a traceback (a bug)."""
+    from store.errors import InputError, damaged_file_error
+
+    try:
+        run()
+    except Exception as exc:
+        error = exc if isinstance(exc, InputError) else damaged_file_error(exc)
+        if error is None:
+            raise
+        st.error(str(error), icon=":material/broken_image:")
+        st.stop()
+
+
+_one_line_for_damaged_files(_sidebar)
 navigation = st.navigation(
     [
         st.Page(
@@ -61,4 +78,4 @@ navigation = st.navigation(
         if (PAGES_DIR / file).is_file()
     ]
 )
-navigation.run()
+_one_line_for_damaged_files(navigation.run)

@@ -205,6 +205,8 @@ def read_json_file(path: Path) -> Any:
 def damaged_recovery(path: Path) -> str:
     """What to run to rebuild a damaged file of a project (from where it lies)."""
     parts = Path(path).parts
+    if len(parts) >= 4 and parts[-2] == "metrics" and parts[-4] == "datasets":
+        return "delete it and run `cocolens metrics --project DIR` to compute it again"
     for kind, advice in (
         ("datasets", "import the dataset again (`cocolens import coco ... --dataset {name}`) to rebuild it"),
         ("models", "import the model's predictions again (`cocolens import predictions ... --model {name}`)"),

@@ -214,3 +214,28 @@ def test_a_full_disk_during_an_export_is_one_line(project: Path, read_only_mount
     argv += ["--level", "object"] if kind == "csv" else ["--dataset", "d"]
     assert_refused(capsys, argv, project, ["disk is full"])
     assert sorted(p.name for p in mount.iterdir()) == ["filler"]  # nothing half-written left behind
+
+
+@pytest.mark.parametrize(
+    ("damaged", "advice"),
+    [
+        ("datasets/d/images.parquet", "cocolens import coco"),
+        ("datasets/d/objects.parquet", "cocolens import coco"),
+        ("datasets/d/metrics/image__brightness.parquet", "cocolens metrics"),
+    ],
+)
+def test_the_app_names_a_damaged_file_in_one_line(project: Path, damaged: str, advice: str):
+    """Before: the app showed DuckDB's 'No magic bytes found' traceback on every page."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.reliability.guarded import REPO
+
+    target = project / damaged
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.session_state["project"] = str(project)
+    app.run()
+    assert not app.exception, app.exception
+    [error] = [e.value for e in app.error]
+    assert str(target) in error and "damaged" in error and advice in error
+    assert "\n" not in error
