@@ -96,6 +96,10 @@ def corpus() -> dict[str, dict[str, int]]:
             )
             * 2,
             "tests/reliability/test_export_targets.py --out a FIFO, a folder, a device": 5,
+            "tests/reliability/test_damaged_projects.py damaged files opened in the app": _parametrized(
+                test_damaged_projects.test_the_app_names_a_damaged_file_in_one_line
+            ),
+            "tests/store/test_commit_journal.py kill -9 before / at two points of the embeddings commit": 3,
         },
     }
 
