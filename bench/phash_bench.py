@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from metrics.duplicates import (  # noqa: E402
     FLIP_MASKS,
-    NEAR_DUPLICATE_RADIUS,
+    PHASH_HAMMING_RADIUS,
     _components,
     hamming_pairs,
 )
@@ -151,7 +151,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--hashes", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--radius", type=int, default=NEAR_DUPLICATE_RADIUS)
+    parser.add_argument("--radius", type=int, default=PHASH_HAMMING_RADIUS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--planted", type=float, default=0.01, help="share of hashes that are planted copies")
     parser.add_argument("--seed", type=int, default=0)

@@ -23,7 +23,7 @@ import numpy as np
 # Default Hamming radius (of 64 bits), measured on blood_cells (100 sources, 70 as three augmented
 # copies, flips and cut-outs): radius 12 puts 66 of the 70 triplicated sources in pure groups (55 with
 # all three copies) with 2 false groups; 10 gives 59 / 39 / 2, 14 gives 66 / 58 / 3, 16 gives 12 false.
-NEAR_DUPLICATE_RADIUS = 12
+PHASH_HAMMING_RADIUS = 12
 # XOR masks that turn a hash into the hash of the flipped image (lanes EE|EO|OE|OO, see metrics.image).
 FLIP_MASKS = np.array(
     [0, 0x0000FFFF0000FFFF, 0x00000000FFFFFFFF, 0x0000FFFFFFFF0000], dtype=np.uint64
@@ -99,7 +99,7 @@ def _brute_pairs(hashes: np.ndarray, radius: int, masks: np.ndarray) -> np.ndarr
 
 def hamming_pairs(
     phashes: Sequence[int | None] | np.ndarray,
-    radius: int = NEAR_DUPLICATE_RADIUS,
+    radius: int = PHASH_HAMMING_RADIUS,
     flips: bool = True,
     method: str = "auto",
     threads: int | None = None,
@@ -143,7 +143,7 @@ def _components(n: int, pairs: np.ndarray) -> list[int]:
 
 def near_duplicate_groups(
     phashes: Sequence[int | None] | np.ndarray,
-    radius: int = NEAR_DUPLICATE_RADIUS,
+    radius: int = PHASH_HAMMING_RADIUS,
     flips: bool = True,
     method: str = "auto",
     threads: int | None = None,

@@ -32,6 +32,19 @@ from metrics.matching import MatchResult
 OVERLAP_MIN_IOU = 0.1
 FP_REASONS = ("duplicate", "class_confusion", "localisation", "class_and_localisation", "background")
 FN_REASONS = ("misclassified", "mislocalised", "missed")
+# Each reason's rule in one line, for the pages' legends (same order as the reasons).
+FP_MEANINGS = {
+    "duplicate": "a second prediction on a label another prediction already matched",
+    "class_confusion": "overlaps a label of another class well enough (IoU ≥ threshold)",
+    "localisation": f"right class, but the box is too loose ({OVERLAP_MIN_IOU:g} ≤ IoU < threshold)",
+    "class_and_localisation": "wrong class and too loose",
+    "background": f"overlaps no label (IoU < {OVERLAP_MIN_IOU:g}): a hallucination, or a label missing from the data",
+}
+FN_MEANINGS = {
+    "misclassified": "a prediction of another class covers it (IoU ≥ threshold)",
+    "mislocalised": "a prediction of its class overlaps, but not enough (or it went to a neighbour)",
+    "missed": "no prediction of its class came near",
+}
 
 
 def _best_per(owner: np.ndarray, other: np.ndarray, iou: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ DEFAULT_K = 10  # Encord Active's neighbourhood size for annotation quality
 DEFAULT_SPLITS = 5
 LOGREG_C = 0.1  # on standardised features; stronger regularisation ranked label errors better here
 MAX_CV_DIMS = 256  # wider embeddings are PCA-reduced first: 5-fold fits stay seconds, not minutes
-NEAR_DUPLICATE_RADIUS = 0.02  # cosine distance; augmented copies of one photo fall well inside
+EMBEDDING_COSINE_RADIUS = 0.02  # cosine distance; augmented copies of one photo fall well inside
 
 ANNOTATION_QUALITY = describe_only(
     name="annotation_quality",
@@ -32,7 +32,7 @@ ANNOTATION_QUALITY = describe_only(
     direction="higher_better",
     group="label_quality",
     description=(
-        "Share of the object's 10 nearest neighbours (MobileNetV2 crop embeddings, cosine) that carry "
+        f"Share of the object's {DEFAULT_K} nearest neighbours (MobileNetV2 crop embeddings, cosine) that carry "
         "the same class; low values suggest a wrong label."
     ),
 )
@@ -182,7 +182,7 @@ def _similar_pairs(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.nd
 
 
 def embedding_near_duplicates(
-    vectors: np.ndarray, radius: float = NEAR_DUPLICATE_RADIUS, k: int = DEFAULT_K
+    vectors: np.ndarray, radius: float = EMBEDDING_COSINE_RADIUS, k: int = DEFAULT_K
 ) -> np.ndarray:
     """Group id per row (-1 = no near duplicate): rows linked by cosine similarity ≥ 1 − radius,
     joined transitively (connected components). Groups are numbered 0, 1, … in order of their first row."""

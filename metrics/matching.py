@@ -192,6 +192,10 @@ def _tag(threshold: float) -> str:
     return f"{int(round(threshold * 100)):d}"
 
 
+# The column suffix of each threshold ('50' … '95'): tp_50, reason_75 … in the stored match tables.
+THRESHOLD_TAGS: list[str] = [_tag(t) for t in IOU_THRESHOLDS]
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -283,7 +287,7 @@ def predictions_from_results(
 # --------------------------------------------------------------------------- IoU
 
 
-def box_iou_pairs(dt_boxes: np.ndarray, gt_boxes: np.ndarray, gt_crowd: np.ndarray) -> np.ndarray:
+def crowd_iou_pairs(dt_boxes: np.ndarray, gt_boxes: np.ndarray, gt_crowd: np.ndarray) -> np.ndarray:
     """IoU of aligned (detection, ground truth) xywh box pairs, the same float operations as
     pycocotools' C ``bbIou`` so the values are bit-identical."""
     dx, dy, dw, dh = dt_boxes.T
@@ -328,7 +332,7 @@ def compute_pairs(gt: pd.DataFrame, predictions: pd.DataFrame, iou_type: IouType
         pi = np.repeat(np.arange(lo, hi), c)
         offset = np.arange(pi.size) - np.repeat(np.cumsum(c) - c, c)
         gi = g_order[start[lo:hi].repeat(c) + offset]
-        iou = box_iou_pairs(p_box[pi], g_box[gi], g_crowd[gi])
+        iou = crowd_iou_pairs(p_box[pi], g_box[gi], g_crowd[gi])
         keep = iou > 0
         out_p.append(pi[keep])
         out_g.append(gi[keep])

@@ -19,6 +19,9 @@ import numpy as np
 
 MODERATE_IQR = 1.5  # Tukey's inner fence
 SEVERE_IQR = 2.5  # cocolens' outer fence (the report contract), stricter than Tukey's 3.0
+# The fences in words, for every help text that explains the outlier bands.
+MODERATE_TEXT = f"{MODERATE_IQR:g}–{SEVERE_IQR:g}×IQR beyond the quartiles"
+SEVERE_TEXT = f"beyond {SEVERE_IQR:g}×IQR"
 
 
 def _as_float(values: Iterable[Any]) -> np.ndarray:
@@ -53,11 +56,14 @@ def iqr_bounds(values: Iterable[Any]) -> dict[str, float]:
             ["q1", "q3", "iqr", "moderate_low", "moderate_high", "severe_low", "severe_high"], nan
         )
     q1, q3 = (float(q) for q in np.percentile(finite, [25, 75]))
+    return {"q1": q1, "q3": q3, "iqr": q3 - q1, **fences(q1, q3)}
+
+
+def fences(q1: float, q3: float) -> dict[str, float]:
+    """moderate_low/high and severe_low/high from the quartiles: the one place the factors are applied
+    (the SQL summaries in ``store`` apply the same :data:`MODERATE_IQR` / :data:`SEVERE_IQR`)."""
     iqr = q3 - q1
     return {
-        "q1": q1,
-        "q3": q3,
-        "iqr": iqr,
         "moderate_low": q1 - MODERATE_IQR * iqr,
         "moderate_high": q3 + MODERATE_IQR * iqr,
         "severe_low": q1 - SEVERE_IQR * iqr,

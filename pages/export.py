@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from metrics import registry
+from metrics.outliers import MODERATE_IQR, MODERATE_TEXT, SEVERE_TEXT
 from pages.gallery import saved_views, tag_manager
 from pages.state import reader, selected_datasets, set_query
 from store import tags as tag_store
@@ -109,8 +110,8 @@ with col_b:
 with col_c:
     out_metrics = st.multiselect(
         "Outliers on", metric_names, key="fx_out_metrics",
-        help="IQR outliers over the chosen datasets pooled: any = beyond 1.5×IQR from the quartiles, moderate = "
-        "1.5–2.5×IQR, severe = beyond 2.5×IQR.",
+        help=f"IQR outliers over the chosen datasets pooled: any = beyond {MODERATE_IQR:g}×IQR from the quartiles, "
+        f"moderate = {MODERATE_TEXT}, severe = {SEVERE_TEXT}.",
     )  # fmt: skip
     out_level = st.radio("Outlier level", OUTLIER_LEVELS, key="fx_out_level", horizontal=True)
 

@@ -20,6 +20,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from metrics import registry
+from metrics.outliers import MODERATE_IQR, SEVERE_TEXT
 from pages import sample_view
 from pages.state import query_value, reader, selected_datasets, set_query
 from store import gallery_queries as gq
@@ -189,8 +190,8 @@ def outlier_text(metric: str) -> str:
         "" if bad_low and bad_high else (" on the low (worse) end" if bad_low else " on the high (worse) end")
     )
     return (
-        f"Shaded{side}: moderate outliers (beyond 1.5×IQR from the quartiles, orange) and severe "
-        "(beyond 2.5×IQR, red)" + ("" if not side else "; the better end's fences are grey")
+        f"Shaded{side}: moderate outliers (beyond {MODERATE_IQR:g}×IQR from the quartiles, orange) and severe "
+        f"({SEVERE_TEXT}, red)" + ("" if not side else "; the better end's fences are grey")
     )
 
 

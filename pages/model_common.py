@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from metrics.error_reasons import OVERLAP_MIN_IOU
 from pages.gallery import init_state
 from pages.state import reader, selected_datasets, set_query
 from store import model_queries as mq
@@ -126,7 +127,7 @@ def outcome_text(row: Any, outcome: str, threshold: float) -> str:
         "class_confusion": f"class confusion: overlaps a '{other}' label, IoU {iou_text}",
         "localisation": f"localisation: right class, but IoU {iou_text} < {threshold:.2f} with the '{category}' label",
         "class_and_localisation": f"class and localisation: only a '{other}' label overlaps, IoU {iou_text}",
-        "background": "background: no label overlaps (IoU < 0.1) — a hallucination or a missing label",
+        "background": f"background: no label overlaps (IoU < {OVERLAP_MIN_IOU:g}) — a hallucination or a missing label",
         "misclassified": f"misclassified: predicted as '{other}'"
         + (f" (score {score:.2f})" if score is not None else "")
         + f", IoU {iou_text}",

@@ -9,23 +9,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from metrics.error_reasons import FN_MEANINGS, FP_MEANINGS
 from pages.gallery import DATASET_COLOURS, init_state
 from pages.model_common import ModelChoice, pick_model
 from pages.state import reader, set_query
 from store import model_queries as mq
-
-FP_MEANINGS = {
-    "duplicate": "a second prediction on a label another prediction already matched",
-    "class_confusion": "overlaps a label of another class well enough (IoU ≥ threshold)",
-    "localisation": "right class, but the box is too loose (0.1 ≤ IoU < threshold)",
-    "class_and_localisation": "wrong class and too loose",
-    "background": "overlaps no label (IoU < 0.1): a hallucination, or a label missing from the data",
-}
-FN_MEANINGS = {
-    "misclassified": "a prediction of another class covers it (IoU ≥ threshold)",
-    "mislocalised": "a prediction of its class overlaps, but not enough (or it went to a neighbour)",
-    "missed": "no prediction of its class came near",
-}
 
 
 def _stats_section(stats: dict[str, float]) -> None:

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics import registry
+from metrics.outliers import MODERATE_TEXT, SEVERE_TEXT
 from pages.state import reader, require_datasets
 from store import issue_catalogue, page_summaries
 from store.gallery_queries import data_signature
@@ -61,7 +62,7 @@ for index, (issue, count) in enumerate(issues.items()):
 
 st.subheader("Metrics")
 st.caption(
-    "Every metric with its distribution summary and IQR outliers (moderate: 1.5–2.5×IQR beyond the quartiles; severe: beyond 2.5×IQR)."
+    f"Every metric with its distribution summary and IQR outliers (moderate: {MODERATE_TEXT}; severe: {SEVERE_TEXT})."
 )
 summary = summary.copy()
 specs = registry.specs_by_name()

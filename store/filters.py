@@ -40,6 +40,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from metrics.outliers import MODERATE_IQR, SEVERE_IQR
 from store import issue_catalogue as catalogue
 from store.errors import InputError
 from store.queries import ProjectReader
@@ -429,10 +430,10 @@ def _outlier_cond(q1: float, q3: float, level: str) -> str:
     iqr = q3 - q1
     beyond = lambda k: f"(value < {sql_literal(q1 - k * iqr)} OR value > {sql_literal(q3 + k * iqr)})"  # noqa: E731
     if level == "severe":
-        return beyond(2.5)
+        return beyond(SEVERE_IQR)
     if level == "moderate":
-        return f"{beyond(1.5)} AND NOT {beyond(2.5)}"
-    return beyond(1.5)
+        return f"{beyond(MODERATE_IQR)} AND NOT {beyond(SEVERE_IQR)}"
+    return beyond(MODERATE_IQR)
 
 
 def _metric_exists(alias: str, level: str, metric: str, value_cond: str) -> str:

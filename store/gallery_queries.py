@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from metrics.outliers import fences
 from store import issue_catalogue as catalogue
 from store.queries import ProjectReader
 
@@ -333,13 +334,7 @@ def metric_bounds(
     for key in ("min", "max", "q1", "q3"):
         value = row[key]
         out[key] = float(value) if value is not None and not pd.isna(value) else float("nan")
-    iqr = out["q3"] - out["q1"]
-    out.update(
-        moderate_low=out["q1"] - 1.5 * iqr,
-        moderate_high=out["q3"] + 1.5 * iqr,
-        severe_low=out["q1"] - 2.5 * iqr,
-        severe_high=out["q3"] + 2.5 * iqr,
-    )
+    out.update(fences(out["q1"], out["q3"]))
     return out
 
 

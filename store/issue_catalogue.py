@@ -158,9 +158,9 @@ def get(name: str) -> Issue:
 def summary_help(issue: Issue) -> str:
     """The Summary tooltip: for a metric issue the rule counted and the metric's own meaning."""
     if issue.rule != "metric":
-        from metrics.label_quality import NEAR_DUPLICATE_RADIUS  # cosine distance
+        from metrics.label_quality import EMBEDDING_COSINE_RADIUS
 
-        return issue.help.format(embedding_radius=NEAR_DUPLICATE_RADIUS)
+        return issue.help.format(embedding_radius=EMBEDDING_COSINE_RADIUS)
     from metrics import registry
 
     specs = registry.specs_by_name()

@@ -7,7 +7,6 @@ from the registry's are recomputed: results are never keyed on description text.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -62,21 +61,3 @@ def stored_versions(dataset_dir: Path) -> dict[str, int]:
         table = pq.read_table(path, columns=["version"])
         versions[name] = int(table.column("version")[0].as_py()) if table.num_rows else -1
     return versions
-
-
-def describe_to_json(specs: list[MetricSpec]) -> str:
-    return json.dumps(
-        {
-            s.name: {
-                "level": s.level,
-                "version": s.version,
-                "low": s.low,
-                "high": s.high,
-                "direction": s.direction,
-                "unit": s.unit,
-                "description": s.description,
-                "group": s.group,
-            }
-            for s in specs
-        }
-    )

@@ -20,14 +20,14 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from metrics.error_reasons import FN_REASONS, FP_REASONS
+from metrics.evaluation import STAT_NAMES
+from metrics.matching import THRESHOLD_TAGS
 from store.predictions_import import model_is_stale
 from store.queries import ProjectReader
 
-THRESHOLD_TAGS = [str(t) for t in range(50, 100, 5)]
-FP_REASONS = ("duplicate", "class_confusion", "localisation", "class_and_localisation", "background")
-FN_REASONS = ("misclassified", "mislocalised", "missed")
 LABEL_ERROR_KINDS = ("overlooked", "swapped", "badly_located")
-STATS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+STATS = list(STAT_NAMES)  # the 12 COCO summary numbers, in pycocotools' order
 STAT_MEANINGS = {
     "AP": "mean precision over IoU 0.50:0.95, all sizes (the COCO headline number)",
     "AP50": "AP at IoU 0.50: finds the object, boxes may be loose",

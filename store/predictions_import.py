@@ -39,7 +39,6 @@ from store.project import (
 )
 
 Progress = Callable[[str, int, int], None]
-THRESHOLD_TAGS = [f"{int(round(t * 100))}" for t in np.linspace(0.5, 0.95, 10)]
 # Stored confusion matrices keep this many classes (most labels + predictions), the rest summed as
 # "other classes": a 10,000-class dataset made ten 10⁸-cell matrices (6 GB, then a crash).
 MAX_CONFUSION_CLASSES = 100
@@ -370,7 +369,7 @@ def evaluate_model(
     """Match and summarise one IoU type: (per-prediction, per-object, label errors, eval summary)."""
     from metrics.error_reasons import false_negative_reasons, false_positive_reasons
     from metrics.evaluation import accumulate, confusion_matrix
-    from metrics.matching import match
+    from metrics.matching import THRESHOLD_TAGS, match
     from metrics.prediction_label_errors import find_label_errors
 
     with_rle = iou_type == "segm"

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from metrics.outliers import MODERATE_IQR, SEVERE_IQR
 from store.project import Project
 
 # view name → glob below the project root
@@ -169,8 +170,10 @@ class ProjectReader:
                                quantile_cont(value, [0.25, 0.5, 0.75]) AS qs
                         FROM v GROUP BY {keys}),
                  q AS (SELECT * EXCLUDE (qs), qs[2] AS median, qs[1] AS q1, qs[3] AS q3,
-                              qs[1] - 1.5 * (qs[3] - qs[1]) AS m_lo, qs[3] + 1.5 * (qs[3] - qs[1]) AS m_hi,
-                              qs[1] - 2.5 * (qs[3] - qs[1]) AS s_lo, qs[3] + 2.5 * (qs[3] - qs[1]) AS s_hi
+                              qs[1] - {MODERATE_IQR} * (qs[3] - qs[1]) AS m_lo,
+                              qs[3] + {MODERATE_IQR} * (qs[3] - qs[1]) AS m_hi,
+                              qs[1] - {SEVERE_IQR} * (qs[3] - qs[1]) AS s_lo,
+                              qs[3] + {SEVERE_IQR} * (qs[3] - qs[1]) AS s_hi
                        FROM q0),
                  f AS (SELECT {", ".join(f"q.{k}" for k in keys.split(", "))},
                               count(*) FILTER (WHERE (v.value < q.m_lo OR v.value > q.m_hi)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from metrics.duplicates import (
     FLIP_MASKS,
-    NEAR_DUPLICATE_RADIUS,
+    PHASH_HAMMING_RADIUS,
     exact_duplicate_groups,
     hamming_pairs,
     near_duplicate_groups,
@@ -99,7 +99,7 @@ def test_default_radius_on_blood_cells_triplicates() -> None:
     ]
     sources = [re.match(r"(image-\d+)_png", im["file_name"]).group(1) for im in images]
     groups = near_duplicate_groups(hashes)
-    assert NEAR_DUPLICATE_RADIUS == 12
+    assert PHASH_HAMMING_RADIUS == 12
     members: dict[int, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         if group >= 0:
@@ -147,7 +147,7 @@ def test_scales_to_many_hashes_and_matches_chance_rate() -> None:
     elapsed = time.perf_counter() - start
     assert (0, n - 1) in pairs and (5, n - 2) in pairs
     # Random 64-bit hashes: P(distance ≤ 12) = Σ C(64, k) / 2⁶⁴, about 4× that with the four flips.
-    chance = sum(math.comb(64, k) for k in range(NEAR_DUPLICATE_RADIUS + 1)) / 2**64
+    chance = sum(math.comb(64, k) for k in range(PHASH_HAMMING_RADIUS + 1)) / 2**64
     expected = n * (n - 1) / 2 * 4 * chance
     assert 0.7 * expected < len(pairs) - 2 < 1.3 * expected, (len(pairs), expected)
     assert elapsed < 60, f"20k hashes took {elapsed:.1f} s"
