@@ -79,6 +79,27 @@ def image_rows(
         yield index, result_row(int(image_ids[index]), result)
 
 
+def missing_image_rows(
+    records: list[dict[str, Any]], image_ids: Sequence[int], plugins: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Rows of records whose files are known to be absent, computed in this process.
+
+    The same :func:`metrics.image.compute_image` rows a worker would give (status 'missing', the
+    geometry metrics from the annotated size, custom metrics that need no pixels), without opening
+    the file or starting a worker pool for them.
+    """
+    from metrics import registry
+    from metrics.image import compute_image
+
+    registry.ensure_builtin_loaded()
+    for plugin in plugins:
+        registry.load_plugin(plugin)
+    return [
+        result_row(int(image_id), compute_image({**record, "known_missing": True}))
+        for record, image_id in zip(records, image_ids, strict=True)
+    ]
+
+
 def image_results(
     records: list[dict[str, Any]], engine: str = "local", workers: int = 2, plugins: Sequence[str] = ()
 ) -> Iterator[tuple[int, dict[str, Any]]]:

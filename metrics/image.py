@@ -185,8 +185,11 @@ class ImageContext:
 
     @cached_property
     def raw_bytes(self) -> bytes | None:
-        """File bytes, or None when there is no file at ``path``. Read errors propagate as OSError."""
-        if not self.path:
+        """File bytes, or None when there is no file at ``path``. Read errors propagate as OSError.
+
+        A record marked ``known_missing`` (absent from its folder's listing) is not opened again.
+        """
+        if not self.path or self.record.get("known_missing"):
             return None
         try:
             with open(self.path, "rb") as handle:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrics import geometry
+from metrics import geometry, polygon_batch
 from metrics.registry import image_table_metric, object_metric
 
 BORDER_TOLERANCE_PX = 1.0  # points this far outside the frame are rounding, not errors
@@ -38,17 +38,15 @@ class ObjectGeometry:
     segs: list[Any]  # parsed segmentation (None when there is none)
     rles: list[dict | None]  # segmentation as RLE (None when no usable segmentation)
     mask_area: np.ndarray  # pixels of the segmentation mask, NaN when there is no mask
+    in_frame: np.ndarray  # True where the RLE has exactly the annotated image size
+    clean: np.ndarray  # clean polygon segmentations (metrics.polygon_batch.clean_rings)
+    seg_lo: np.ndarray  # (n, 2) lowest x, y of a clean polygon's points, NaN otherwise
+    seg_hi: np.ndarray  # (n, 2) highest x, y
 
     @property
     def mask_in_frame(self) -> np.ndarray:
         """True where the segmentation RLE has exactly the annotated image size."""
-        return np.array(
-            [
-                r is not None and h > 0 and w > 0 and list(r["size"]) == [int(h), int(w)]
-                for r, h, w in zip(self.rles, self.img_h, self.img_w, strict=True)
-            ],
-            dtype=bool,
-        )
+        return self.in_frame
 
     def frame_rles(self, rows: np.ndarray, in_frame: np.ndarray, height: int, width: int) -> list[dict]:
         """Masks of ``rows`` in a height×width frame: the segmentation when it fits, else the box."""
@@ -92,7 +90,11 @@ def image_sizes(objects: pd.DataFrame, images: pd.DataFrame) -> tuple[np.ndarray
 
 
 def object_geometry(objects: pd.DataFrame, images: pd.DataFrame) -> ObjectGeometry:
-    """Parse and rasterise every object once; reused while the same tables are passed again."""
+    """Parse and rasterise every object once; reused while the same tables are passed again.
+
+    Clean polygons on known frames are rasterised in one pycocotools call per frame size
+    (:mod:`metrics.polygon_batch`, the same RLEs); the rest one object at a time.
+    """
     key = _fingerprint(objects, images)
     if _cache["key"] == key:
         return _cache["value"]
@@ -100,26 +102,30 @@ def object_geometry(objects: pd.DataFrame, images: pd.DataFrame) -> ObjectGeomet
     boxes = objects[_BBOX].to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 4)
     texts = objects["segmentation"].tolist() if "segmentation" in objects.columns else [""] * len(objects)
     segs = [geometry.parse_segmentation(t) for t in texts]
-    rles: list[dict | None] = []
-    for seg, h, w in zip(segs, img_h, img_w, strict=True):
+    rles, batched, (clean, seg_lo, seg_hi) = polygon_batch.batch_polygon_rles(segs, img_h, img_w)
+    for i in np.flatnonzero(~batched).tolist():
+        seg, h, w = segs[i], img_h[i], img_w[i]
+        if seg is None:
+            continue
         size_known = h > 0 and w > 0
-        rles.append(
-            None
-            if seg is None
-            else geometry.segmentation_to_rle(
-                seg, int(h) if size_known else None, int(w) if size_known else None
-            )
+        rles[i] = geometry.segmentation_to_rle(
+            seg, int(h) if size_known else None, int(w) if size_known else None
         )
     mask_area = np.full(len(rles), np.nan)
     have = [i for i, r in enumerate(rles) if r is not None]
     if have:
         mask_area[have] = geometry.rle_area([rles[i] for i in have])
-    for i, (seg, h, w) in enumerate(zip(segs, img_h, img_w, strict=True)):
+    for i in np.flatnonzero(~batched).tolist():
         # A frame too large for one RLE (> 2^32 pixels): the polygon's area from its own window.
+        seg, h, w = segs[i], img_h[i], img_w[i]
         if rles[i] is None and isinstance(seg, list) and h > 0 and w > 0 and not geometry.rle_frame_ok(h, w):
             area = geometry.segmentation_area(seg, int(h), int(w))
             mask_area[i] = np.nan if area is None else area
-    value = ObjectGeometry(boxes, img_h, img_w, segs, rles, mask_area)
+    in_frame = batched.copy()
+    for i in np.flatnonzero(~batched).tolist():
+        r, h, w = rles[i], img_h[i], img_w[i]
+        in_frame[i] = r is not None and h > 0 and w > 0 and list(r["size"]) == [int(h), int(w)]
+    value = ObjectGeometry(boxes, img_h, img_w, segs, rles, mask_area, in_frame, clean, seg_lo, seg_hi)
     _cache["key"], _cache["value"] = key, value
     return value
 
@@ -280,56 +286,26 @@ def _rle_problems(
     return problems, box
 
 
-# JSON numbers a clean ring may hold: ints beyond 2^53 (or bools, strings, …) go the per-ring way,
-# where numpy's own type promotion decides what they are.
-_EXACT_INT = 2**53
-
-
-def _clean_polygons(segs: list[Any], img_h: np.ndarray, img_w: np.ndarray) -> tuple[np.ndarray, ...]:
+def _clean_polygons(geo: ObjectGeometry) -> tuple[np.ndarray, ...]:
     """Polygon segmentations that :func:`_ring_problems` would find nothing wrong with but the border,
     measured over whole columns: (clean mask, extents xywh, points outside the image).
 
-    Clean: every ring a list of an even number (≥ 6) of finite JSON numbers (floats, ints below 2^53).
-    Everything else is left to the per-ring checks, so the reasons stay exactly theirs.
+    Clean (:func:`metrics.polygon_batch.clean_rings`, found once per geometry): every ring a list of
+    an even number (≥ 6) of finite JSON numbers (floats, ints below 2^53). Everything else is left to
+    the per-ring checks, so the reasons stay exactly theirs.
     """
-    n = len(segs)
-    clean = np.zeros(n, dtype=bool)
-    rows: list[int] = []
-    counts: list[int] = []
-    values: list[Any] = []
-    for i, seg in enumerate(segs):
-        if not isinstance(seg, list) or not seg:
-            continue
-        rings = seg if isinstance(seg[0], list) else [seg]
-        if not all(isinstance(r, list) and len(r) >= 6 and not len(r) % 2 for r in rings):
-            continue
-        flat = [v for r in rings for v in r]
-        kinds = set(map(type, flat))
-        if not kinds <= {float, int}:
-            continue
-        if int in kinds and not all(-_EXACT_INT < v < _EXACT_INT for v in flat if type(v) is int):
-            continue
-        rows.append(i)
-        counts.append(len(flat))
-        values.extend(flat)
-    boxes = np.full((n, 4), np.nan)
-    outside = np.zeros(n, dtype=bool)
-    if not rows:
-        return clean, boxes, outside
-    coords = np.array(values, dtype=np.float64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    finite = np.logical_and.reduceat(np.isfinite(coords), starts)
-    xs, ys = coords[0::2], coords[1::2]  # every ring has even length: parity holds across rings
-    lo_x, lo_y = np.minimum.reduceat(xs, starts // 2), np.minimum.reduceat(ys, starts // 2)
-    hi_x, hi_y = np.maximum.reduceat(xs, starts // 2), np.maximum.reduceat(ys, starts // 2)
-    rows_arr = np.array(rows)[finite]
-    lo_x, lo_y, hi_x, hi_y = lo_x[finite], lo_y[finite], hi_x[finite], hi_y[finite]
-    clean[rows_arr] = True
-    boxes[rows_arr] = np.stack([lo_x, lo_y, hi_x - lo_x, hi_y - lo_y], axis=1)
-    h, w, tol = img_h[rows_arr], img_w[rows_arr], BORDER_TOLERANCE_PX
+    clean = geo.clean.copy()
+    lo, hi = geo.seg_lo, geo.seg_hi
+    boxes = np.full((len(clean), 4), np.nan)
+    boxes[clean] = np.stack(
+        [lo[clean, 0], lo[clean, 1], hi[clean, 0] - lo[clean, 0], hi[clean, 1] - lo[clean, 1]], axis=1
+    )
+    h, w, tol = geo.img_h, geo.img_w, BORDER_TOLERANCE_PX
     with np.errstate(invalid="ignore"):
-        outside[rows_arr] = (
-            (w > 0) & (h > 0) & ((lo_x < -tol) | (lo_y < -tol) | (hi_x > w + tol) | (hi_y > h + tol))
+        outside = clean & (
+            (w > 0)
+            & (h > 0)
+            & ((lo[:, 0] < -tol) | (lo[:, 1] < -tol) | (hi[:, 0] > w + tol) | (hi[:, 1] > h + tol))
         )
     return clean, boxes, outside
 
@@ -391,7 +367,7 @@ def invalid_geometry_reasons(objects: pd.DataFrame, images: pd.DataFrame) -> lis
         )
     # Column pass: sound boxes with clean polygons (or no segmentation) have nothing per-object to
     # check but the polygon's border; only the rest go through the per-object checks.
-    clean, seg_boxes, polygon_outside = _clean_polygons(geo.segs, geo.img_h, geo.img_w)
+    clean, seg_boxes, polygon_outside = _clean_polygons(geo)
     no_segmentation = np.array(
         [
             seg is None and not (isinstance(t, str) and t.strip() and t.strip() != "[]")

@@ -12,6 +12,7 @@ import json
 import math
 from array import array
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.geometry import rle_counts_problem
+from store.coco_fast_annotations import append_plain_annotations
 from store.errors import InputError
 
 # json.load needs ~10× the file in memory: the limit applies where a file is read whole (a file the
@@ -637,8 +639,9 @@ def _read_loaded(data: Any, path: Path, dataset: str) -> CocoTables:
         validator.category(i, rec)
     for i, rec in enumerate(data["images"]):
         validator.image(i, rec)
-    for i, rec in enumerate(annotations):
-        validator.annotation(i, rec)
+    if not append_plain_annotations(validator, annotations, partial(_check_segmentation, check)):
+        for i, rec in enumerate(annotations):
+            validator.annotation(i, rec)
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
     # info is written back verbatim (dataset.json): a deep one failed only then, after the image pass.
     # Records nested deeper than COCO's few levels are refused by their field checks.
