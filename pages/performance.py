@@ -17,11 +17,12 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from metrics import registry
-from metrics.importance import metric_importance, performance_by_bins
+from metrics.importance import N_PERMUTATIONS, SIGNIFICANCE_LEVEL
 from pages.gallery import init_state, metric_help
 from pages.model_common import ModelChoice, pick_model
 from pages.state import reader, set_query
 from store import model_queries as mq
+from store import performance_tables as pt
 from store.queries import ProjectReader
 
 OUTCOMES = {
@@ -42,23 +43,14 @@ def frames(
     )
 
 
-def metric_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith(("image:", "object:"))]
-
-
-@st.cache_data(show_spinner="Ranking metrics (mutual information, Spearman) …", max_entries=16)
+@st.cache_data(
+    show_spinner="Ranking metrics (mutual information, Spearman, 200 permutations) …", max_entries=16
+)
 def importance(
     _reader: ProjectReader, root: str, model: str, iou_type: str, tag: str, signature: tuple
 ) -> dict[str, pd.DataFrame]:
-    """Per outcome ('tp', 'iou_tp', 'missed'): metric, level, mutual_information, spearman, rows."""
-    predictions, objects = frames(_reader, root, model, iou_type, tag, signature)
-    out = {}
-    for outcome, frame in (("tp", predictions), ("iou_tp", predictions), ("missed", objects)):
-        table = metric_importance(frame, outcome, metric_columns(frame))
-        table["level"] = table["metric"].str.split(":").str[0]
-        table["metric"] = table["metric"].str.split(":", n=1).str[1]
-        out[outcome] = table[["metric", "level", "mutual_information", "spearman", "rows"]]
-    return out
+    """store.performance_tables.importance_tables, cached per model, IoU type, threshold and file signature."""
+    return pt.importance_tables(*frames(_reader, root, model, iou_type, tag, signature))
 
 
 def _spec_text(name: str) -> str:
@@ -66,56 +58,101 @@ def _spec_text(name: str) -> str:
     return f"{spec.range_text}; {spec.direction_text}" if spec else "custom metric"
 
 
+SIGNIFICANCE_HELP = (
+    f"**Significance.** A ranking alone shows noise as a ranking: a model whose errors are random still gets "
+    f"an ordered list. So each metric is also tested against a permutation null: the outcome is shuffled "
+    f"{N_PERMUTATIONS} times (seeded) and the metric's dependence on it (mutual information of the binned metric) "
+    f"recomputed each time. The p-value is family-wise over all metrics of the chart (Westfall–Young max-T, with "
+    f"the +1 correction: (1 + permutations at least as extreme) / (1 + {N_PERMUTATIONS}), never below "
+    f"{1 / (1 + N_PERMUTATIONS):.3f}), so with random errors there is at most about a "
+    f"{SIGNIFICANCE_LEVEL:.0%} chance that any bar is coloured. **Grey bars: p ≥ {SIGNIFICANCE_LEVEL} — not "
+    f"distinguishable from noise; do not read their order.**"
+)
+NOT_SIGNIFICANT = "#c8c8c8"
+
+
 def importance_figure(table: pd.DataFrame, outcome: str) -> go.Figure:
-    """Metrics ranked by mutual information with the outcome; colour = Spearman (sign = direction)."""
+    """Metrics ranked by mutual information with the outcome; colour = Spearman (sign = direction) where the
+    dependence is significant, grey where it is not (p ≥ SIGNIFICANCE_LEVEL)."""
     shown = table.dropna(subset=["mutual_information"]).sort_values("mutual_information")
-    fig = go.Figure(
-        go.Bar(
-            x=shown["mutual_information"],
-            y=[f"{m} ({lvl})" for m, lvl in zip(shown["metric"], shown["level"], strict=True)],
-            orientation="h",
-            marker=dict(
-                color=shown["spearman"].fillna(0),
+    significant = shown["significant"].fillna(False).astype(bool).to_numpy()
+    rho = shown["spearman"].fillna(0).to_numpy()
+    labels = [
+        (f"ρ {r:+.2f}" if pd.notna(r) else "") + ("" if sig else f" · n.s. (p {p:.2f})")
+        for r, sig, p in zip(shown["spearman"], significant, shown["p_value"].fillna(1.0), strict=True)
+    ]
+    customdata = np.column_stack(
+        [
+            shown["spearman"].fillna(np.nan),
+            shown["rows"],
+            [
+                registry.specs_by_name()[m].description if m in registry.specs_by_name() else ""
+                for m in shown["metric"]
+            ],
+            [_spec_text(m) for m in shown["metric"]],
+            shown["p_value"],
+            np.where(significant, "significant", f"not significant (p ≥ {SIGNIFICANCE_LEVEL})"),
+        ]
+    )
+    names = [f"{m} ({lvl})" for m, lvl in zip(shown["metric"], shown["level"], strict=True)]
+    hover = (
+        "%{y}<br>MI %{x:.4f} nats · Spearman %{customdata[0]:.3f} · %{customdata[1]} rows"
+        "<br>p = %{customdata[4]:.3f}: %{customdata[5]}<br>%{customdata[2]}<br>%{customdata[3]}<extra></extra>"
+    )
+    fig = go.Figure()
+    for keep, name in (
+        (significant, "significant"),
+        (~significant, f"not significant (p ≥ {SIGNIFICANCE_LEVEL})"),
+    ):
+        if not keep.any():
+            continue
+        marker = (
+            dict(
+                color=rho[keep],
                 colorscale="RdBu",
                 cmin=-1,
                 cmax=1,
                 colorbar=dict(title="Spearman", thickness=12),
-            ),
-            text=[f"ρ {v:+.2f}" if pd.notna(v) else "" for v in shown["spearman"]],
-            textposition="outside",
-            cliponaxis=False,
-            customdata=np.column_stack(
-                [
-                    shown["spearman"].fillna(np.nan),
-                    shown["rows"],
-                    [
-                        registry.specs_by_name()[m].description if m in registry.specs_by_name() else ""
-                        for m in shown["metric"]
-                    ],
-                    [_spec_text(m) for m in shown["metric"]],
-                ]
-            ),
-            hovertemplate="%{y}<br>MI %{x:.4f} nats · Spearman %{customdata[0]:.3f} · %{customdata[1]} rows"
-            "<br>%{customdata[2]}<br>%{customdata[3]}<extra></extra>",
+            )
+            if name == "significant"
+            else dict(color=NOT_SIGNIFICANT)
         )
-    )
+        fig.add_bar(
+            x=shown["mutual_information"].to_numpy()[keep],
+            y=np.asarray(names)[keep],
+            orientation="h",
+            name=name,
+            marker=marker,
+            text=np.asarray(labels)[keep],
+            textposition="outside",
+            textfont=dict(color="#222222" if name == "significant" else "#999999"),
+            cliponaxis=False,
+            customdata=customdata[keep],
+            hovertemplate=hover,
+        )
     fig.update_layout(
-        height=max(300, 60 + 22 * len(shown)),
+        height=max(300, 80 + 22 * len(shown)),
         margin=dict(l=10, r=40, t=30, b=10),
         xaxis_title=f"mutual information with '{outcome}' (nats, ≥ 0)",
-        xaxis_range=[0, max(float(shown["mutual_information"].max()), 1e-3) * 1.35],  # room for the ρ labels
+        xaxis_range=[0, max(float(shown["mutual_information"].max()), 1e-3) * 1.6],  # room for the labels
+        yaxis=dict(categoryorder="array", categoryarray=names),  # one ranking across both traces
         title=dict(text=OUTCOMES[outcome], font_size=14),
+        showlegend=bool(significant.any() and (~significant).any()),
+        legend=dict(orientation="h", yanchor="top", y=-0.12, x=0),
+        barmode="overlay",
     )
     return fig
 
 
 def _importance_section(choice: ModelChoice, tables: dict[str, pd.DataFrame]) -> None:
-    st.subheader("Which metrics go with the mistakes")
+    st.subheader("Which metrics go with the mistakes", help=SIGNIFICANCE_HELP)
     st.caption(
         "Mutual information (any dependence, also U-shaped; in nats, ≥ 0, higher = the metric tells more about "
         "the outcome) ranks the metrics; the colour and label give Spearman's ρ in [−1, 1] (direction of a monotone "
         "trend). Precision side: ρ > 0 means higher metric values go with more true positives. Recall side: ρ > 0 "
-        "means higher metric values go with more missed labels. Hover a bar for the metric's meaning and range."
+        f"means higher metric values go with more missed labels. **Grey bars are not significant** (p ≥ "
+        f"{SIGNIFICANCE_LEVEL} against {N_PERMUTATIONS} permutations of the outcome, family-wise): their order is "
+        "noise. Hover a bar for its p-value, the metric's meaning and range; ⓘ explains the test."
     )
     left, right = st.columns(2)
     with left:
@@ -135,27 +172,17 @@ def _importance_section(choice: ModelChoice, tables: dict[str, pd.DataFrame]) ->
         st.plotly_chart(
             importance_figure(tables["missed"], "missed"), key="pf_importance_recall", width="stretch"
         )
+    for outcome in (side, "missed"):
+        if not tables[outcome]["significant"].any():
+            st.info(
+                f"No metric is significantly related to **{OUTCOMES[outcome]}** (every p ≥ {SIGNIFICANCE_LEVEL}): "
+                "as far as these metrics tell, those errors look random."
+            )
     set_query(side=side)
-    combined = (
-        tables[side]
-        .rename(
-            columns={
-                "mutual_information": "MI (precision)",
-                "spearman": "ρ (precision)",
-                "rows": "predictions",
-            }
-        )
-        .merge(
-            tables["missed"].rename(
-                columns={"mutual_information": "MI (recall)", "spearman": "ρ (missed)", "rows": "labels"}
-            ),
-            on=["metric", "level"],
-            how="outer",
-        )
-    )
+    combined = pt.combined_importance(tables, side)
     combined["meaning"] = combined["metric"].map(metric_help)
     st.dataframe(
-        combined.sort_values("MI (recall)", ascending=False, na_position="last"),
+        combined,
         hide_index=True,
         width="stretch",
         key="pf_importance_table",
@@ -163,20 +190,12 @@ def _importance_section(choice: ModelChoice, tables: dict[str, pd.DataFrame]) ->
             name: st.column_config.NumberColumn(format="%.4f")
             for name in ("MI (precision)", "ρ (precision)", "MI (recall)", "ρ (missed)")
         }
+        | {
+            name: st.column_config.NumberColumn(format="%.3f", help=SIGNIFICANCE_HELP)
+            for name in ("p (precision)", "p (recall)")
+        }
         | {"meaning": st.column_config.TextColumn(width="large")},
     )
-
-
-def bins_table(
-    predictions: pd.DataFrame, objects: pd.DataFrame, column: str, n_bins: int, category_id: int | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(precision bins over predictions, FN-rate bins over labels) of one metric column, optionally one class."""
-    if category_id is not None:
-        predictions = predictions[predictions["category_id"] == category_id]
-        objects = objects[objects["category_id"] == category_id]
-    precision = performance_by_bins(predictions[column], predictions["tp"], n_bins)
-    misses = performance_by_bins(objects[column], objects["missed"], n_bins)
-    return precision, misses
 
 
 def bins_figure(precision: pd.DataFrame, misses: pd.DataFrame, metric: str) -> go.Figure:
@@ -231,7 +250,7 @@ def bins_figure(precision: pd.DataFrame, misses: pd.DataFrame, metric: str) -> g
 
 def _bins_section(choice: ModelChoice, predictions: pd.DataFrame, objects: pd.DataFrame) -> None:
     st.subheader("Performance by metric")
-    columns = sorted(set(metric_columns(predictions)) | set(metric_columns(objects)))
+    columns = sorted(set(pt.metric_columns(predictions)) | set(pt.metric_columns(objects)))
     if not columns:
         st.info("No metrics stored for this dataset.")
         return
@@ -260,7 +279,7 @@ def _bins_section(choice: ModelChoice, predictions: pd.DataFrame, objects: pd.Da
     set_query(metric=column, bins=n_bins if n_bins != 10 else None, cls=category or None)
     metric = column.split(":", 1)[1]
     st.caption(f"**{metric}** — {metric_help(metric)}")
-    precision, misses = bins_table(predictions, objects, column, int(n_bins), category or None)
+    precision, misses = pt.bins_table(predictions, objects, column, int(n_bins), category or None)
     if precision.empty and misses.empty:
         st.info(f"No values of `{metric}` for these predictions and labels.")
         return
@@ -292,7 +311,7 @@ def main() -> None:
     if predictions.empty and objects.empty:
         st.info("This model has no counted predictions or labels.")
         return
-    if not metric_columns(predictions) and not metric_columns(objects):
+    if not pt.metric_columns(predictions) and not pt.metric_columns(objects):
         st.info("No metrics stored for this dataset: run `cocolens import coco` with metrics first.")
         return
     tables = importance(project_reader, root, choice.model, choice.iou_type, choice.tag, signature)

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metrics.importance import metric_importance, performance_by_bins, wilson_interval
+from metrics.importance import (
+    metric_importance,
+    performance_by_bins,
+    permutation_significance,
+    wilson_interval,
+)
 from tests.metrics.coco_reference import ours
 from tests.metrics.generated_predictions import generate_predictions, load_coco, renumber_ids
 
@@ -75,3 +80,60 @@ def test_performance_by_bins() -> None:
     continuous = performance_by_bins(frame["driver"], frame["driver"] * 0.5, n_bins=4)
     assert (continuous["ci_high"] - continuous["ci_low"] > 0).all()
     assert performance_by_bins([], []).empty
+
+
+# ----- significance against a permutation null ----------------------------------------------------------------------
+
+
+def _metric_frame(n: int, seed: int) -> tuple[pd.DataFrame, np.random.Generator]:
+    """Twelve object metrics with the spread of real ones (sizes log-normal, scores uniform, some nulls)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({f"metric_{i}": rng.normal(size=n) for i in range(10)})
+    frame["area"] = rng.lognormal(6, 1.2, n)
+    frame["sharpness"] = rng.uniform(0, 1, n)
+    frame.loc[rng.random(n) < 0.15, "sharpness"] = np.nan  # a metric known for only some rows
+    return frame, rng
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_model_with_random_errors_has_no_significant_metric(seed: int) -> None:
+    frame, rng = _metric_frame(3000, seed)
+    missed = rng.random(len(frame)) < 0.3  # misses that depend on nothing
+    table = metric_importance(frame, missed.astype(float)).set_index("metric")
+    assert len(table) == 12 and table["p_value"].notna().all()
+    assert not table["significant"].any(), table.sort_values("p_value").head(3)
+    # The ranking itself still orders noise: what the significance is for.
+    assert table["mutual_information"].max() > 0
+
+
+def test_planted_dependence_on_object_size_is_significant() -> None:
+    frame, rng = _metric_frame(3000, 0)
+    small = frame["area"] < frame["area"].quantile(0.3)
+    missed = rng.random(len(frame)) < np.where(small, 0.45, 0.30)  # small objects missed more often
+    table = metric_importance(frame, missed.astype(float)).set_index("metric")
+    assert table.loc["area", "significant"] and table.loc["area", "p_value"] == pytest.approx(1 / 201)
+    assert table.loc["area", "spearman"] < 0
+    assert table["significant"].sum() == 1, table.sort_values("p_value").head(3)
+
+
+def test_planted_dependence_of_a_continuous_outcome_and_the_plus_one_correction() -> None:
+    frame, rng = _metric_frame(2000, 1)
+    iou_tp = np.clip(0.5 + 0.3 * frame["sharpness"].fillna(0.5) + rng.normal(0, 0.3, len(frame)), 0, 1)
+    iou_tp[rng.random(len(frame)) < 0.3] = 0.0  # false positives: IoU × TP = 0
+    tested = permutation_significance(frame, iou_tp.to_numpy(), n_permutations=99, random_state=3)
+    tested = tested.set_index("metric")
+    assert tested.loc["sharpness", "p_value"] == pytest.approx(1 / 100)  # never 0: (1 + 0) / (1 + 99)
+    assert (tested.drop(index="sharpness")["p_value"] >= 0.05).all()
+    assert (tested["p_raw"] <= tested["p_value"] + 1e-12).all()  # family-wise is never below the metric's own
+    again = permutation_significance(frame, iou_tp.to_numpy(), n_permutations=99, random_state=3)
+    pd.testing.assert_frame_equal(again.set_index("metric"), tested)  # seeded
+
+
+def test_constant_metric_and_no_permutations() -> None:
+    frame = synthetic(500)
+    frame["constant"] = 1.0
+    table = metric_importance(frame, "missed", ["driver", "constant"]).set_index("metric")
+    assert np.isnan(table.loc["constant", "p_value"]) and not table.loc["constant", "significant"]
+    assert table.loc["driver", "significant"]
+    untested = metric_importance(frame, "missed", ["driver"], n_permutations=0)
+    assert untested["p_value"].isna().all() and not untested["significant"].any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from streamlit.testing.v1 import AppTest
 
 from store import model_queries as mq
@@ -31,6 +33,23 @@ def test_metrics_ranked_on_both_sides() -> None:
     assert list(table["MI (recall)"].dropna()) == sorted(table["MI (recall)"].dropna(), reverse=True)
     assert table["meaning"].str.contains("Range").any()
     assert len(at.get("plotly_chart")) == 3  # precision ranking, recall ranking, bins
+    # Significance against 200 permutations: p in [1/201, 1]; the grey bars are exactly the p >= 0.05 ones.
+    for side in ("precision", "recall"):
+        p = table[f"p ({side})"].dropna()
+        assert p.between(1 / 201 - 1e-12, 1).all() and len(p) > 10
+        assert (table[f"significant ({side})"] == (table[f"p ({side})"] < 0.05)).all()
+    recall_chart = json.loads(at.get("plotly_chart")[1].proto.spec)["data"]
+    by_name = {trace["name"]: trace for trace in recall_chart}
+    grey = by_name["not significant (p ≥ 0.05)"]
+    assert grey["marker"]["color"] == "#c8c8c8" and all("n.s. (p " in t for t in grey["text"])
+    recall = table.dropna(subset=["MI (recall)"])
+    assert sorted(grey["y"]) == sorted(
+        f"{m} ({lvl})"
+        for m, lvl, sig in zip(recall["metric"], recall["level"], recall["significant (recall)"], strict=True)
+        if not sig
+    )
+    assert len(by_name["significant"]["y"]) == recall["significant (recall)"].sum() > 0
+    assert "permutation" in at.subheader[0].proto.help
     at.radio(key="pf_side").set_value("iou_tp").run()
     assert not at.exception and at.query_params["side"] == "iou_tp"
 
