@@ -183,8 +183,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.jobs import train_foreground
 
-    overrides = {"weights": args.weights} if args.weights is not None else {}
-    summary = train_foreground(args.project, args.train, args.val, config_path=args.config, **overrides)
+    overrides: dict[str, Any] = {"weights": args.weights} if args.weights is not None else {}
+    if args.folds is not None:
+        overrides["folds"] = args.folds
+    summary = train_foreground(
+        args.project, args.train, args.val, config_path=args.config, name=args.name, **overrides
+    )
     print(json.dumps(summary))
     return 0
 
@@ -380,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train", required=True, help="training dataset name")
     tr.add_argument("--val", required=True, help="validation dataset name")
     tr.add_argument("--config", help="TOML config (defaults: models/default_config.toml)")
+    tr.add_argument(
+        "--folds",
+        type=int,
+        help="K >= 2: K models on K-1 folds each; each train image predicted by the model that never saw "
+        "it, imported as one model NAME-oofK on the train dataset (for label errors)",
+    )
+    tr.add_argument("--name", help="model name (default train-<job id>; with --folds K, NAME-oofK)")
     tr.add_argument(
         "--weights", help="fine-tune from a torchvision weights name or a local .pth (overrides the config)"
     )

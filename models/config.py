@@ -62,6 +62,7 @@ class TrainConfig:
     log_every: int
     score_threshold: float
     overfit_images: int
+    folds: int
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,7 +73,7 @@ class TrainConfig:
 
 
 _POSITIVE_INT = ("batch_size", "epochs", "eval_every", "early_stop_patience", "max_side", "log_every")
-_NON_NEGATIVE_INT = ("lr_patience", "seed", "overfit_images")
+_NON_NEGATIVE_INT = ("lr_patience", "seed", "overfit_images", "folds")
 
 # Upper bounds, checked before a job folder exists: a value past these validates as a number but
 # then allocates absurdly (max_side 1e9 asks for ~9e18 bytes), overflows a seed (numpy takes
@@ -142,6 +143,10 @@ def _validate(cfg: TrainConfig, file: str | None) -> None:
             fail(name, "must be >= 0")
     if cfg.workers < -1:
         fail("workers", "must be >= 0, or -1 for one per available core")
+    if cfg.folds == 1:
+        fail("folds", "must be 0 (off) or >= 2")
+    if cfg.folds and cfg.overfit_images:
+        fail("folds", "does not combine with overfit_images (set one of them to 0)")
     if cfg.max_side < 32:
         fail("max_side", "must be >= 32 pixels")
     for name, limit in INT_LIMITS.items():

@@ -437,6 +437,10 @@ def create_job(
         check_weights(config.weights, config.model, str(config_file or "config"))
     job_id = new_job_id()
     model = check_name("model", name) if name else f"train-{job_id}"
+    if config.folds >= 2:  # the imported model is the union of K out-of-fold models: say so
+        from models.folds import oof_model_name
+
+        model = check_name("model", oof_model_name(model, config.folds))
     taken = set(project.models()) | {j.get("name") for j in list_jobs(project) if j["status"] in ACTIVE}
     if model in taken:
         raise InputError(
@@ -650,18 +654,19 @@ def run_job(job_dir: str | Path, on_event: Callable[[dict[str, Any]], None] | No
         update_job(job_dir, phase="importing predictions")
         from store.predictions_import import import_predictions
 
+        dataset = trained.get("dataset", job["val"])  # out-of-fold: the train dataset
         imported = import_predictions(
             trained["results"],
             project.root,
             model=job["name"],
-            dataset=job["val"],
+            dataset=dataset,
             source={"job": job["id"], "checkpoint": trained["checkpoint"]},
         )
         append_progress(job_dir, {"event": "imported", **imported})
         update_job(job_dir, phase="checking the labels with the new model")
         from store.label_issues import rescore_after_model
 
-        imported["label_issues"] = rescore_after_model(project.root, job["val"])
+        imported["label_issues"] = rescore_after_model(project.root, dataset)
         return update_job(
             job_dir,
             status="succeeded",
@@ -703,6 +708,11 @@ def _train_and_predict(
     config = fit_workers(config)
     train = dataset_frames(project, job["train"], "--train")
     val = dataset_frames(project, job["val"], "--val")
+    if config.folds >= 2:
+        from models.folds import train_out_of_fold
+
+        same = job["val"] == job["train"]
+        return train_out_of_fold(job_dir, job, config, train, None if same else val, should_stop, on_event)
     per_epoch = steps_per_epoch(usable_images(train), config)
     update_job(job_dir, phase="training", steps_per_epoch=per_epoch)
 

@@ -115,6 +115,17 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 key="tf_overfit",
                 help="Train and validate on the first N train images: a quick check that the model can learn.",
             )
+            folds = st.number_input(
+                "Out-of-fold models (0 = off)",
+                0,
+                20,
+                int(defaults["folds"]),
+                key="tf_folds",
+                help="K >= 2: train K models, each on K-1 folds of the train dataset, and predict every "
+                "train image with the model that never saw it; the union becomes one model NAME-oofK on "
+                "the train dataset, whose predictions score the label errors without the bias of a model "
+                "that learnt them. Costs about K-1 trainings.",
+            )
             pretrained_backbone = st.checkbox(
                 "ImageNet backbone", value=bool(defaults["pretrained_backbone"]), key="tf_pretrained"
             )
@@ -140,6 +151,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 "overfit_images": int(overfit_images),
                 "pretrained_backbone": bool(pretrained_backbone),
                 "weights": weights.strip(),
+                "folds": int(folds),
             }
             _start(project_root, name.strip(), train, val, overrides)
         started = st.session_state.get("tf_started")

@@ -239,6 +239,18 @@ def test_form_weights_field_reaches_the_config_and_a_missing_file_is_one_line(pr
     assert after == before
 
 
+def test_form_folds_option_makes_an_out_of_fold_job(project, monkeypatch):
+    monkeypatch.setattr(jobs, "launch", lambda _folder: 0)  # the job is created, never run
+    at = _form(project)
+    at.text_input(key="tf_name").input("formfold")
+    at.number_input(key="tf_folds").set_value(3)
+    _submit(at)
+    folder = Project(project).jobs_dir / at.session_state["tf_started"]
+    job = jobs.read_job(folder)
+    assert job["config"]["folds"] == 3 and job["name"] == "formfold-oof3"
+    jobs.update_job(folder, status="cancelled", phase="cancelled", ended_at=time.time())
+
+
 @pytest.fixture
 def live_job(project: Path):
     """A job marked running and owned by a live stand-in process; the test writes its progress."""
