@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.job_progress import action_panel
+from pages.label_findings import KIND_TEXT, decision_buttons, fix_text
 from pages.state import reader, require_datasets
 from store import gallery_queries as gq
 from store import label_issue_queries as lq
@@ -24,18 +25,6 @@ PREFIX = "le"
 PAGE_SIZE = 8
 PER_ROW = 2
 SIDE = 200
-KIND_TEXT = {
-    "class": "wrong class",
-    "location": "badly placed box",
-    "spurious": "box on nothing",
-    "duplicate": "duplicate label",
-}
-FIX_TEXT = {
-    "relabel": "relabel as **{suggested}**",
-    "replace_box": "replace the box by the model's box",
-    "delete": "delete the label",
-    "review": "look at it (no fix to suggest)",
-}
 SCORE_HELP = (
     "**label_issue** ∈ [0, 1], higher = more likely wrong: 1 − P(clean) from a classifier that cocolens "
     "trained on errors it planted into copies of this dataset's labels (swapped classes, moved boxes, "
@@ -125,37 +114,6 @@ def _colour_of(objects: pd.DataFrame, category_id: int) -> Any:
     return match.iloc[0] if len(match) else category_id
 
 
-def _decide(project_reader: ProjectReader, row: pd.DataFrame, decision: str | None, finding: str):
-    def act() -> None:
-        if decision is None:
-            lq.undo_rows(project_reader, row, finding)
-        else:
-            lq.decide_rows(project_reader, row, decision, finding)
-
-    return act
-
-
-def _decision_buttons(
-    project_reader: ProjectReader, row: Any, frame: pd.DataFrame, finding: str, key: str
-) -> None:
-    one = frame[frame.index == row.Index]
-    accept, reject, undo = st.columns(3)
-    can_accept = finding == "candidate" or row.fix != "review"
-    accept.button("Accept", icon=":material/check:", key=f"{PREFIX}_acc_{key}", width="stretch",
-                  disabled=row.decision == "accepted" or not can_accept,
-                  type="primary" if row.decision == "accepted" else "secondary",
-                  on_click=_decide(project_reader, one, "accepted", finding),
-                  help="Apply this fix on export (cocolens export coco --apply-fixes); tags the label.")  # fmt: skip
-    reject.button("Reject", icon=":material/close:", key=f"{PREFIX}_rej_{key}", width="stretch",
-                  disabled=row.decision == "rejected",
-                  type="primary" if row.decision == "rejected" else "secondary",
-                  on_click=_decide(project_reader, one, "rejected", finding),
-                  help="The label is right: keep it as it is.")  # fmt: skip
-    undo.button("Undo", icon=":material/undo:", key=f"{PREFIX}_undo_{key}", width="stretch",
-                disabled=row.decision == "open", on_click=_decide(project_reader, one, None, finding),
-                help="Forget the decision; the finding is open again.")  # fmt: skip
-
-
 def _object_cards(project_reader: ProjectReader, page: pd.DataFrame) -> None:
     pictures = _pictures(project_reader, page, "object")
     columns = st.columns(PER_ROW)
@@ -163,7 +121,7 @@ def _object_cards(project_reader: ProjectReader, page: pd.DataFrame) -> None:
         with columns[index % PER_ROW].container(border=True):
             left, right = st.columns(2)
             left.image(str(before), caption="as labelled", width="stretch")
-            fix = FIX_TEXT.get(row.fix, row.fix).format(suggested=html.escape(str(row.suggested_category)))
+            fix = fix_text(row)
             right.image(str(after), caption="suggested fix", width="stretch")
             decision = "" if row.decision == "open" else f" · **{row.decision}**"
             st.markdown(
@@ -176,8 +134,8 @@ def _object_cards(project_reader: ProjectReader, page: pd.DataFrame) -> None:
                 f"{evidence_text(row, {})}  \n{html.escape(str(row.file_name))} · {row.dataset} · "
                 f"object {int(row.object_id)}"
             )
-            _decision_buttons(
-                project_reader, row, page, "object", f"{row.dataset}_{row.image_id}_{row.object_id}"
+            decision_buttons(
+                project_reader, row, page, "object", f"{PREFIX}|{row.dataset}_{row.image_id}_{row.object_id}"
             )
 
 
@@ -197,8 +155,12 @@ def _candidate_cards(project_reader: ProjectReader, page: pd.DataFrame) -> None:
             st.caption(
                 f"{html.escape(str(row.file_name))} · {row.dataset} · prediction {int(row.prediction_id)}"
             )
-            _decision_buttons(
-                project_reader, row, page, "candidate", f"c_{row.dataset}_{row.image_id}_{row.prediction_id}"
+            decision_buttons(
+                project_reader,
+                row,
+                page,
+                "candidate",
+                f"{PREFIX}|c_{row.dataset}_{row.image_id}_{row.prediction_id}",
             )
 
 

@@ -10,6 +10,7 @@ with :func:`set_order` before it opens the dialog.
 from __future__ import annotations
 
 import base64
+import html
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,15 +19,21 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.label_findings import KIND_TEXT, decision_buttons, fix_text
 from store import gallery_queries as gq
+from store import label_issue_queries as lq
 from store import model_queries as mq
 from store import tags as tag_store
 from store import thumbnails
+from store.label_issues import FLAG_THRESHOLD
 from store.queries import ProjectReader
 
 SAMPLE_SIDE = 1600  # px of the picture behind the zoomable chart (zooming further shows its pixels)
 ORDER_KEY = "sample_order"
 DEFAULT_SCORE = 0.5
+FLAGGED_COLOUR = "#d62728"
+SUGGESTED_COLOUR = "#2ca02c"
+MISSING_COLOUR = "#ff7f0e"
 
 
 def set_order(f: gq.GalleryFilter, sort_metric: str | None, descending: bool) -> None:
@@ -120,9 +127,13 @@ def sample_figure(
     objects: pd.DataFrame,
     predictions: dict[str, pd.DataFrame],
     highlight: int | None = None,
+    findings: pd.DataFrame | None = None,
+    missing: pd.DataFrame | None = None,
 ) -> go.Figure:
     """The picture in the annotated frame's coordinates, labels solid (one trace per class, masks filled),
-    predictions dashed per model and class with their score; plotly's zoom and pan come with it."""
+    predictions dashed per model and class with their score; label-error findings (``findings``: flagged
+    labels, with a suggested box where the fix moves it; ``missing``: boxes no label accounts for) dotted
+    on top; plotly's zoom and pan come with it."""
     width, height = frame
     fig = go.Figure(
         go.Image(
@@ -168,6 +179,7 @@ def sample_figure(
                 x=xs, y=ys, mode="lines", line=dict(color=colour, width=2, dash="dash"), name=f"{category}",
                 legendgroup=model, legendgrouptitle_text=model, hovertext=texts, hoverinfo="text",
             )  # fmt: skip
+    _finding_traces(fig, findings, missing)
     fig.update_xaxes(range=[0, width], showgrid=False, zeroline=False, visible=False)
     fig.update_yaxes(
         range=[height, 0], showgrid=False, zeroline=False, visible=False, scaleanchor="x", scaleratio=1
@@ -180,6 +192,42 @@ def sample_figure(
         plot_bgcolor="#ececf0",
     )
     return fig
+
+
+def _finding_traces(fig: go.Figure, findings: pd.DataFrame | None, missing: pd.DataFrame | None) -> None:
+    """Flagged labels (red, dotted), the boxes their fixes suggest (green, dotted) and likely missing
+    labels (orange, dotted): one legend group, 'label errors', that the legend can hide."""
+    layers: list[tuple[str, str, list, list, list]] = []
+    if findings is not None and len(findings):
+        xs: list = []
+        ys: list = []
+        texts: list = []
+        sx: list = []
+        sy: list = []
+        stexts: list = []
+        for row in findings.itertuples(index=False):
+            text = (
+                f"object {int(row.object_id)} ({row.category}) · label_issue {row.label_issue:.2f} · "
+                f"{KIND_TEXT.get(row.label_issue_kind, row.label_issue_kind)} · {row.decision}"
+            )
+            _outline(xs, ys, texts, _box_points(row.bbox_x, row.bbox_y, row.bbox_w, row.bbox_h), text)
+            if row.fix == "replace_box" and not pd.isna(row.suggested_w):
+                points = _box_points(row.suggested_x, row.suggested_y, row.suggested_w, row.suggested_h)
+                _outline(sx, sy, stexts, points, f"suggested box for object {int(row.object_id)}")
+        layers.append(("flagged label", FLAGGED_COLOUR, xs, ys, texts))
+        if sx:
+            layers.append(("suggested box", SUGGESTED_COLOUR, sx, sy, stexts))
+    if missing is not None and len(missing):
+        xs, ys, texts = [], [], []
+        for row in missing.itertuples(index=False):
+            text = f"missing {row.category}? P(overlooked) {row.missing_probability:.2f} · {row.decision}"
+            _outline(xs, ys, texts, _box_points(row.bbox_x, row.bbox_y, row.bbox_w, row.bbox_h), text)
+        layers.append(("missing label?", MISSING_COLOUR, xs, ys, texts))
+    for name, colour, xs, ys, texts in layers:
+        fig.add_scatter(
+            x=xs, y=ys, mode="lines", line=dict(color=colour, width=3, dash="dot"), name=name,
+            legendgroup="label errors", legendgrouptitle_text="label errors", hovertext=texts, hoverinfo="text",
+        )  # fmt: skip
 
 
 def _alpha(colour: str, alpha: float) -> str:
@@ -240,8 +288,19 @@ def sample_body(
     models = [
         m for m in project_reader.models() if project_reader.project.model_meta(m).get("dataset") == dataset
     ]
+    scored = bool(lq.scored_datasets(project_reader, [dataset]))
+    findings = lq.queue(project_reader, [dataset], None, None, FLAG_THRESHOLD, "all", image_id=image_id)
+    missing = lq.candidates(project_reader, [dataset], None, FLAG_THRESHOLD, "all", image_id=image_id)
+    box = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]  # the label's box as stored with the label
+    findings = findings.drop(columns=box, errors="ignore").merge(objects[["object_id", *box]], on="object_id")
     show, pick, threshold = st.columns([1, 3, 2])
     labels_on = show.toggle("Labels", value=True, key="sample_labels", help="The ground truth of this image.")
+    findings_on = show.toggle(
+        "Label errors", value=True, key="sample_findings", disabled=findings.empty and missing.empty,
+        help=f"Dotted: labels flagged as likely wrong (red; label_issue ≥ {FLAG_THRESHOLD}), the box a fix "
+        f"suggests (green) and boxes a model found that no label accounts for (orange; P(overlooked) ≥ "
+        f"{FLAG_THRESHOLD}).",
+    )  # fmt: skip
     chosen = pick.multiselect(
         "Predictions of", models, default=models[:1], key=f"sample_models_{dataset}",
         placeholder="no model" if models else "no model predicts this dataset",
@@ -258,8 +317,9 @@ def sample_body(
     uri, size = _picture_uri(root, record)
     frame = (int(record["width"]), int(record["height"]))
     figure = sample_figure(
-        uri, size, frame, objects if labels_on else objects.iloc[0:0], predictions, object_id
-    )
+        uri, size, frame, objects if labels_on else objects.iloc[0:0], predictions, object_id,
+        findings if findings_on else None, missing if findings_on else None,
+    )  # fmt: skip
     st.plotly_chart(
         figure, key="sample_chart", width="stretch", config={"scrollZoom": True, "displaylogo": False}
     )
@@ -280,6 +340,7 @@ def sample_body(
         facts += f" · EXIF orientation {int(exif)} ({'applied' if record.get('orientation_applied') else 'not applied'})"
     st.markdown(facts)
     _tag_row(root, dataset, image_id, None, "image")
+    _findings_section(project_reader, dataset, scored, findings, missing)
     if object_id is not None:
         row = objects[objects["object_id"] == object_id]
         if not row.empty:
@@ -313,3 +374,54 @@ def sample_body(
     if len(partners):
         st.markdown("**Duplicates of this image**")
         st.dataframe(partners, hide_index=True, width="stretch")
+
+
+def _findings_section(
+    project_reader: ProjectReader, dataset: str, scored: bool, findings: pd.DataFrame, missing: pd.DataFrame
+) -> None:
+    """This image's label-error findings and missing-label candidates, each with its fix, evidence and
+    accept / reject / undo (the same decisions as on the Label errors page)."""
+    if not scored:
+        st.caption(
+            f"Label errors: dataset {dataset} is not scored yet (`cocolens metrics --project …`, or "
+            "**Score the labels now** on the Label errors page)."
+        )
+        return
+    if findings.empty and missing.empty:
+        st.caption(
+            f"Label errors: no label of this image is flagged (label_issue ≥ {FLAG_THRESHOLD}) and no box "
+            f"looks like a missing label (P(overlooked) ≥ {FLAG_THRESHOLD})."
+        )
+        return
+    from metrics.label_errors import evidence_text
+
+    st.markdown(f"**Label errors on this image** ({len(findings)} flagged, {len(missing)} possibly missing)")
+    for row in findings.itertuples():
+        decision = "" if row.decision == "open" else f" · **{row.decision}**"
+        text, buttons = st.columns([3, 2])
+        text.markdown(
+            f":red[**object {int(row.object_id)}**] ({html.escape(str(row.category))}) · "
+            f"{KIND_TEXT.get(row.label_issue_kind, row.label_issue_kind)} · label_issue **{row.label_issue:.2f}**"
+            f"{decision}  \nFix: {fix_text(row)}"
+        )
+        text.caption(evidence_text(row, {}))
+        with buttons:
+            decision_buttons(
+                project_reader, row, findings, "object", f"sv|{row.dataset}_{row.image_id}_{row.object_id}"
+            )
+    for row in missing.itertuples():
+        decision = "" if row.decision == "open" else f" · **{row.decision}**"
+        text, buttons = st.columns([3, 2])
+        text.markdown(
+            f":orange[**missing {html.escape(str(row.category))}?**] P(overlooked) **{row.missing_probability:.2f}** · "
+            f"model `{row.model}` score {row.score:.2f} · prediction {int(row.prediction_id)}{decision}  \n"
+            "Fix: add this box"
+        )
+        with buttons:
+            decision_buttons(
+                project_reader,
+                row,
+                missing,
+                "candidate",
+                f"sv|c_{row.dataset}_{row.image_id}_{row.prediction_id}",
+            )

@@ -55,9 +55,12 @@ def queue(
     categories: list[str] | None = None,
     min_score: float = 0.0,
     decided: str = "open",
+    image_id: int | None = None,
 ) -> pd.DataFrame:
-    """Findings, most likely wrong first: label, image, kind, suggested fix, evidence, decision."""
+    """Findings, most likely wrong first: label, image, kind, suggested fix, evidence, decision
+    (of one image only when ``image_id`` is given: the sample view's list)."""
     ds_cond, ds_params = _in("li.dataset", datasets)
+    image_cond, image_params = _in("li.image_id", None if image_id is None else [int(image_id)])
     kind_cond, kind_params = _in("li.label_issue_kind", kinds)
     cat_cond, cat_params = _in("c.name", categories)
     sql = f"""
@@ -66,10 +69,10 @@ def queue(
         JOIN images i ON i.dataset = li.dataset AND i.image_id = li.image_id
         LEFT JOIN categories c ON c.dataset = li.dataset AND c.category_id = li.category_id
         LEFT JOIN categories sc ON sc.dataset = li.dataset AND sc.category_id = li.suggested_category_id
-        WHERE {ds_cond} AND {kind_cond} AND {cat_cond} AND li.label_issue >= ?
+        WHERE {ds_cond} AND {kind_cond} AND {cat_cond} AND {image_cond} AND li.label_issue >= ?
         ORDER BY li.label_issue DESC, li.dataset, li.image_id, li.object_id
     """
-    frame = reader.df(sql, [*ds_params, *kind_params, *cat_params, float(min_score)])
+    frame = reader.df(sql, [*ds_params, *kind_params, *cat_params, *image_params, float(min_score)])
     frame = _with_decisions(reader, frame, "object", "object_id")
     if decided != "all":
         frame = frame[frame["decision"] == decided]
@@ -82,19 +85,22 @@ def candidates(
     categories: list[str] | None = None,
     min_probability: float = 0.0,
     decided: str = "open",
+    image_id: int | None = None,
 ) -> pd.DataFrame:
-    """Boxes a model found that no label accounts for, likeliest overlooked object first."""
+    """Boxes a model found that no label accounts for, likeliest overlooked object first (of one image
+    only when ``image_id`` is given)."""
     ds_cond, ds_params = _in("lc.dataset", datasets)
+    image_cond, image_params = _in("lc.image_id", None if image_id is None else [int(image_id)])
     cat_cond, cat_params = _in("c.name", categories)
     sql = f"""
         SELECT lc.*, {IMAGE_FIELDS}, c.name AS category
         FROM label_candidates lc
         JOIN images i ON i.dataset = lc.dataset AND i.image_id = lc.image_id
         LEFT JOIN categories c ON c.dataset = lc.dataset AND c.category_id = lc.category_id
-        WHERE {ds_cond} AND {cat_cond} AND lc.missing_probability >= ?
+        WHERE {ds_cond} AND {cat_cond} AND {image_cond} AND lc.missing_probability >= ?
         ORDER BY lc.missing_probability DESC, lc.dataset, lc.image_id, lc.prediction_id
     """
-    frame = reader.df(sql, [*ds_params, *cat_params, float(min_probability)])
+    frame = reader.df(sql, [*ds_params, *cat_params, *image_params, float(min_probability)])
     frame = _with_decisions(reader, frame, "candidate", "prediction_id")
     if decided != "all":
         frame = frame[frame["decision"] == decided]
