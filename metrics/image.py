@@ -337,6 +337,8 @@ def _open_guarded(raw: bytes) -> Image.Image:
 
 def _printable(text: str) -> str:
     """Control characters (a newline in a file name) escaped, so a message stays one line."""
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
