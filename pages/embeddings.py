@@ -197,4 +197,5 @@ set_query(
     colour=colour_by if colour_by != colour_options[0] else None,
     like=like_text(*like) if like else None,
 )
+gallery.saved_views("pages/embeddings.py", PREFIX, root)  # the map (level, projection, colour) and "like"
 gallery.show_detail_from_url()

@@ -13,7 +13,15 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from pages.gallery import init_state, legend, metric_help, open_detail, page_controls, show_detail_from_url
+from pages.gallery import (
+    init_state,
+    legend,
+    metric_help,
+    open_detail,
+    page_controls,
+    saved_views,
+    show_detail_from_url,
+)
 from pages.model_common import ModelChoice, outcome_text, pick_model
 from pages.state import query_list, reader, set_query
 from store import gallery_queries as gq
@@ -336,6 +344,8 @@ def main() -> None:
         _errors_gallery(choice)
     else:
         _outcome_gallery(choice, view)
+    # last: the galleries have written their filters (model, view, classes, reasons, sort, page) to the URL
+    saved_views("pages/explorer.py", "px", str(reader().project.root))
     show_detail_from_url()
 
 

@@ -189,3 +189,26 @@ def test_a_map_selection_pages_through_every_item_and_tags_them_all(project: Pat
     tagged = tags.tagged(project, "lassoed")
     assert len(tagged) == 60 and tagged["object_id"].notna().all()
     tags.delete_tag(project, "lassoed")
+
+
+def test_save_a_view_of_the_map_and_reopen_it(project: Path) -> None:
+    """Saved views on the Embeddings page: level, projection, colour and the "more like this" anchor."""
+    from store import views
+
+    at = _page(project, level="image", like="fruits|3")
+    assert not at.exception, at.exception
+    metric = "area"  # an image metric (the default colour, dataset, is not written to the URL)
+    at.selectbox(key="emb_colour").set_value(metric).run()
+    at.text_input(key="emb_view_name").set_value("images by area").run()
+    at.button(key="emb_view_save").click().run()
+    assert not at.exception, at.exception
+    (saved,) = [v for v in views.list_views(project) if v["name"] == "images by area"]
+    assert saved["page"] == "pages/embeddings.py"
+    assert {k: saved["query"][k] for k in ("level", "colour", "like")} == {
+        "level": ["image"], "colour": [metric], "like": ["fruits|3"]
+    }  # fmt: skip
+    again = _page(project, **{k: v[0] for k, v in saved["query"].items()})
+    assert not again.exception, again.exception
+    assert again.radio(key="emb_level").value == "image" and again.selectbox(key="emb_colour").value == metric
+    assert any(p.proto.label == "images by area" for p in again.get("page_link"))
+    views.delete_view(project, "images by area")

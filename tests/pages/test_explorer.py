@@ -146,3 +146,24 @@ def test_every_explorer_card_opens_the_sample_view_with_labels_and_predictions()
     assert tags.tags_of(root, dataset, int(image_id)) == ["sample-check"]
     at.button(key=f"sample_untag_{image_id}_None_sample-check").click().run()
     assert tags.tags_of(root, dataset, int(image_id)) == []
+
+
+def test_save_a_view_of_the_explorer_and_reopen_it() -> None:
+    """Saved views on the Prediction explorer: model, gallery and filters under a name, shared by every
+    session of the project; its parameters reopen the same gallery."""
+    from store import views
+
+    at = _page(model="demo_model_crowd", view="fn")
+    assert not at.exception, at.exception
+    at.text_input(key="px_view_name").set_value("missed by crowd").run()
+    at.button(key="px_view_save").click().run()
+    assert not at.exception, at.exception
+    (saved,) = [v for v in views.list_views(demo_project()) if v["name"] == "missed by crowd"]
+    assert saved["page"] == "pages/explorer.py"
+    assert saved["query"]["model"] == ["demo_model_crowd"] and saved["query"]["view"] == ["fn"]
+    again = _page(**{k: v[0] for k, v in saved["query"].items()})
+    assert not again.exception, again.exception
+    assert again.radio(key="px_view").value == "fn"
+    assert any(c.value == "missed by crowd" for c in again.caption)  # listed (a link inside the app)
+    again.button(key="px_view_delete_missed by crowd").click().run()
+    assert not any(v["name"] == "missed by crowd" for v in views.list_views(demo_project()))
