@@ -72,3 +72,41 @@ def write_small_coco(folder: Path, n_images: int = 4, seed: int = 0) -> tuple[Pa
 @pytest.fixture
 def small_coco(tmp_path: Path) -> tuple[Path, Path]:
     return write_small_coco(tmp_path / "src")
+
+
+def import_argv(
+    images: Path, annotations: Path, project: Path, dataset: str | None = None, *extra: str
+) -> list[str]:
+    """The arguments of ``cocolens import coco`` (for cli.main, run_cli or a subprocess), one place."""
+    argv = [
+        "import",
+        "coco",
+        "--images",
+        str(images),
+        "--annotations",
+        str(annotations),
+        "--project",
+        str(project),
+    ]
+    if dataset is not None:
+        argv += ["--dataset", dataset]
+    return [*argv, *extra]
+
+
+def cli_import(
+    images: Path, annotations: Path, project: Path, dataset: str | None = None, *extra: str
+) -> Path:
+    """Import through the CLI entry point (``cli.main``, quietly), asserting it succeeds; returns the project."""
+    from cli import main
+
+    argv = import_argv(images, annotations, project, dataset, "--quiet", *extra)
+    assert main(argv) == 0, argv
+    return Path(project)
+
+
+@pytest.fixture(scope="module")
+def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dataset ``small`` (5 images, 10 objects) imported through the CLI; shared by a module: read only."""
+    folder = tmp_path_factory.mktemp("small_project")
+    images, ann = write_small_coco(folder / "src", n_images=5)
+    return cli_import(images, ann, folder / "project", "small")

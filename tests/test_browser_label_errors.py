@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cli import main
 from store import label_decisions
-from tests.conftest import REPO, shared
-from tests.store.test_label_issues import yardstick
+from tests.conftest import REPO
+from tests.store.test_label_issues import planted_project
 from tests.test_browser_e2e import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -30,19 +29,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    source = shared("fruits_nuts")
-    work = tmp_path_factory.mktemp("le_browser")
-    corrupted, truth, preds = work / "c.json", work / "t.json", work / "p.json"
-    yardstick("inject_errors.py", "--coco", str(source / "annotations.json"), "--out", str(corrupted),
-              "--truth", str(truth), "--seed", "2")  # fmt: skip
-    yardstick(
-        "fake_predictions.py", "--coco", str(source / "annotations.json"), "--out", str(preds), "--seed", "2"
-    )
-    root = work / "project"
-    assert main(["import", "coco", "--images", str(source / "images"), "--annotations", str(corrupted),
-                 "--project", str(root), "--dataset", "fruits", "--quiet"]) == 0  # fmt: skip
-    assert (
-        main(["import", "predictions", str(preds), "--project", str(root), "--model", "det", "--quiet"]) == 0
+    root, _, _ = planted_project(
+        "fruits_nuts", tmp_path_factory.mktemp("le_browser"), 2, "fruits", predictions=True
     )
     return root
 

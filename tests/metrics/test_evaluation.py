@@ -218,21 +218,21 @@ def test_predictions_from_results_segm_only_uses_mask_area() -> None:
     assert objects_from_coco(gt)["object_id"].is_unique
 
 
-def test_stat_names() -> None:
-    assert STAT_NAMES == (
-        "AP",
-        "AP50",
-        "AP75",
-        "APs",
-        "APm",
-        "APl",
-        "AR1",
-        "AR10",
-        "AR100",
-        "ARs",
-        "ARm",
-        "ARl",
-    )
+def test_stat_names_key_the_stats_in_pycocotools_order_and_each_is_explained() -> None:
+    """The names are checked against pycocotools' positions in test_stats_equal_pycocotools_and_faster_coco_eval
+    (coco_reference reads the stats by STAT_NAMES); here: the stats carry exactly these keys, in this
+    order, every one (and no other) is explained to the user, and a perfect detection scores 1 where
+    pycocotools does (AP, AP50, AP75, the small-area AP and every recall; medium/large have no object)."""
+    from metrics.evaluation import accumulate
+    from store.model_queries import STAT_MEANINGS
+
+    gt, preds = _one_box_tables()
+    stats = accumulate(match(gt, preds)).stats
+    assert tuple(stats) == STAT_NAMES and len(STAT_NAMES) == 12
+    assert set(STAT_MEANINGS) == set(STAT_NAMES)
+    perfect = {name for name, value in stats.items() if value == pytest.approx(1.0)}
+    assert perfect == {"AP", "AP50", "AP75", "APs", "AR1", "AR10", "AR100", "ARs"}
+    assert stats["APm"] == stats["APl"] == stats["ARm"] == stats["ARl"] == -1.0
 
 
 def _one_box_tables():

@@ -52,8 +52,22 @@ def test_specs_declare_meaning_range_and_group() -> None:
     for name in PIXEL_METRICS:
         if name != "colourfulness":
             assert specs[name].high is not None, f"{name} is a score and must be bounded"
-    assert "v / (v + 100)" in specs["sharpness"].description  # the mapping is documented
     assert specs["entropy"].unit == "bits" and specs["entropy"].high == 8
+
+
+def test_sharpness_computes_the_mapping_its_description_states(tmp_path: Path) -> None:
+    """The description's ``v / (v + K)`` is the K the code uses (not the description's own literal)."""
+    import re
+
+    spec = registry.get("sharpness")
+    stated = re.search(r"v / \(v \+ ([0-9.]+)\)", spec.description)
+    assert stated, spec.description
+    pixels = np.random.default_rng(0).integers(0, 256, (96, 128), dtype=np.uint8)
+    path = tmp_path / "noise.png"
+    Image.fromarray(pixels, mode="L").save(path)
+    v = float(cv2.Laplacian(pixels.astype(np.float32), cv2.CV_32F, ksize=1).var())
+    value = spec.func(ImageContext({"path": str(path), "width": 128, "height": 96}))
+    assert value == pytest.approx(v / (v + float(stated.group(1))), rel=1e-4)
 
 
 def test_real_photo_values_and_hashes() -> None:

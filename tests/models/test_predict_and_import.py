@@ -95,9 +95,7 @@ def test_cli_predict_reloads_the_checkpoint_safely_and_imports_the_same_predicti
 
 @pytest.mark.slow
 def test_model_quality_page_shows_the_trained_model(trained):
-    page = REPO / "pages" / "model_quality.py"
-    if not page.is_file():
-        pytest.skip("pages/model_quality.py is not written yet")
+    page = REPO / "pages" / "model_quality.py"  # a rename fails here, not a skip
     model = trained["summary"]["model"]
     at = AppTest.from_file(str(page), default_timeout=120)
     at.session_state["project"] = str(trained["project"])
@@ -110,7 +108,8 @@ def test_model_quality_page_shows_the_trained_model(trained):
     ]
     shown = {m.label: m.value for m in at.metric}
     assert shown["AR100"] == (f"{stats['AR100']:.3f}" if stats["AR100"] >= 0 else "n/a")
-    assert set(at.dataframe[0].value["category"]) <= {"red", "orange"}
+    categories = set(at.dataframe[0].value["category"])
+    assert categories and categories <= {"red", "orange"}
 
 
 def test_cli_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys):

@@ -54,7 +54,8 @@ def test_missed_labels_sorted_by_an_object_metric() -> None:
     assert reasons <= {"missed", "mislocalised", "misclassified"}
     at.radio(key="px_view").set_value("tp").run()
     assert not at.exception, at.exception
-    assert all(c.startswith("true positive: IoU") for c in _card_captions(at))
+    cards = _card_captions(at)
+    assert cards and all(c.startswith("true positive: IoU") for c in cards)
 
 
 def test_tagging_a_label_error_candidate() -> None:

@@ -8,34 +8,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cli import main
-from tests.conftest import REPO, write_small_coco
+from metrics import registry
+from tests.conftest import REPO, cli_import, write_small_coco
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("summary")
-    images, ann = write_small_coco(folder / "src", n_images=5)
-    root = folder / "project"
-    assert (
-        main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(images),
-                "--annotations",
-                str(ann),
-                "--project",
-                str(root),
-                "--dataset",
-                "small",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    return root
+def project(small_project: Path) -> Path:
+    return small_project
 
 
 def _app(project: Path) -> AppTest:
@@ -55,7 +34,11 @@ def test_summary_shows_counts_issues_and_metric_table(project):
     table = at.dataframe[1].value
     brightness = table[table["metric"] == "brightness"].iloc[0]
     assert brightness["count"] == 5 and brightness["level"] == "image"
-    assert "higher" in brightness["direction"] or "neither" in brightness["direction"]
+    assert (
+        brightness["direction"]
+        == registry.get("brightness").direction_text
+        == "neither end is better: look at the outliers"
+    )
     assert table[table["metric"] == "object_area"].iloc[0]["count"] == 10
 
 
@@ -69,24 +52,7 @@ def test_sidebar_dataset_picker_limits_the_summary(tmp_path):
     project = tmp_path / "two"
     for name, n_images in (("small", 5), ("other", 3)):
         images, ann = write_small_coco(tmp_path / name, n_images=n_images, seed=n_images)
-        assert (
-            main(
-                [
-                    "import",
-                    "coco",
-                    "--images",
-                    str(images),
-                    "--annotations",
-                    str(ann),
-                    "--project",
-                    str(project),
-                    "--dataset",
-                    name,
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+        cli_import(images, ann, project, name)
     at = _app(project).run()
     assert len(at.dataframe[0].value) == 2
     at.sidebar.multiselect[0].set_value(["other"]).run()

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli import main
+from tests.conftest import import_argv
 
 EXTREMES = [0, -1, 1, 2**31, -(2**31), 2**53, 2**63, 2**63 - 1, -(2**63) - 1, 1e308, -1e308]
 EXTREMES += [float("inf"), float("-inf"), float("nan"), -0.0, 0.5, 1e-300, 1e9, 100_000]
@@ -118,17 +119,7 @@ def run(examples: int) -> int:
         ann.write_text(json.dumps(coco))
         project = folder / "p"
         shutil.rmtree(project, ignore_errors=True)
-        argv = [
-            "import",
-            "coco",
-            "--images",
-            str(images),
-            "--annotations",
-            str(ann),
-            "--project",
-            str(project),
-        ]
-        code, _, err = _cli([*argv, "--dataset", "d", "--quiet", "--workers", "1"])
+        code, _, err = _cli(import_argv(images, ann, project, "d", "--quiet", "--workers", "1"))
         _check(code, err, json.dumps(coco))
         seen["imported" if code == 0 else "refused"] += 1
         if code == 0:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_small_coco
+from tests.conftest import import_argv, write_small_coco
 from tests.reliability.hostile import assert_refused, run_cli
 
 
@@ -27,16 +27,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def _import_argv(source: tuple[Path, Path], project: Path, dataset: str = "d") -> list[str]:
     images, ann = source
-    return [
-        "import",
-        "coco",
-        "--images",
-        str(images),
-        "--annotations",
-        str(ann),
-        "--project",
-        str(project),
-    ] + [
+    return import_argv(images, ann, project) + [
         "--dataset",
         dataset,
         "--quiet",

@@ -17,18 +17,19 @@ from tests.reliability.hostile import assert_refused, run_cli
 
 @pytest.fixture
 def streamed(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Every annotations file above 1 kB takes the streaming path; counts the calls when there is one."""
-    monkeypatch.setattr(coco_reader, "STREAM_ABOVE_BYTES", 1024, raising=False)
+    """Every annotations file above 1 kB takes the streaming path; counts its calls.
+
+    ``raising=True`` (monkeypatch's default): a renamed threshold or reader fails here instead of
+    silently leaving the test on the in-memory path."""
+    monkeypatch.setattr(coco_reader, "STREAM_ABOVE_BYTES", 1024)
     calls = {"streamed": 0}
-    original = getattr(coco_reader, "_read_streaming", None)
-    if original is not None:
+    original = coco_reader._read_streaming
 
-        def counting(*args, **kwargs):
-            calls["streamed"] += 1
-            return original(*args, **kwargs)
+    def counting(*args, **kwargs):
+        calls["streamed"] += 1
+        return original(*args, **kwargs)
 
-        monkeypatch.setattr(coco_reader, "_read_streaming", counting)
-    calls["has_streaming"] = original is not None
+    monkeypatch.setattr(coco_reader, "_read_streaming", counting)
     return calls
 
 
@@ -52,10 +53,11 @@ def _import(source: dict, ann, project, dataset: str) -> list[str]:
 def test_streamed_import_equals_the_in_memory_one(source, tmp_path, capsys, streamed, monkeypatch):
     code, _, err = run_cli(capsys, _import(source, source["ann"], tmp_path / "p", "streamed"))
     assert code == 0, err
-    assert streamed["streamed"] == 1 or not streamed["has_streaming"]
-    monkeypatch.setattr(coco_reader, "STREAM_ABOVE_BYTES", 1 << 40, raising=False)
+    assert streamed["streamed"] == 1
+    monkeypatch.setattr(coco_reader, "STREAM_ABOVE_BYTES", 1 << 40)
     code, _, err = run_cli(capsys, _import(source, source["ann"], tmp_path / "p", "loaded"))
     assert code == 0, err
+    assert streamed["streamed"] == 1  # the second import read the file whole
     for table in ("images", "objects", "categories"):
         a = pd.read_parquet(tmp_path / "p" / "datasets" / "streamed" / f"{table}.parquet").drop(
             columns="dataset"
@@ -91,6 +93,7 @@ def test_streamed_file_with_a_bad_record_is_one_line(source, tmp_path, capsys, s
     project = tmp_path / "project"
     assert_refused(capsys, _import(source, bad, project, "bad"), project, [str(bad), *fragments])
     assert not project.exists()
+    assert streamed["streamed"] == 1  # the refusal came from the streaming reader
 
 
 def test_streamed_file_cut_short_is_one_line(source, tmp_path, capsys, streamed):
@@ -99,6 +102,7 @@ def test_streamed_file_cut_short_is_one_line(source, tmp_path, capsys, streamed)
     bad.write_text(text[: len(text) - 40])
     project = tmp_path / "project"
     assert_refused(capsys, _import(source, bad, project, "cut"), project, [str(bad), "invalid JSON"])
+    assert streamed["streamed"] == 1
 
 
 def test_file_read_whole_above_the_limit_is_refused(source, tmp_path, capsys, monkeypatch):

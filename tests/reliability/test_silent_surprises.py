@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.conftest import import_argv
 from tests.reliability.hostile import assert_refused, jpeg_bytes, run_cli
 
 
@@ -33,8 +34,7 @@ def _import(
     ann = tmp_path / "ann.json"
     ann.write_text(coco if isinstance(coco, str) else json.dumps(coco))
     project = tmp_path / "project"
-    argv = ["import", "coco", "--images", str(images), "--annotations", str(ann), "--project", str(project)]
-    code, out, err = run_cli(capsys, [*argv, "--dataset", "d", "--quiet", "--workers", "1"])
+    code, out, err = run_cli(capsys, import_argv(images, ann, project, "d", "--quiet", "--workers", "1"))
     return code, out, err, project
 
 
@@ -63,17 +63,10 @@ def test_duplicate_top_level_key_is_refused(tmp_path: Path, capsys, parse_path: 
     (tmp_path / "images").mkdir()
     (tmp_path / "ann.json").write_text(text)
     project = tmp_path / "project"
-    argv = [
-        "import",
-        "coco",
-        "--images",
-        str(tmp_path / "images"),
-        "--annotations",
-        str(tmp_path / "ann.json"),
-    ]
+    argv = import_argv(tmp_path / "images", tmp_path / "ann.json", project)
     assert_refused(
         capsys,
-        [*argv, "--project", str(project)],
+        argv,
         project,
         ["ann.json", "top level", "'annotations'", "twice"],
     )
@@ -87,15 +80,8 @@ def test_duplicate_key_in_a_record_is_refused(tmp_path: Path, capsys, parse_path
     (tmp_path / "images").mkdir()
     (tmp_path / "ann.json").write_text(text)
     project = tmp_path / "project"
-    argv = [
-        "import",
-        "coco",
-        "--images",
-        str(tmp_path / "images"),
-        "--annotations",
-        str(tmp_path / "ann.json"),
-    ]
-    assert_refused(capsys, [*argv, "--project", str(project)], project, ["ann.json", "'id' appears twice"])
+    argv = import_argv(tmp_path / "images", tmp_path / "ann.json", project)
+    assert_refused(capsys, argv, project, ["ann.json", "'id' appears twice"])
 
 
 def test_a_number_of_5000_digits_is_one_line(tmp_path: Path, capsys, parse_path: str):
@@ -104,15 +90,8 @@ def test_a_number_of_5000_digits_is_one_line(tmp_path: Path, capsys, parse_path:
     (tmp_path / "images").mkdir()
     (tmp_path / "ann.json").write_text(text)
     project = tmp_path / "project"
-    argv = [
-        "import",
-        "coco",
-        "--images",
-        str(tmp_path / "images"),
-        "--annotations",
-        str(tmp_path / "ann.json"),
-    ]
-    err = assert_refused(capsys, [*argv, "--project", str(project)], project, ["ann.json", "4300 digits"])
+    argv = import_argv(tmp_path / "images", tmp_path / "ann.json", project)
+    err = assert_refused(capsys, argv, project, ["ann.json", "4300 digits"])
     assert "sys.set_int_max_str_digits" not in err
 
 

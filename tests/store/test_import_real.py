@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from cli import main
-from tests.conftest import REPO, shared
+from tests.conftest import REPO, import_argv, shared
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +24,7 @@ def real_project(tmp_path_factory: pytest.TempPathFactory):
         (taco, taco / "annotations_unofficial.json", "taco_unofficial"),
     ]
     for images, annotation_file, name in jobs:
-        code = main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(images),
-                "--annotations",
-                str(annotation_file),
-                "--project",
-                str(project),
-                "--dataset",
-                name,
-                "--quiet",
-            ]
-        )
+        code = main(import_argv(images, annotation_file, project, name, "--quiet"))
         assert code == 0, name
     return project
 

@@ -13,7 +13,7 @@ import pytest
 from cli import main
 from store import label_decisions
 from store.label_issues import load_meta
-from tests.conftest import REPO, shared
+from tests.conftest import REPO, cli_import, shared
 
 YARDSTICK = REPO.parent / "shared" / "tools" / "label_errors"
 
@@ -26,21 +26,42 @@ def yardstick(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def planted_project(
+    dataset: str, work: Path, seed: int, name: str, *extra: str, predictions: bool = False
+) -> tuple[Path, Path, Path]:
+    """``dataset`` of ../shared/data with the yardstick's planted errors (seed), imported through the
+    CLI as ``name`` into ``work/project`` (``extra`` import flags), and a detector's fake predictions
+    written (imported as model ``det`` when ``predictions``). Returns (project, truth, predictions)."""
+    source = shared(dataset)
+    corrupted, truth, preds = work / "corrupted.json", work / "truth.json", work / "preds.json"
+    coco = str(source / "annotations.json")
+    yardstick(
+        "inject_errors.py",
+        "--coco",
+        coco,
+        "--out",
+        str(corrupted),
+        "--truth",
+        str(truth),
+        "--seed",
+        str(seed),
+    )
+    yardstick("fake_predictions.py", "--coco", coco, "--out", str(preds), "--seed", str(seed))
+    project = cli_import(source / "images", corrupted, work / "project", name, *extra)
+    if predictions:
+        assert (
+            main(
+                ["import", "predictions", str(preds), "--project", str(project), "--model", "det", "--quiet"]
+            )
+            == 0
+        )
+    return project, truth, preds
+
+
 @pytest.fixture(scope="module")
 def corrupted_fruits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """fruits_nuts with planted errors imported (no embeddings) plus a detector's predictions."""
-    source = shared("fruits_nuts")
-    work = tmp_path_factory.mktemp("label_issues")
-    corrupted, truth, preds = work / "corrupted.json", work / "truth.json", work / "preds.json"
-    yardstick("inject_errors.py", "--coco", str(source / "annotations.json"), "--out", str(corrupted),
-              "--truth", str(truth), "--seed", "1")  # fmt: skip
-    yardstick(
-        "fake_predictions.py", "--coco", str(source / "annotations.json"), "--out", str(preds), "--seed", "1"
-    )
-    project = work / "project"
-    assert main(["import", "coco", "--images", str(source / "images"), "--annotations", str(corrupted),
-                 "--project", str(project), "--dataset", "fruits", "--quiet"]) == 0  # fmt: skip
-    return project, truth, preds
+    return planted_project("fruits_nuts", tmp_path_factory.mktemp("label_issues"), 1, "fruits")
 
 
 def test_no_model_no_embeddings_still_scores_labels_by_geometry(corrupted_fruits, capsys):

@@ -14,9 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli import main
-from tests.conftest import shared
-from tests.store.test_label_issues import yardstick
+from tests.store.test_label_issues import planted_project, yardstick
 
 FLOORS = {
     "fruits_nuts": {"swap": 0.98, "jitter": 0.80, "spurious": 0.97, "any": 0.94, "drop": 0.90},
@@ -33,20 +31,7 @@ def _scores(path: Path, level: str, key: str, rows: pd.DataFrame, column: str) -
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["fruits_nuts", "blood_cells"])
 def test_label_issue_beats_the_floors_on_planted_errors(dataset: str, tmp_path: Path) -> None:
-    source = shared(dataset)
-    corrupted, truth, preds = tmp_path / "corrupted.json", tmp_path / "truth.json", tmp_path / "preds.json"
-    yardstick("inject_errors.py", "--coco", str(source / "annotations.json"), "--out", str(corrupted),
-              "--truth", str(truth), "--seed", "0")  # fmt: skip
-    yardstick(
-        "fake_predictions.py", "--coco", str(source / "annotations.json"), "--out", str(preds), "--seed", "0"
-    )
-    project = tmp_path / "project"
-    assert main(["import", "coco", "--images", str(source / "images"), "--annotations", str(corrupted),
-                 "--project", str(project), "--dataset", "d", "--quiet", "--embeddings"]) == 0  # fmt: skip
-    assert (
-        main(["import", "predictions", str(preds), "--project", str(project), "--model", "det", "--quiet"])
-        == 0
-    )
+    project, truth, _ = planted_project(dataset, tmp_path, 0, "d", "--embeddings", predictions=True)
     folder = project / "datasets" / "d"
     meta = json.loads((folder / "label_issues" / "meta.json").read_text())
     assert meta["evidence"] == ["geometry", "embeddings", "predictions"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli import main
-from tests.conftest import write_small_coco
+from tests.conftest import cli_import, import_argv, write_small_coco
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -27,24 +27,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("base")
     images_dir, ann = write_small_coco(folder)
     project = folder / "project"
-    assert (
-        main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(images_dir),
-                "--annotations",
-                str(ann),
-                "--project",
-                str(project),
-                "--dataset",
-                "good",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    cli_import(images_dir, ann, project, "good")
     return {"images": images_dir, "coco": json.loads(ann.read_text()), "project": project}
 
 
@@ -196,21 +179,7 @@ def test_malformed_annotations_leave_project_unchanged(base, tmp_path, capsys, c
     bad = tmp_path / f"{case_id}.json"
     bad.write_text(json.dumps(coco))
     before = snapshot(base["project"])
-    code = main(
-        [
-            "import",
-            "coco",
-            "--images",
-            str(base["images"]),
-            "--annotations",
-            str(bad),
-            "--project",
-            str(base["project"]),
-            "--dataset",
-            "bad",
-            "--quiet",
-        ]
-    )
+    code = main(import_argv(base["images"], bad, base["project"], "bad", "--quiet"))
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1, err
@@ -244,19 +213,7 @@ def test_unparseable_files(base, tmp_path, capsys, case_id, raw, fragment):
     bad = tmp_path / f"{case_id}.json"
     bad.write_bytes(raw)
     before = snapshot(base["project"])
-    code = main(
-        [
-            "import",
-            "coco",
-            "--images",
-            str(base["images"]),
-            "--annotations",
-            str(bad),
-            "--project",
-            str(base["project"]),
-            "--quiet",
-        ]
-    )
+    code = main(import_argv(base["images"], bad, base["project"], None, "--quiet"))
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and fragment in err and str(bad) in err, err
     assert snapshot(base["project"]) == before
@@ -264,39 +221,9 @@ def test_unparseable_files(base, tmp_path, capsys, case_id, raw, fragment):
 
 def test_missing_annotations_file_and_images_dir(base, tmp_path, capsys):
     before = snapshot(base["project"])
-    assert (
-        main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(base["images"]),
-                "--annotations",
-                str(tmp_path / "nope.json"),
-                "--project",
-                str(base["project"]),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(import_argv(base["images"], tmp_path / "nope.json", base["project"], None, "--quiet")) == 2
     assert "file not found" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(tmp_path / "no_dir"),
-                "--annotations",
-                str(tmp_path / "x.json"),
-                "--project",
-                str(base["project"]),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(import_argv(tmp_path / "no_dir", tmp_path / "x.json", base["project"], None, "--quiet")) == 2
     assert "images folder not found" in capsys.readouterr().err
     assert snapshot(base["project"]) == before
 
@@ -305,24 +232,7 @@ def test_bad_dataset_name_is_refused(base, tmp_path, capsys):
     ann = tmp_path / "a.json"
     ann.write_text(json.dumps(base["coco"]))
     before = snapshot(base["project"])
-    assert (
-        main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(base["images"]),
-                "--annotations",
-                str(ann),
-                "--project",
-                str(base["project"]),
-                "--dataset",
-                "../evil",
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(import_argv(base["images"], ann, base["project"], "../evil", "--quiet")) == 2
     assert "not a valid dataset name" in capsys.readouterr().err
     assert snapshot(base["project"]) == before
 
@@ -333,20 +243,5 @@ def test_new_project_is_not_created_on_bad_input(tmp_path, capsys):
     images = tmp_path / "imgs"
     images.mkdir()
     project = tmp_path / "fresh"
-    assert (
-        main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(images),
-                "--annotations",
-                str(bad),
-                "--project",
-                str(project),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
+    assert main(import_argv(images, bad, project, None, "--quiet")) == 2
     assert not project.exists()

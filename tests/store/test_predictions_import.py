@@ -13,7 +13,7 @@ import pytest
 
 from cli import main
 from store.queries import ProjectReader
-from tests.conftest import shared
+from tests.conftest import cli_import, shared
 from tests.metrics.generated_predictions import generate_predictions
 from tests.store.test_malformed_coco import snapshot
 
@@ -41,24 +41,7 @@ def fruits(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("preds")
     ann = shared("fruits_nuts", "annotations.json")
     project = folder / "project"
-    assert (
-        main(
-            [
-                "import",
-                "coco",
-                "--images",
-                str(shared("fruits_nuts", "images")),
-                "--annotations",
-                str(ann),
-                "--project",
-                str(project),
-                "--dataset",
-                "fruits",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    cli_import(shared("fruits_nuts", "images"), ann, project, "fruits")
     coco = json.loads(ann.read_text())
     results = generate_predictions(coco, seed=3, with_segm=True)
     preds = folder / "preds.json"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from store.queries import ProjectReader
-from tests.conftest import REPO, write_small_coco
+from tests.conftest import REPO, import_argv, write_small_coco
 
 
 def _big_dataset(folder: Path, n_images: int) -> tuple[Path, Path]:
@@ -48,21 +48,7 @@ def _big_dataset(folder: Path, n_images: int) -> tuple[Path, Path]:
 
 
 def _import_command(images: Path, ann: Path, project: Path) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO / "cli.py"),
-        "import",
-        "coco",
-        "--images",
-        str(images),
-        "--annotations",
-        str(ann),
-        "--project",
-        str(project),
-        "--dataset",
-        "big",
-        "--quiet",
-    ]
+    return [sys.executable, str(REPO / "cli.py"), *import_argv(images, ann, project, "big", "--quiet")]
 
 
 def test_kill_during_import_then_resume(tmp_path):
@@ -123,12 +109,16 @@ def test_reader_keeps_working_while_a_writer_imports(tmp_path, small_coco):
         stderr=subprocess.PIPE,
     )
     seen_counts = set()
-    while proc.poll() is None:
+    reads = 0
+    while reads == 0 or proc.poll() is None:  # at least one read, the first one while the writer starts
         counts = reader.dataset_counts()
         seen_counts.add(tuple(zip(counts["dataset"], counts["images"], strict=True)))
         assert reader.scalar("SELECT count(*) FROM objects WHERE dataset = 'one'") == 8
-    assert proc.returncode == 0, proc.stderr.read().decode()
+        reads += 1
+    assert proc.wait() == 0, proc.stderr.read().decode()
     counts = reader.dataset_counts()
     assert dict(zip(counts["dataset"], counts["images"], strict=True)) == {"big": 40, "one": 4}
-    # every state a reader saw was whole: before the import, or after it
+    # every state a reader saw was whole: before the import, or after it; and reads happened before
+    # the commit (the writer is a new Python process: its import takes far longer than one read)
+    assert (("one", 4),) in seen_counts
     assert seen_counts <= {(("one", 4),), (("big", 40), ("one", 4))}
