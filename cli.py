@@ -209,7 +209,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(
             str(args.project), "name the dataset to predict (or give --images FOLDER)", field="--dataset"
         )
-    summary = predict_and_import(args.project, args.checkpoint, dataset, args.model)
+    if args.tile_size is not None and args.tile_size != 0 and args.tile_size < 32:
+        from store.errors import InputError
+
+        raise InputError(
+            "command line", f"must be 0 (off) or >= 32 pixels, got {args.tile_size}", field="--tile-size"
+        )
+    if args.tile_overlap is not None and not 0 <= args.tile_overlap < 0.9:
+        from store.errors import InputError
+
+        raise InputError(
+            "command line", f"must be >= 0 and < 0.9, got {args.tile_overlap}", field="--tile-overlap"
+        )
+    summary = predict_and_import(
+        args.project,
+        args.checkpoint,
+        dataset,
+        args.model,
+        tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
+    )
     if imported is not None:
         summary["imported_images"] = {k: imported.get(k) for k in ("dataset", "images") if k in imported}
     print(json.dumps(summary))
@@ -400,6 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--project", required=True)
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument("--dataset", help="dataset to predict (with --images: the name the folder gets)")
+    pr.add_argument(
+        "--tile-size",
+        type=int,
+        help="predict with sliding tiles of N original pixels plus the full image (0 = off; default: "
+        "as the checkpoint was trained)",
+    )
+    pr.add_argument("--tile-overlap", type=float, help="fraction of a tile neighbours share (default 0.2)")
     pr.add_argument(
         "--images",
         help="a folder of images that is no dataset yet: imported first (images only), then predicted",

@@ -63,6 +63,9 @@ class TrainConfig:
     score_threshold: float
     overfit_images: int
     folds: int
+    tile_size: int
+    tile_overlap: float
+    tile_min_visibility: float
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +150,14 @@ def _validate(cfg: TrainConfig, file: str | None) -> None:
         fail("folds", "must be 0 (off) or >= 2")
     if cfg.folds and cfg.overfit_images:
         fail("folds", "does not combine with overfit_images (set one of them to 0)")
+    if cfg.tile_size and cfg.tile_size < 32:
+        fail("tile_size", "must be 0 (off) or >= 32 pixels")
+    if cfg.tile_size < 0:
+        fail("tile_size", "must be 0 (off) or >= 32 pixels")
+    if not 0 <= cfg.tile_overlap < 0.9:
+        fail("tile_overlap", "must be >= 0 and < 0.9 (a fraction of the tile)")
+    if not 0 < cfg.tile_min_visibility <= 1:
+        fail("tile_min_visibility", "must be > 0 and <= 1 (a fraction of the object's box)")
     if cfg.max_side < 32:
         fail("max_side", "must be >= 32 pixels")
     for name, limit in INT_LIMITS.items():

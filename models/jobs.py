@@ -785,6 +785,8 @@ def predict_to_file(
     batch_size: int = 4,
     progress: Callable[[int, int], None] | None = None,
     categories: Any = None,
+    tile_size: int | None = None,
+    tile_overlap: float | None = None,
 ) -> int:
     """Run a checkpoint on `images` (the store's images table), write COCO results JSON; returns the count.
 
@@ -806,6 +808,24 @@ def predict_to_file(
                 field="--dataset",
             )
     threshold = loaded.meta["config"]["score_threshold"] if score_threshold is None else score_threshold
+    tile = int(loaded.meta["config"].get("tile_size", 0) if tile_size is None else tile_size)
+    if tile:  # a checkpoint trained on tiles predicts with them unless told otherwise
+        from models.tiles import predict_tiled
+
+        overlap = loaded.meta["config"].get("tile_overlap", 0.2) if tile_overlap is None else tile_overlap
+        results = predict_tiled(
+            loaded.model,
+            images,
+            torch_device,
+            tile,
+            float(overlap),
+            score_threshold=float(threshold),
+            max_side=int(loaded.meta["image_size"]),
+            progress=progress,
+            label_to_category=loaded.label_to_category,
+        )
+        write_json_atomic(out_file, results)
+        return len(results)
     results = predict(
         loaded.model,
         images,
@@ -828,6 +848,8 @@ def predict_and_import(
     device: str = "auto",
     score_threshold: float | None = None,
     show_progress: bool = True,
+    tile_size: int | None = None,
+    tile_overlap: float | None = None,
 ) -> dict[str, Any]:
     """`cocolens predict`: any checkpoint (loaded with weights_only=True) → results JSON → model `model`.
 
@@ -848,6 +870,8 @@ def predict_and_import(
         score_threshold=score_threshold,
         progress=(lambda d, t: bars.update("predict", d, t)) if bars else None,
         categories=frames.categories,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
     )
     if bars:
         bars.close()

@@ -289,7 +289,19 @@ def fit(
     if config.overfit_images:
         train_frames = val_frames = overfit_frames(train_frames, config.overfit_images)
         hflip = False  # memorising a handful of images is the point: no augmentation
-    train_set = CocoDetectionDataset(*train_frames, max_side=config.max_side, train=True, hflip=hflip)
+    if config.tile_size:
+        from models.tiles import TiledDataset
+
+        train_set = TiledDataset(
+            *train_frames,
+            max_side=config.max_side,
+            train=True,
+            hflip=hflip,
+            tile_size=config.tile_size,
+            min_visibility=config.tile_min_visibility,
+        )
+    else:
+        train_set = CocoDetectionDataset(*train_frames, max_side=config.max_side, train=True, hflip=hflip)
     if len(train_set) == 0:
         raise ValueError("no usable training images (status 'ok')")
     val_set = CocoDetectionDataset(

@@ -126,6 +126,17 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 "the train dataset, whose predictions score the label errors without the bias of a model "
                 "that learnt them. Costs about K-1 trainings.",
             )
+            tile_size = st.number_input(
+                "Tile size (0 = off)",
+                0,
+                8192,
+                int(defaults["tile_size"]),
+                step=32,
+                key="tf_tile_size",
+                help="For small objects in large images: train on crops of this many original pixels and "
+                "predict with sliding tiles plus the whole image (overlap and the visibility cut-off: "
+                "tile_overlap and tile_min_visibility in the config).",
+            )
             pretrained_backbone = st.checkbox(
                 "ImageNet backbone", value=bool(defaults["pretrained_backbone"]), key="tf_pretrained"
             )
@@ -152,6 +163,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 "pretrained_backbone": bool(pretrained_backbone),
                 "weights": weights.strip(),
                 "folds": int(folds),
+                "tile_size": int(tile_size),
             }
             _start(project_root, name.strip(), train, val, overrides)
         started = st.session_state.get("tf_started")

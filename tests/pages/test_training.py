@@ -239,15 +239,17 @@ def test_form_weights_field_reaches_the_config_and_a_missing_file_is_one_line(pr
     assert after == before
 
 
-def test_form_folds_option_makes_an_out_of_fold_job(project, monkeypatch):
+def test_form_folds_and_tile_options_reach_the_job(project, monkeypatch):
     monkeypatch.setattr(jobs, "launch", lambda _folder: 0)  # the job is created, never run
     at = _form(project)
     at.text_input(key="tf_name").input("formfold")
     at.number_input(key="tf_folds").set_value(3)
+    at.number_input(key="tf_tile_size").set_value(256)
     _submit(at)
     folder = Project(project).jobs_dir / at.session_state["tf_started"]
     job = jobs.read_job(folder)
     assert job["config"]["folds"] == 3 and job["name"] == "formfold-oof3"
+    assert job["config"]["tile_size"] == 256 and job["config"]["tile_overlap"] == 0.2
     jobs.update_job(folder, status="cancelled", phase="cancelled", ended_at=time.time())
 
 
