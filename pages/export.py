@@ -15,6 +15,7 @@ from metrics import registry
 from metrics.outliers import MODERATE_IQR, MODERATE_TEXT, SEVERE_TEXT
 from pages.gallery import saved_views, tag_manager
 from pages.state import reader, selected_datasets, set_query
+from store import export_queries
 from store import tags as tag_store
 from store.errors import InputError
 from store.filters import (
@@ -26,7 +27,6 @@ from store.filters import (
     matching_images,
     matching_objects,
     metric_levels,
-    sql_literal,
     write_filtered_csv,
 )
 from store.issue_catalogue import NAMES as ISSUES
@@ -89,9 +89,7 @@ col_a, col_b, col_c = st.columns(3)
 with col_a:
     chosen_datasets = st.multiselect("Datasets", all_datasets, key="fx_ds")
     scope = chosen_datasets or all_datasets
-    class_names = project_reader.df(
-        f"SELECT DISTINCT name FROM categories WHERE dataset IN ({', '.join(sql_literal(d) for d in scope)}) ORDER BY 1"
-    )["name"].tolist()
+    class_names = export_queries.class_names(project_reader, scope)
     st.session_state["fx_cls"] = [c for c in st.session_state.get("fx_cls", []) if c in class_names]
     classes = st.multiselect(
         "Classes", class_names, key="fx_cls", help="Objects of these classes (any if empty)."
@@ -120,11 +118,7 @@ range_metrics = st.multiselect(
 )
 ranges: dict[str, tuple[float | None, float | None]] = {}
 if range_metrics:
-    bounds = project_reader.df(
-        "SELECT metric, min(value) AS lo, max(value) AS hi FROM metric_values WHERE metric IN ("
-        + ", ".join(sql_literal(m) for m in range_metrics)
-        + f") AND dataset IN ({', '.join(sql_literal(d) for d in scope)}) GROUP BY metric"
-    ).set_index("metric")
+    bounds = export_queries.metric_bounds(project_reader, range_metrics, scope)
     for metric in range_metrics:
         row = bounds.loc[metric] if metric in bounds.index else None
         lo_col, hi_col, text_col = st.columns([1, 1, 3])
@@ -173,12 +167,7 @@ with count_c:
 with st.expander("Preview (first 200 matching images)"):
     preview = matching_images(project_reader, flt, limit=200)
     if len(preview):
-        names = project_reader.df(
-            "SELECT dataset, image_id, file_name, status FROM images WHERE (dataset, image_id) IN ("
-            + ", ".join(f"({sql_literal(d)}, {int(i)})" for d, i in preview.itertuples(index=False))
-            + ") ORDER BY 1, 2"
-        )
-        st.dataframe(names, hide_index=True, width="stretch")
+        st.dataframe(export_queries.image_files(project_reader, preview), hide_index=True, width="stretch")
     else:
         st.write("Nothing matches.")
 

@@ -14,6 +14,7 @@ from pages.gallery import DATASET_COLOURS, init_state
 from pages.model_common import ModelChoice, pick_model
 from pages.state import reader, set_query
 from store import model_queries as mq
+from store.model_tables import compare_tables, per_class_table
 
 
 def _stats_section(stats: dict[str, float]) -> None:
@@ -65,21 +66,6 @@ def pr_figure(evaluation: dict, tag: str, classes: list[int], names: dict[int, s
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
     )
     return fig
-
-
-def per_class_table(evaluation: dict, outcomes: pd.DataFrame) -> pd.DataFrame:
-    """AP, AP50, AP75, AR100 (all thresholds) with TP / FP / FN, precision and recall at the chosen one."""
-    per_class = pd.DataFrame(evaluation["per_class"])[
-        ["category_id", "category", "objects", "AP", "AP50", "AP75", "AR100"]
-    ]
-    table = per_class.merge(outcomes, on="category_id", how="left").fillna({"tp": 0, "fp": 0, "fn": 0})
-    for name in ("tp", "fp", "fn"):
-        table[name] = table[name].astype(int)
-    table["precision"] = table["tp"] / (table["tp"] + table["fp"]).where(lambda s: s > 0)
-    table["recall"] = table["tp"] / (table["tp"] + table["fn"]).where(lambda s: s > 0)
-    for name in ("AP", "AP50", "AP75", "AR100"):
-        table[name] = table[name].where(table[name] >= 0)
-    return table.sort_values("AP", ascending=True, na_position="last").reset_index(drop=True)
 
 
 def confusion_figure(confusion: dict, normalise: bool) -> go.Figure:
@@ -138,26 +124,6 @@ def _reasons_section(choice: ModelChoice) -> None:
         st.markdown(f"**Why labels were missed** ({int(fn['count'].sum()):,} false negatives)")
         st.plotly_chart(_reason_figure(fn, FN_MEANINGS, "#9467bd"), key="mq_fn_reasons", width="stretch")
         st.caption(" · ".join(f"**{k}**: {v}" for k, v in FN_MEANINGS.items()))
-
-
-def compare_tables(first: dict, second: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(12 stats side by side with the difference, per-class AP of both with the difference)."""
-    stats = pd.DataFrame(
-        {
-            "stat": mq.STATS,
-            "meaning": [mq.STAT_MEANINGS[s] for s in mq.STATS],
-            "A": [first["stats"].get(s) for s in mq.STATS],
-            "B": [second["stats"].get(s) for s in mq.STATS],
-        }
-    )
-    stats["B − A"] = stats["B"] - stats["A"]
-    a = pd.DataFrame(first["per_class"])[["category_id", "category", "objects", "AP"]]
-    b = pd.DataFrame(second["per_class"])[["category_id", "AP"]]
-    classes = a.merge(b, on="category_id", how="outer", suffixes=(" A", " B"))
-    for name in ("AP A", "AP B"):
-        classes[name] = classes[name].where(classes[name] >= 0)
-    classes["ΔAP (B − A)"] = classes["AP B"] - classes["AP A"]
-    return stats, classes.sort_values("ΔAP (B − A)", na_position="last").reset_index(drop=True)
 
 
 def _compare_section(choice: ModelChoice, evaluation: dict) -> None:
