@@ -18,22 +18,10 @@ DEFAULT_PORT = 8501
 
 
 def _progress_printer() -> Callable[[str, int, int], None]:
-    """A tqdm bar per stage, created lazily so that --help never imports tqdm."""
-    bars: dict[str, Any] = {}
+    """Progress on stderr: tqdm bars on a terminal, a line every few seconds in a log (store/progress_report.py)."""
+    from store.progress_report import ProgressReport
 
-    def update(stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="it", file=sys.stderr, leave=True)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
+    return ProgressReport()
 
 
 def cmd_import_coco(args: argparse.Namespace) -> int:
