@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import gallery
-from pages.state import query_value, reader, require_datasets
+from pages.state import query_value, reader, require_datasets, write_url
 from store import gallery_queries as gq
 
 PREFIX = "dq"
@@ -64,6 +64,6 @@ page, size = gallery.page_controls(PREFIX, total)
 gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name, total)
 items = gq.page_items(project_reader, gallery_filter, sort_metric, descending, page, size)
 gallery.image_cards(project_reader, items, sort_metric, tag_name, PREFIX)
-gallery.write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
+write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
 gallery.saved_views("pages/data_quality.py", PREFIX, root)
 gallery.show_detail_from_url((gallery_filter, sort_metric, descending))

@@ -189,7 +189,7 @@ def _outcome_gallery(choice: ModelChoice, view: str) -> None:
     )
     root = str(project_reader.project.root)
     tag = _tag_input()
-    tagged = _tagged(root, tag)
+    tagged = tag_store.tagged_keys(root, tag)
     paths = _pictures(project_reader, choice.model, choice.dataset, items)
     grid = st.columns(COLUMNS)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
@@ -234,24 +234,10 @@ def _tag_input() -> str:
     )
 
 
-def _tagged(root: str, tag: str) -> set[tuple[str, int, int | None]]:
-    return {
-        (str(r.dataset), int(r.image_id), None if pd.isna(r.object_id) else int(r.object_id))
-        for r in tag_store.tagged(root, tag).itertuples(index=False)
-    }
-
-
 def _toggle(
     root: str, dataset: str, image_id: int, object_id: int | None, tag: str, present: bool
 ) -> Callable[[], None]:
-    def toggle() -> None:
-        objects = None if object_id is None else [object_id]
-        if present:
-            tag_store.remove_tags(root, dataset, [image_id], objects, tag)
-        else:
-            tag_store.add_tags(root, dataset, [image_id], objects, tag)
-
-    return toggle
+    return lambda: tag_store.toggle(root, (dataset, image_id, object_id), tag, present)
 
 
 def _errors_gallery(choice: ModelChoice) -> None:
@@ -293,10 +279,7 @@ def _errors_gallery(choice: ModelChoice) -> None:
         return
     categories = mq.categories_of(project_reader, choice.dataset)
     legend(categories.rename(columns={"name": "category"}))
-    tagged = {
-        (str(r.dataset), int(r.image_id), None if pd.isna(r.object_id) else int(r.object_id))
-        for r in tag_store.tagged(root, tag).itertuples(index=False)
-    }
+    tagged = tag_store.tagged_keys(root, tag)
     paths = _pictures(project_reader, choice.model, choice.dataset, items)
     grid = st.columns(COLUMNS)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):

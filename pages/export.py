@@ -220,11 +220,10 @@ if pending:
                 if tag_level == "images"
                 else matching_objects(project_reader, flt)
             )
+            changed = tag_store.apply_keys(root, frame, tag_name, action)
             if action == "add":
-                changed = tag_store.add_keys(root, frame, tag_name)
                 done = f"Tagged {changed:,} {tag_level} with '{tag_name}' ({len(frame) - changed:,} already had it)."
             else:
-                changed = tag_store.remove_keys(root, frame, tag_name)
                 done = f"Removed '{tag_name}' from {changed:,} {tag_level} ({len(frame) - changed:,} did not have it)."
         st.session_state["fx_tag_done"] = done
         st.rerun()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -22,13 +23,12 @@ from streamlit.errors import StreamlitAPIException
 from metrics import registry
 from metrics.outliers import MODERATE_IQR, SEVERE_TEXT
 from pages import sample_view
-from pages.state import query_value, reader, selected_datasets, set_query
+from pages.state import PAGE_SIZES, init_state, query_value, reader, reset_view, selected_datasets
 from store import gallery_queries as gq
 from store import issue_catalogue, page_summaries, thumbnails
 from store import tags as tag_store
 from store.queries import ProjectReader
 
-PAGE_SIZES = [12, 24, 48]
 COLUMNS = 4
 CARD_SIDE = 320  # px of the cached card picture (≈ a quarter of a wide layout)
 CROP_SIDE = 192
@@ -123,29 +123,6 @@ def worst_first_descending(name: str) -> bool:
 
 
 # ----- URL-backed state ----------------------------------------------------------------------------------------
-
-
-def init_state(key: str, query_key: str, parse: Callable[[str], Any], default: Any) -> None:
-    """Give a widget its value from the URL the first time this session renders it."""
-    if key in st.session_state:
-        return
-    raw = query_value(query_key)
-    try:
-        st.session_state[key] = parse(raw) if raw is not None else default
-    except (TypeError, ValueError):
-        st.session_state[key] = default
-
-
-def reset_view(prefix: str, *query_keys: str) -> Callable[[], None]:
-    """A callback forgetting range and page (widget state and URL) when what they refer to changes."""
-
-    def reset() -> None:
-        for suffix in ("range", "page", "chart", *query_keys):
-            st.session_state.pop(f"{prefix}_{suffix}", None)
-        for key in ("lo", "hi", "page", *query_keys):
-            st.query_params.pop(key, None)
-
-    return reset
 
 
 def metric_picker(
@@ -580,11 +557,10 @@ def tag_all_button(
     keys = gq.filter_keys(project_reader, f)
     if f.level == "image":
         keys = keys[["dataset", "image_id"]]
+    changed = tag_store.apply_keys(project_root, keys, tag, action)
     if action == "add":
-        changed = tag_store.add_keys(project_root, keys, tag)
         st.toast(f"Tagged {changed:,} {items} with “{tag}” ({len(keys) - changed:,} already had it).")
     else:
-        changed = tag_store.remove_keys(project_root, keys, tag)
         st.toast(f"Removed “{tag}” from {changed:,} {items} ({len(keys) - changed:,} did not have it).")
     st.rerun()
 
@@ -638,26 +614,22 @@ def tag_manager(prefix: str, project_root: str) -> None:
                 st.rerun()
 
 
-def _tagged_set(project_root: str, tag: str) -> set[tuple[str, int, int | None]]:
-    frame = tag_store.tagged(project_root, tag)
-    return {
-        (str(r.dataset), int(r.image_id), None if pd.isna(r.object_id) else int(r.object_id))
-        for r in frame.itertuples(index=False)
-    }
-
-
-def _toggle_tag(
-    project_root: str, key: tuple[str, int, int | None], tag: str, present: bool
-) -> Callable[[], None]:
-    def toggle() -> None:
-        dataset, image_id, object_id = key
-        objects = None if object_id is None else [object_id]
-        if present:
-            tag_store.remove_tags(project_root, dataset, [image_id], objects, tag)
-        else:
-            tag_store.add_tags(project_root, dataset, [image_id], objects, tag)
-
-    return toggle
+def tag_button(
+    prefix: str, project_root: str, key: tag_store.Key, tag: str, tagged: set[tag_store.Key], note: str = ""
+) -> None:
+    """A card's tag button: pressed when the image or object ``key`` carries ``tag`` (``tagged``, read
+    once per page with :func:`store.tags.tagged_keys`); a click adds or removes it."""
+    present = key in tagged
+    what = "image" if key[2] is None else "object"
+    st.button(
+        tag,
+        icon=":material/check:" if present else ":material/sell:",
+        key=f"{prefix}_tag_{'_'.join(str(part) for part in key if part is not None)}",
+        on_click=lambda: tag_store.toggle(project_root, key, tag, present),
+        width="stretch",
+        type="primary" if present else "secondary",
+        help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this {what}{note}.",
+    )
 
 
 # ----- saved views -------------------------------------------------------------------------------------------
@@ -754,6 +726,35 @@ def close_detail() -> None:
     st.query_params.pop("object", None)
 
 
+def _objects_of(project_reader: ProjectReader, items: pd.DataFrame) -> pd.DataFrame:
+    """Every object of the items' images (what their pictures draw)."""
+    keys = list({(r.dataset, int(r.image_id)) for r in items.itertuples(index=False)})
+    return gq.image_objects(project_reader, keys)
+
+
+def card_pictures(
+    project_reader: ProjectReader,
+    items: pd.DataFrame,
+    level: str,
+    side: int,
+    objects: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Cached card pictures, one per item row: whole images with their annotations drawn (``level``
+    image) or object crops with context (``level`` object, the row's ``object_id`` cropped), at most
+    ``side`` px. ``objects`` = the items' images' objects when the caller already read them."""
+    objects = _objects_of(project_reader, items) if objects is None else objects
+    by_image = {key: group for key, group in objects.groupby(["dataset", "image_id"])}
+    empty = objects.iloc[0:0]
+    jobs = []
+    for row in items.itertuples(index=False):
+        if level == "object":
+            options = thumbnails.DrawOptions(max_side=side, crop_object=int(row.object_id), box=(side, side))
+        else:
+            options = thumbnails.DrawOptions(max_side=side, box=(side, side * 3 // 4))
+        jobs.append((row._asdict(), by_image.get((row.dataset, row.image_id), empty), options))
+    return thumbnails.thumbnail_paths(str(project_reader.project.root), jobs)
+
+
 def image_cards(
     project_reader: ProjectReader, items: pd.DataFrame, sort_metric: str | None, tag: str | None, prefix: str
 ) -> None:
@@ -762,21 +763,10 @@ def image_cards(
         st.info("No images match these filters.")
         return
     root = str(project_reader.project.root)
-    keys = list({(r.dataset, int(r.image_id)) for r in items.itertuples(index=False)})
-    objects = gq.image_objects(project_reader, keys)
+    objects = _objects_of(project_reader, items)
     legend(objects)
-    by_image = {key: group for key, group in objects.groupby(["dataset", "image_id"])}
-    empty = objects.iloc[0:0]
-    jobs = [
-        (
-            row._asdict(),
-            by_image.get((row.dataset, row.image_id), empty),
-            thumbnails.DrawOptions(max_side=CARD_SIDE, box=(CARD_SIDE, CARD_SIDE * 3 // 4)),
-        )
-        for row in items.itertuples(index=False)
-    ]
-    paths = thumbnails.thumbnail_paths(root, jobs)
-    tagged = _tagged_set(root, tag) if tag else set()
+    paths = card_pictures(project_reader, items, "image", CARD_SIDE, objects)
+    tagged = tag_store.tagged_keys(root, tag) if tag else set()
     columns = st.columns(COLUMNS)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
         with columns[index % COLUMNS].container(border=True):
@@ -796,17 +786,7 @@ def image_cards(
                 help=f"{row.file_name} — dataset {row.dataset}, image id {row.image_id}: all its metrics and objects.",
             )
             if tag:
-                key = (str(row.dataset), int(row.image_id), None)
-                present = key in tagged
-                st.button(
-                    tag,
-                    icon=":material/check:" if present else ":material/sell:",
-                    key=f"{prefix}_tag_{row.dataset}_{row.image_id}",
-                    on_click=_toggle_tag(root, key, tag, present),
-                    width="stretch",
-                    type="primary" if present else "secondary",
-                    help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this image.",
-                )
+                tag_button(prefix, root, (str(row.dataset), int(row.image_id), None), tag, tagged)
 
 
 def crop_cards(
@@ -817,22 +797,9 @@ def crop_cards(
         st.info("No objects match these filters.")
         return
     root = str(project_reader.project.root)
-    keys = list({(r.dataset, int(r.image_id)) for r in items.itertuples(index=False)})
-    objects = gq.image_objects(project_reader, keys)
     legend(items, project_reader)
-    by_image = {key: group for key, group in objects.groupby(["dataset", "image_id"])}
-    jobs = [
-        (
-            row._asdict(),
-            by_image[(row.dataset, row.image_id)],
-            thumbnails.DrawOptions(
-                max_side=CROP_SIDE, crop_object=int(row.object_id), box=(CROP_SIDE, CROP_SIDE)
-            ),
-        )
-        for row in items.itertuples(index=False)
-    ]
-    paths = thumbnails.thumbnail_paths(root, jobs)
-    tagged = _tagged_set(root, tag) if tag else set()
+    paths = card_pictures(project_reader, items, "object", CROP_SIDE)
+    tagged = tag_store.tagged_keys(root, tag) if tag else set()
     per_row = COLUMNS + 1
     columns = st.columns(per_row)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
@@ -852,16 +819,8 @@ def crop_cards(
                 help=f"Object {row.object_id} in {row.file_name} (dataset {row.dataset}, image id {row.image_id}).",
             )
             if tag:
-                key = (str(row.dataset), int(row.image_id), int(row.object_id))
-                present = key in tagged
-                st.button(
-                    tag,
-                    icon=":material/check:" if present else ":material/sell:",
-                    key=f"{prefix}_tag_{row.dataset}_{row.image_id}_{row.object_id}",
-                    on_click=_toggle_tag(root, key, tag, present),
-                    width="stretch",
-                    type="primary" if present else "secondary",
-                    help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this object.",
+                tag_button(
+                    prefix, root, (str(row.dataset), int(row.image_id), int(row.object_id)), tag, tagged
                 )
 
 
@@ -914,29 +873,3 @@ def show_detail_from_url(order: tuple[gq.GalleryFilter, str | None, bool] | None
     except ValueError:
         return
     detail_dialog(dataset, image_id, object_id)
-
-
-def write_url(
-    prefix: str,
-    metric: str | None,
-    chosen: tuple[float, float] | None,
-    sort_metric: str | None,
-    descending: bool,
-    page: int,
-    size: int,
-    issue: str | None,
-    tag_filter: str | None,
-) -> None:
-    """Write the view's state into the URL so a copied link reproduces it."""
-    set_query(
-        metric=metric,
-        lo=None if chosen is None else repr(chosen[0]),  # shortest text that reads back exactly
-        hi=None if chosen is None else repr(chosen[1]),
-        sort=sort_metric,
-        order="desc" if descending else "asc",
-        page=page + 1 if page else None,
-        size=size if size != PAGE_SIZES[1] else None,
-        issue=issue,
-        tag=tag_filter,
-        log="1" if st.session_state.get(f"{prefix}_log") else None,
-    )

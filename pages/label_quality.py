@@ -15,7 +15,7 @@ import streamlit as st
 
 from metrics import registry
 from pages import gallery, mislabelled
-from pages.state import query_list, query_value, reader, require_datasets, set_query
+from pages.state import init_state, query_list, query_value, reader, require_datasets, set_query, write_url
 from store import gallery_queries as gq
 
 PREFIX = "lq"
@@ -28,7 +28,7 @@ datasets = require_datasets()
 # ----- class distribution ---------------------------------------------------------------------------------------
 st.subheader("Class distribution")
 distribution = gallery.cached("class_distribution", project_reader, list(datasets))
-gallery.init_state(f"{PREFIX}_logc", "logc", lambda raw: raw == "1", False)
+init_state(f"{PREFIX}_logc", "logc", lambda raw: raw == "1", False)
 log_counts = st.toggle("Log scale", key=f"{PREFIX}_logc", help="Shows rare classes next to common ones.")
 if distribution.empty:
     st.info("No categories in the chosen datasets.")
@@ -185,7 +185,7 @@ st.dataframe(
     },
 )
 
-gallery.write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
+write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
 set_query(classes=classes or None, logc="1" if log_counts else None)
 gallery.saved_views("pages/label_quality.py", PREFIX, root)
 gallery.show_detail_from_url((gallery_filter, sort_metric, descending))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import math
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,9 @@ import pandas as pd
 import streamlit as st
 
 from pages import gallery
+from pages.gallery import card_pictures as picture_paths  # the name pages.embeddings imports from here
 from store import embedding_store as es
-from store import gallery_queries as gq
 from store import tags as tag_store
-from store import thumbnails
 from store.queries import ProjectReader
 
 PREFIX = "ml"
@@ -40,50 +38,16 @@ def embeddings_command(project_root: str | Path) -> str:
     return f"cocolens metrics --project {shlex.quote(str(project_root))} --embeddings"
 
 
-def picture_paths(project_reader: ProjectReader, items: pd.DataFrame, level: str, side: int) -> list[Path]:
-    """Cached card pictures: whole images (annotations drawn) or object crops with context."""
-    root = str(project_reader.project.root)
-    keys = list({(r.dataset, int(r.image_id)) for r in items.itertuples(index=False)})
-    objects = gq.image_objects(project_reader, keys)
-    by_image = {key: group for key, group in objects.groupby(["dataset", "image_id"])}
-    empty = objects.iloc[0:0]
-    jobs = []
-    for row in items.itertuples(index=False):
-        drawn = by_image.get((row.dataset, row.image_id), empty)
-        if level == "object":
-            options = thumbnails.DrawOptions(max_side=side, crop_object=int(row.object_id), box=(side, side))
-        else:
-            options = thumbnails.DrawOptions(max_side=side, box=(side, side * 3 // 4))
-        jobs.append((row._asdict(), drawn, options))
-    return thumbnails.thumbnail_paths(root, jobs)
-
-
 def _score(value: Any) -> str:
     if value is None or pd.isna(value) or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     return f"{float(value):.2f}"
 
 
-def _toggle(root: str, key: tuple[str, int, int], tag: str, present: bool) -> Callable[[], None]:
-    def toggle() -> None:
-        dataset, image_id, object_id = key
-        if present:
-            tag_store.remove_tags(root, dataset, [image_id], [object_id], tag)
-        else:
-            tag_store.add_tags(root, dataset, [image_id], [object_id], tag)
-
-    return toggle
-
-
 def _cards(project_reader: ProjectReader, items: pd.DataFrame, tag: str) -> None:
     root = str(project_reader.project.root)
     paths = picture_paths(project_reader, items, "object", gallery.CROP_SIDE)
-    tagged = tag_store.tagged(root, tag)
-    present_keys = {
-        (str(r.dataset), int(r.image_id), int(r.object_id))
-        for r in tagged.itertuples(index=False)
-        if not pd.isna(r.object_id)
-    }
+    tagged = tag_store.tagged_keys(root, tag)
     columns = st.columns(PER_ROW)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
         key = (str(row.dataset), int(row.image_id), int(row.object_id))
@@ -108,16 +72,7 @@ def _cards(project_reader: ProjectReader, items: pd.DataFrame, tag: str) -> None
                 width="stretch",
                 help=f"Object {key[2]} in {row.file_name} (dataset {key[0]}, image id {key[1]}), in context.",
             )
-            present = key in present_keys
-            st.button(
-                tag,
-                icon=":material/check:" if present else ":material/sell:",
-                key=f"{PREFIX}_tag_{key[0]}_{key[1]}_{key[2]}",
-                on_click=_toggle(root, key, tag, present),
-                width="stretch",
-                type="primary" if present else "secondary",
-                help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this object (shared by every page and the export).",
-            )
+            gallery.tag_button(PREFIX, root, key, tag, tagged, " (shared by every page and the export)")
 
 
 def render(project_reader: ProjectReader, datasets: list[str]) -> None:

@@ -12,8 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from metrics.error_reasons import OVERLAP_MIN_IOU
-from pages.gallery import init_state
-from pages.state import reader, selected_datasets, set_query
+from pages.state import init_state, reader, selected_datasets, set_query
 from store import model_queries as mq
 from store.queries import ProjectReader
 

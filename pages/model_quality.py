@@ -10,9 +10,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from metrics.error_reasons import FN_MEANINGS, FP_MEANINGS
-from pages.gallery import DATASET_COLOURS, init_state
+from pages.gallery import DATASET_COLOURS
 from pages.model_common import ModelChoice, pick_model
-from pages.state import reader, set_query
+from pages.state import init_state, reader, set_query
 from store import model_queries as mq
 from store.model_tables import compare_tables, per_class_table
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from store.queries import ProjectReader
+
+PAGE_SIZES = [12, 24, 48]  # gallery page sizes; the middle one is the default (left out of the URL)
 
 
 def _project_from_argv() -> str | None:
@@ -79,3 +83,55 @@ def require_datasets() -> list[str]:
         )
         st.stop()
     return datasets
+
+
+# ----- URL-backed widget state of the galleries ------------------------------------------------------------
+
+
+def init_state(key: str, query_key: str, parse: Callable[[str], Any], default: Any) -> None:
+    """Give a widget its value from the URL the first time this session renders it."""
+    if key in st.session_state:
+        return
+    raw = query_value(query_key)
+    try:
+        st.session_state[key] = parse(raw) if raw is not None else default
+    except (TypeError, ValueError):
+        st.session_state[key] = default
+
+
+def reset_view(prefix: str, *query_keys: str) -> Callable[[], None]:
+    """A callback forgetting range and page (widget state and URL) when what they refer to changes."""
+
+    def reset() -> None:
+        for suffix in ("range", "page", "chart", *query_keys):
+            st.session_state.pop(f"{prefix}_{suffix}", None)
+        for key in ("lo", "hi", "page", *query_keys):
+            st.query_params.pop(key, None)
+
+    return reset
+
+
+def write_url(
+    prefix: str,
+    metric: str | None,
+    chosen: tuple[float, float] | None,
+    sort_metric: str | None,
+    descending: bool,
+    page: int,
+    size: int,
+    issue: str | None,
+    tag_filter: str | None,
+) -> None:
+    """Write the view's state into the URL so a copied link reproduces it."""
+    set_query(
+        metric=metric,
+        lo=None if chosen is None else repr(chosen[0]),  # shortest text that reads back exactly
+        hi=None if chosen is None else repr(chosen[1]),
+        sort=sort_metric,
+        order="desc" if descending else "asc",
+        page=page + 1 if page else None,
+        size=size if size != PAGE_SIZES[1] else None,
+        issue=issue,
+        tag=tag_filter,
+        log="1" if st.session_state.get(f"{prefix}_log") else None,
+    )

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import pandas as pd
 
@@ -228,6 +228,36 @@ def add_keys(project_root: str | Path, keys: pd.DataFrame, tag: str) -> int:
 def remove_keys(project_root: str | Path, keys: pd.DataFrame, tag: str) -> int:
     """Untag every (dataset, image_id[, object_id]) row of ``keys``; returns tags removed."""
     return _apply(project_root, keys, tag, add=False)
+
+
+def apply_keys(
+    project_root: str | Path, keys: pd.DataFrame, tag: str, action: Literal["add", "remove"]
+) -> int:
+    """The pages' "tag all" / "untag all": :func:`add_keys` or :func:`remove_keys` by ``action``."""
+    if action not in ("add", "remove"):
+        raise ValueError(f"action must be 'add' or 'remove', got {action!r}")
+    return _apply(project_root, keys, tag, add=action == "add")
+
+
+Key = tuple[str, int, int | None]  # dataset, image_id, object_id (None: the image itself)
+
+
+def tagged_keys(project_root: str | Path, tag: str) -> set[Key]:
+    """Everything carrying ``tag`` as (dataset, image_id, object_id or None): what a page of cards looks
+    up once to draw each card's tag button pressed or not."""
+    return {
+        (str(r.dataset), int(r.image_id), None if pd.isna(r.object_id) else int(r.object_id))
+        for r in tagged(project_root, tag).itertuples(index=False)
+    }
+
+
+def toggle(project_root: str | Path, key: Key, tag: str, present: bool) -> int:
+    """A card's tag button: remove ``tag`` from the image or object ``key`` when ``present``, else add
+    it. Returns 1 when it changed, 0 when another session had already done the same."""
+    dataset, image_id, object_id = key
+    objects = None if object_id is None else [object_id]
+    change = remove_tags if present else add_tags
+    return change(project_root, dataset, [image_id], objects, tag)
 
 
 def rename_tag(project_root: str | Path, old: str, new: str) -> int:

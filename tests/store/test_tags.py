@@ -113,3 +113,25 @@ def test_cli_tag_and_untag_print_how_many_changed(tmp_path: Path, capsys: pytest
     capsys.readouterr()
     assert main(["untag", "--project", str(root), "--name", "x", "--where", "nope > 1"]) == 2
     assert "unknown column 'nope'" in capsys.readouterr().err
+
+
+def test_card_buttons_toggle_and_tag_all_through_one_store_function(tmp_path: Path) -> None:
+    """What every card's tag button and every "tag all" loop call: tagged_keys, toggle, apply_keys."""
+    import pandas as pd
+
+    from store.tags import apply_keys, tagged_keys, toggle
+
+    image, obj = ("a", 1, None), ("a", 1, 10)
+    assert toggle(tmp_path, image, "review", present=False) == 1
+    assert toggle(tmp_path, obj, "review", present=False) == 1
+    assert tagged_keys(tmp_path, "review") == {image, obj}  # the image and its object stay distinct
+    assert toggle(tmp_path, image, "review", present=True) == 1
+    assert toggle(tmp_path, image, "review", present=True) == 0  # another session removed it first
+    assert tagged_keys(tmp_path, "review") == {obj}
+    keys = pd.DataFrame({"dataset": ["a", "b"], "image_id": [1, 2], "object_id": [10, None]})
+    assert apply_keys(tmp_path, keys, "review", "add") == 1  # ("a", 1, 10) already had it
+    assert tagged_keys(tmp_path, "review") == {obj, ("b", 2, None)}
+    assert apply_keys(tmp_path, keys, "review", "remove") == 2
+    assert tagged_keys(tmp_path, "review") == set()
+    with pytest.raises(ValueError, match="'add' or 'remove'"):
+        apply_keys(tmp_path, keys, "review", "toggle")  # type: ignore[arg-type]
