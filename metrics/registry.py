@@ -24,7 +24,7 @@ import importlib
 import importlib.util
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -132,6 +132,19 @@ def all_specs(level: Level | None = None, kind: Kind | None = None) -> list[Metr
 def specs_by_name() -> dict[str, MetricSpec]:
     ensure_builtin_loaded()
     return dict(_REGISTRY)
+
+
+def explain(names: Iterable[str]) -> dict[str, list[str]]:
+    """``range``, ``direction`` and ``meaning`` columns for a column of metric names: what every metric
+    table shows beside the values. A name without a spec (a custom metric not loaded) gets empty range
+    and direction and the meaning "custom metric"."""
+    specs = specs_by_name()
+    found = [specs.get(name) for name in names]
+    return {
+        "range": [s.range_text if s else "" for s in found],
+        "direction": [s.direction_text if s else "" for s in found],
+        "meaning": [s.description if s else "custom metric" for s in found],
+    }
 
 
 BUILTIN_MODULES = ("metrics.image", "metrics.objects", "metrics.described")

@@ -182,20 +182,16 @@ tag_name = tag_col.text_input(
 ).strip()
 tag_level = level_col.radio("Tag the matching", ["images", "objects"], key="fx_tag_level", horizontal=True)
 matching = counts[tag_level]
-with button_col:
-    st.write("")
-    if st.button(
-        "Tag all…", key="fx_tag_button", icon=":material/sell:", disabled=not tag_name or not matching,
-        help=f"Adds the tag to the {matching:,} matching {tag_level} (asks first).",
+for column, action, label, key, icon, says in (
+    (button_col, "add", "Tag all…", "fx_tag_button", ":material/sell:", "Adds the tag to"),
+    (untag_col, "remove", "Untag all…", "fx_untag_button", ":material/label_off:", "Removes the tag from"),
+):
+    column.write("")
+    if column.button(
+        label, key=key, icon=icon, disabled=not tag_name or not matching,
+        help=f"{says} the {matching:,} matching {tag_level} (asks first).",
     ):  # fmt: skip
-        st.session_state["fx_tag_pending"] = ("add", tag_name, tag_level, matching)
-with untag_col:
-    st.write("")
-    if st.button(
-        "Untag all…", key="fx_untag_button", icon=":material/label_off:", disabled=not tag_name or not matching,
-        help=f"Removes the tag from the {matching:,} matching {tag_level} (asks first).",
-    ):  # fmt: skip
-        st.session_state["fx_tag_pending"] = ("remove", tag_name, tag_level, matching)
+        st.session_state["fx_tag_pending"] = (action, tag_name, tag_level, matching)
 pending = st.session_state.get("fx_tag_pending")
 if pending and pending != (pending[0], tag_name, tag_level, matching):
     st.session_state.pop("fx_tag_pending", None)  # the filter, tag or level changed since: ask again

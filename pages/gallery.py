@@ -516,22 +516,25 @@ def tag_all_button(
     pending_key = f"{prefix}_bulk_pending"
     items = "images" if f.level == "image" else "objects"
     left, right, _ = st.columns([2, 2, 3])
-    if left.button(
-        f"Tag all {total:,} with “{tag}”…",
-        key=f"{prefix}_tag_all",
-        icon=":material/sell:",
-        disabled=not total,
-        help=f"Adds “{tag}” to every {items[:-1]} in the current filter, on every page (asks first).",
+    for column, action, label, key, icon, says in (
+        (left, "add", f"Tag all {total:,} with “{tag}”…", "tag_all", ":material/sell:", f"Adds “{tag}” to"),
+        (
+            right,
+            "remove",
+            f"Untag all {total:,}…",
+            "untag_all",
+            ":material/label_off:",
+            f"Removes “{tag}” from",
+        ),
     ):
-        st.session_state[pending_key] = ("add", tag, total)
-    if right.button(
-        f"Untag all {total:,}…",
-        key=f"{prefix}_untag_all",
-        icon=":material/label_off:",
-        disabled=not total,
-        help=f"Removes “{tag}” from every {items[:-1]} in the current filter, on every page (asks first).",
-    ):
-        st.session_state[pending_key] = ("remove", tag, total)
+        if column.button(
+            label,
+            key=f"{prefix}_{key}",
+            icon=icon,
+            disabled=not total,
+            help=f"{says} every {items[:-1]} in the current filter, on every page (asks first).",
+        ):
+            st.session_state[pending_key] = (action, tag, total)
     pending = st.session_state.get(pending_key)
     if not pending:
         return
@@ -828,11 +831,7 @@ def crop_cards(
 
 
 def _metric_table(values: pd.DataFrame) -> pd.DataFrame:
-    specs = registry.specs_by_name()
-    table = values.copy()
-    table["range"] = table["metric"].map(lambda m: specs[m].range_text if m in specs else "")
-    table["direction"] = table["metric"].map(lambda m: specs[m].direction_text if m in specs else "")
-    table["meaning"] = table["metric"].map(lambda m: specs[m].description if m in specs else "custom metric")
+    table = values.assign(**registry.explain(values["metric"]))
     return table[["metric", "value", "range", "direction", "meaning"]]
 
 

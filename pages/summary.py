@@ -13,6 +13,7 @@ from pages.state import reader, require_datasets
 from store import issue_catalogue, page_summaries
 from store.gallery_queries import data_signature
 from store.queries import ProjectReader
+from store.report import SUMMARY_KEYS
 
 PAGES_DIR = Path(__file__).resolve().parent
 
@@ -64,30 +65,9 @@ st.subheader("Metrics")
 st.caption(
     f"Every metric with its distribution summary and IQR outliers (moderate: {MODERATE_TEXT}; severe: {SEVERE_TEXT})."
 )
-summary = summary.copy()
-specs = registry.specs_by_name()
 if len(summary):
-    summary["range"] = summary["metric"].map(lambda m: specs[m].range_text if m in specs else "")
-    summary["direction"] = summary["metric"].map(lambda m: specs[m].direction_text if m in specs else "")
-    summary["meaning"] = summary["metric"].map(
-        lambda m: specs[m].description if m in specs else "custom metric"
-    )
-    table = summary[
-        [
-            "metric",
-            "level",
-            "count",
-            "mean",
-            "median",
-            "min",
-            "max",
-            "moderate_outliers",
-            "severe_outliers",
-            "range",
-            "direction",
-            "meaning",
-        ]
-    ]
+    summary = summary.assign(**registry.explain(summary["metric"]))
+    table = summary[["metric", "level", *SUMMARY_KEYS, "range", "direction", "meaning"]]
     st.dataframe(
         table,
         hide_index=True,

@@ -74,6 +74,14 @@ class Issue:
         return self.reason
 
 
+def _metric(
+    name: str, level: Level, metric: str, direction: Direction, threshold: float, reason: str, page: str = ""
+) -> Issue:
+    """A metric issue; reviewed on Data quality (image) or Label quality (object) unless ``page`` says."""
+    page = page or ("data_quality" if level == "image" else "label_quality")
+    return Issue(name, level, "metric", reason, "", metric, threshold, direction, page=page)
+
+
 CATALOGUE: tuple[Issue, ...] = (
     Issue(
         "exact_duplicate_images", "image", "duplicates", value="exact",
@@ -101,38 +109,19 @@ CATALOGUE: tuple[Issue, ...] = (
         reason="image files that could not be decoded",
         help="Files that exist but could not be decoded (corrupt, truncated, unsupported).",
     ),
-    Issue(
-        "dark_images", "image", "metric", metric="dark_score", threshold=0.5, direction="above",
-        reason="1 − the 99th brightness percentile above 0.5: at least 99 % of the pixels darker than mid-grey",
-    ),
-    Issue(
-        "light_images", "image", "metric", metric="light_score", threshold=0.5, direction="above",
-        reason="the 5th brightness percentile above 0.5: at least 95 % of the pixels brighter than mid-grey",
-    ),
-    Issue(
-        "blurry_images", "image", "metric", metric="sharpness", threshold=0.1, direction="below",
-        reason="bounded Laplacian variance below 0.1 ≈ visibly soft",
-    ),
-    Issue(
-        "low_information_images", "image", "metric", metric="entropy", threshold=4.0, direction="below",
-        reason="under 4 bits of the 8 possible",
-    ),
-    Issue(
-        "tiny_objects", "object", "metric", metric="object_area_relative", threshold=0.0001,
-        direction="below", page="label_quality", reason="under 0.01 % of the image",
-    ),
-    Issue(
-        "invalid_geometry_objects", "object", "metric", metric="invalid_geometry", threshold=0.5,
-        direction="above", page="label_quality", reason="the flag is 1",
-    ),
-    Issue(
-        "likely_label_errors", "object", "metric", metric="label_issue", threshold=0.5, direction="above",
-        page="label_errors", reason="the learned label-error score: more likely wrong than not",
-    ),
-    Issue(
-        "images_missing_labels", "image", "metric", metric="missing_label", threshold=0.5,
-        direction="above", page="label_errors", reason="an unlabelled object is more likely than not",
-    ),
+    # name, level, metric, direction, threshold, why the threshold is there
+    _metric("dark_images", "image", "dark_score", "above", 0.5,
+            "1 − the 99th brightness percentile above 0.5: at least 99 % of the pixels darker than mid-grey"),
+    _metric("light_images", "image", "light_score", "above", 0.5,
+            "the 5th brightness percentile above 0.5: at least 95 % of the pixels brighter than mid-grey"),
+    _metric("blurry_images", "image", "sharpness", "below", 0.1, "bounded Laplacian variance below 0.1 ≈ visibly soft"),
+    _metric("low_information_images", "image", "entropy", "below", 4.0, "under 4 bits of the 8 possible"),
+    _metric("tiny_objects", "object", "object_area_relative", "below", 0.0001, "under 0.01 % of the image"),
+    _metric("invalid_geometry_objects", "object", "invalid_geometry", "above", 0.5, "the flag is 1"),
+    _metric("likely_label_errors", "object", "label_issue", "above", 0.5,
+            "the learned label-error score: more likely wrong than not", page="label_errors"),
+    _metric("images_missing_labels", "image", "missing_label", "above", 0.5,
+            "an unlabelled object is more likely than not", page="label_errors"),
     Issue(
         "classes_under_10_objects", "object", "small_class", page="label_quality",
         reason=f"objects of classes with fewer than {SMALL_CLASS_OBJECTS} objects in their dataset",
