@@ -89,15 +89,38 @@ def missing_image_rows(
     the file or starting a worker pool for them.
     """
     from metrics import registry
-    from metrics.image import compute_image
+    from metrics.image import compute_image, missing_file_error
 
     registry.ensure_builtin_loaded()
     for plugin in plugins:
         registry.load_plugin(plugin)
-    return [
-        result_row(int(image_id), compute_image({**record, "known_missing": True}))
-        for record, image_id in zip(records, image_ids, strict=True)
-    ]
+    if plugins:  # custom metrics may read anything in the record: each one computed
+        return [
+            result_row(int(image_id), compute_image({**record, "known_missing": True}))
+            for record, image_id in zip(records, image_ids, strict=True)
+        ]
+    # The built-in metrics of a missing file depend on the annotated size alone (and the error on
+    # the path): one computed row per size, the rest copied from it.
+    by_size: dict[tuple[Any, Any], dict[str, Any]] = {}
+    rows = []
+    for record, image_id in zip(records, image_ids, strict=True):
+        size = (record.get("width"), record.get("height"))
+        template = by_size.get(size)
+        if template is None:
+            template = by_size[size] = result_row(0, compute_image({**record, "known_missing": True}))
+            if template["error"] != missing_file_error(str(record.get("path") or "")):
+                return [  # not the plain missing-file row: compute each, as the workers would
+                    result_row(int(i), compute_image({**r, "known_missing": True}))
+                    for r, i in zip(records, image_ids, strict=True)
+                ]
+        rows.append(
+            {
+                **template,
+                "image_id": int(image_id),
+                "error": missing_file_error(str(record.get("path") or "")),
+            }
+        )
+    return rows
 
 
 def image_results(

@@ -335,6 +335,11 @@ def _open_guarded(raw: bytes) -> Image.Image:
         raise guard from None
 
 
+def missing_file_error(path: str) -> str:
+    """The one-line error of an image whose file is absent."""
+    return f"file not found: {_printable(path)}" if path else "no path"
+
+
 def _printable(text: str) -> str:
     """Control characters (a newline in a file name) escaped, so a message stays one line."""
     if text.isprintable():
@@ -383,9 +388,7 @@ def compute_image(record: dict[str, Any]) -> dict[str, Any]:
         result.update(status="unreadable", error=_one_line(exc))
         ctx.__dict__["raw_bytes"] = None
     if raw is None and result["status"] == "ok":
-        result.update(
-            status="missing", error=f"file not found: {_printable(ctx.path)}" if ctx.path else "no path"
-        )
+        result.update(status="missing", error=missing_file_error(ctx.path))
     if raw is not None:
         result["file_size"] = len(raw)
         result["content_hash"] = ctx.content_hash

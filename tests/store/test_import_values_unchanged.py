@@ -44,3 +44,57 @@ def test_every_table_of_a_real_import_equals_the_reference(tmp_path: Path, name:
     assert sorted(actual) == sorted(expected)
     for key, path in expected.items():
         pd.testing.assert_frame_equal(actual[key], pd.read_parquet(path), check_exact=True, obj=key)
+
+
+def test_images_known_missing_from_a_listing_get_the_rows_the_per_file_path_gives(
+    tmp_path: Path, monkeypatch
+):
+    """Missing files found by one listing per folder (no stat, no worker) equal the per-file results."""
+    import json
+
+    from PIL import Image
+
+    from store import coco_import
+
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    (images / "elsewhere").mkdir()
+    (images / "link").symlink_to(images / "elsewhere")
+    (tmp_path / "outside").mkdir()
+    (images / "escape").symlink_to(tmp_path / "outside")
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(images / "sub" / "here.jpg")
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(images / "café.jpg")  # NFC on disk
+    names = [
+        "sub/here.jpg",
+        "sub/gone.jpg",
+        "nofolder/gone.jpg",
+        "gone.jpg",
+        "cafe\u0301.jpg",
+        "link/gone.jpg",
+    ]
+    names += ["escape/gone.jpg", "./sub/gone2.jpg", "sub//gone3.jpg"]
+    records = [{"id": i, "file_name": n, "width": 40 + i, "height": 30} for i, n in enumerate(names)]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 5, 5]} for i in range(len(names))]
+    ann = tmp_path / "ann.json"
+    ann.write_text(
+        json.dumps({"images": records, "annotations": anns, "categories": [{"id": 1, "name": "x"}]})
+    )
+
+    coco_import.import_coco(images, ann, tmp_path / "fast", dataset="d", workers=2, prewarm=False)
+    fast = snapshot(tmp_path / "fast" / "datasets" / "d", tmp_path)
+
+    def per_file(root: Path, file_names: list[str]):
+        import numpy as np
+
+        return [coco_import.resolve_image_path(root, n) for n in file_names], np.zeros(len(file_names), bool)
+
+    monkeypatch.setattr(coco_import, "resolve_image_paths", per_file)
+    coco_import.import_coco(images, ann, tmp_path / "slow", dataset="d", workers=2, prewarm=False)
+    slow = snapshot(tmp_path / "slow" / "datasets" / "d", tmp_path)
+    assert sorted(fast) == sorted(slow)
+    for key in slow:
+        pd.testing.assert_frame_equal(fast[key], slow[key], check_exact=True, obj=key)
+    table = fast["images.parquet"].set_index("file_name")
+    assert table.loc["sub/here.jpg", "status"] == "ok" and table.loc["cafe\u0301.jpg", "status"] == "ok"
+    assert table.loc["escape/gone.jpg", "status"] == "unreadable"
+    assert (table["status"] == "missing").sum() == 6
