@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from store.errors import InputError
 from store.queries import ProjectReader
@@ -28,11 +31,26 @@ def export_csv(project_dir: str | Path, out: str | Path, level: str, dataset: st
         sql, params = prediction_table_sql(reader, datasets)
     else:
         raise InputError("--level", f"expected image, object or prediction, got {level!r}")
+    return copy_to_csv(reader, sql, params, out)
+
+
+def copy_to_csv(
+    reader: ProjectReader,
+    sql: str,
+    params: list[Any],
+    out: str | Path,
+    tables: dict[str, pd.DataFrame] | None = None,
+) -> int:
+    """The rows of ``sql`` (``tables``: in-memory frames it joins) written to ``out`` as CSV with a header,
+    streamed by DuckDB (no whole-table pandas load) into a temporary file renamed over ``out`` only when
+    complete; returns the row count."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     cur = reader.cursor()
     try:
+        for name, frame in (tables or {}).items():
+            cur.register(name, frame)
         cur.execute(
             f"COPY ({sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (HEADER, DELIMITER ',')", params
         )

@@ -583,7 +583,6 @@ def write_filtered_csv(reader: ProjectReader, flt: Filter, out: str | Path, leve
 
     Streamed by DuckDB's COPY into a temporary file, then renamed: readers never see half a CSV.
     """
-    import os
 
     from store.wide import image_table_sql, object_table_sql
 
@@ -598,17 +597,6 @@ def write_filtered_csv(reader: ProjectReader, flt: Filter, out: str | Path, leve
         wide, params = object_table_sql(reader, datasets)
         keep = f"(w.dataset, w.image_id, w.object_id) IN (SELECT (dataset, image_id, object_id) FROM ({built.objects}))"
     sql = f"SELECT w.* FROM ({wide}) w WHERE {keep} ORDER BY ALL"
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    cur = reader.cursor()
-    try:
-        if built.tags is not None:
-            cur.register("_tagged", built.tags)
-        cur.execute(f"COPY ({sql}) TO {sql_literal(str(tmp))} (HEADER, DELIMITER ',')", params)
-        rows = cur.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
-        os.replace(tmp, out)
-    finally:
-        cur.close()
-        tmp.unlink(missing_ok=True)
-    return int(rows)
+    from store.csv_export import copy_to_csv
+
+    return copy_to_csv(reader, sql, params, out, None if built.tags is None else {"_tagged": built.tags})
