@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from metrics import geometry, objects, registry
+from store.coco_reader import OBJECT_COLUMNS
 from tests.conftest import shared
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -220,21 +221,7 @@ def test_values_follow_row_order_and_cache_sees_changes():
 
 def test_empty_tables():
     objs, imgs = frames([], [(1, 20, 20)])
-    objs = pd.DataFrame(
-        columns=[
-            "object_id",
-            "image_id",
-            "category_id",
-            "bbox_x",
-            "bbox_y",
-            "bbox_w",
-            "bbox_h",
-            "area",
-            "iscrowd",
-            "segmentation",
-            "seg_type",
-        ]
-    )
+    objs = pd.DataFrame(columns=[c for c in OBJECT_COLUMNS if c != "dataset"])  # the stored table, empty
     v = run_all(objs, imgs)
     assert v["object_count"].tolist() == [0.0] and v["frame_object_density"].tolist() == [0.0]
     assert len(v["object_area"]) == 0
