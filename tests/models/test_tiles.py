@@ -206,3 +206,29 @@ def test_cli_predict_with_tiles_and_a_bad_tile_size(tmp_path, capsys):
     results = json.loads(open(summary["results_file"]).read())
     assert results and all(r["segmentation"]["size"] == [90, 120] for r in results)  # full frame
     assert all(0 <= r["bbox"][0] and r["bbox"][0] + r["bbox"][2] <= 120.001 for r in results)
+
+
+def test_a_model_trained_on_tiles_predicts_with_tiles_by_default(fruits, tmp_path, monkeypatch):
+    from models import jobs, tiles
+    from models.config import load_config
+    from models.train import fit
+
+    config = load_config(
+        model="maskrcnn_mobilenet_v2_fpn", pretrained_backbone=False, max_side=96, tile_size=192, epochs=1,
+        batch_size=2, workers=0, device="cpu", overfit_images=2, score_threshold=0.0,
+    )  # fmt: skip
+    summary = fit(config, fruits, fruits, tmp_path / "run")
+    assert summary["history"][0]["losses"]["loss"] > 0
+    calls = []
+    real = tiles.predict_tiled
+
+    def spy(*args, **kwargs):
+        calls.append(args[3:5])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tiles, "predict_tiled", spy)
+    images = fruits.images.sort_values("image_id").head(1)
+    jobs.predict_to_file(summary["checkpoint"], images, tmp_path / "a.json", device="cpu")
+    assert calls == [(192, 0.2)]  # as trained: 800×600 photos in 192 px tiles, overlap 0.2
+    jobs.predict_to_file(summary["checkpoint"], images, tmp_path / "b.json", device="cpu", tile_size=0)
+    assert len(calls) == 1  # --tile-size 0: the plain pass
