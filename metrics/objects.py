@@ -473,16 +473,47 @@ def frame_object_density(objects: pd.DataFrame, images: pd.DataFrame) -> np.ndar
     out = np.where(known, 0.0, np.nan)
     rows_by_image = objects.groupby("image_id", sort=False).indices
     in_frame = geo.mask_in_frame
+    clipped = _clipped_boxes(geo) if images["image_id"].is_unique else None
     for k, image_id in enumerate(images["image_id"].tolist()):
         rows = rows_by_image.get(image_id)
         if rows is None or not known[k]:
             continue
         if not in_frame[rows].any():  # box-only image: exact union of boxes, no rasterising
-            out[k] = geometry.box_union_area(geo.boxes[rows], heights[k], widths[k]) / (
-                heights[k] * widths[k]
-            )
+            if clipped is None:
+                area = geometry.box_union_area(geo.boxes[rows], heights[k], widths[k])
+            else:
+                area = _union_of_clipped(*(c[rows[clipped[4][rows]]] for c in clipped[:4]))
+            out[k] = area / (heights[k] * widths[k])
             continue
         union = geometry.rle_union(geo.frame_rles(rows, in_frame, int(heights[k]), int(widths[k])))
         if union is not None:
             out[k] = float(geometry.rle_area([union])[0]) / (heights[k] * widths[k])
     return out
+
+
+def _clipped_boxes(geo: ObjectGeometry) -> tuple[np.ndarray, ...]:
+    """Every box clipped to its own frame, as :func:`metrics.geometry.box_union_area` clips them
+    per image (elementwise, so the same numbers): (x0, y0, x1, y1, kept), kept = finite and not empty.
+    """
+    b, height, width = geo.boxes, geo.img_h, geo.img_w
+    finite = np.isfinite(b).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        x0, y0 = np.clip(b[:, 0], 0, width), np.clip(b[:, 1], 0, height)
+        x1, y1 = np.clip(b[:, 0] + b[:, 2], 0, width), np.clip(b[:, 1] + b[:, 3], 0, height)
+        kept = finite & (x1 > x0) & (y1 > y0)
+    return x0, y0, x1, y1, kept
+
+
+def _union_of_clipped(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> float:
+    """:func:`metrics.geometry.box_union_area` on boxes already clipped and filtered: the same cells,
+    the same covered mask (filled by broadcasting, not a Python loop per box), the same final product.
+    """
+    if not len(x0):
+        return 0.0
+    xs, ys = np.unique(np.concatenate([x0, x1])), np.unique(np.concatenate([y0, y1]))
+    i0, i1 = np.searchsorted(xs, x0)[:, None, None], np.searchsorted(xs, x1)[:, None, None]
+    j0, j1 = np.searchsorted(ys, y0)[:, None, None], np.searchsorted(ys, y1)[:, None, None]
+    cols = np.arange(len(xs) - 1)[None, None, :]
+    rows = np.arange(len(ys) - 1)[None, :, None]
+    covered = ((rows >= j0) & (rows < j1) & (cols >= i0) & (cols < i1)).any(axis=0)
+    return float(np.diff(ys) @ (covered @ np.diff(xs)))
