@@ -231,11 +231,37 @@ def image_detections(
                     "box": [max(0.0, bx1), max(0.0, by1), min(float(width), bx2), min(float(height), by2)],
                     "score": float(scores[i]),
                     "label": int(labels[i]),
-                    "mask": (masks[i, 0].float().cpu(), window) if masks is not None else None,
+                    "mask": _mask_patch(masks[i, 0], output["boxes"][i], window, sx, sy)
+                    if masks is not None
+                    else None,
                     "source": index,
                 }
             )
     return merge(candidates)
+
+
+def _mask_patch(
+    probs: torch.Tensor, box: torch.Tensor, window: tuple[int, int, int, int], sx: float, sy: float
+) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """The mask probabilities under the detection's box only, with the full-frame window they cover.
+
+    A model returns every mask at its whole input size: keeping those for ~100 detections of each of
+    a dozen tiles would take gigabytes; the box's patch is all that is pasted back.
+    """
+    in_h, in_w = probs.shape
+    bx1, by1, bx2, by2 = box.float().tolist()
+    px0, py0 = max(0, int(np.floor(bx1)) - 1), max(0, int(np.floor(by1)) - 1)
+    px1, py1 = min(in_w, int(np.ceil(bx2)) + 1), min(in_h, int(np.ceil(by2)) + 1)
+    px1, py1 = max(px1, px0 + 1), max(py1, py0 + 1)
+    patch = probs[py0:py1, px0:px1].float().cpu().clone()
+    x0, y0 = window[0], window[1]
+    target = (
+        x0 + int(round(px0 * sx)),
+        y0 + int(round(py0 * sy)),
+        x0 + max(int(round(px1 * sx)), int(round(px0 * sx)) + 1),
+        y0 + max(int(round(py1 * sy)), int(round(py0 * sy)) + 1),
+    )
+    return patch, target
 
 
 def merge(candidates: list[dict[str, Any]], iou: float = NMS_IOU) -> list[dict[str, Any]]:
@@ -252,8 +278,10 @@ def merge(candidates: list[dict[str, Any]], iou: float = NMS_IOU) -> list[dict[s
 
 
 def paste_mask(mask: tuple[torch.Tensor, tuple[int, int, int, int]], width: int, height: int) -> np.ndarray:
-    """A tile's (or the full pass's) mask probabilities → a binary mask of the full image."""
+    """A mask patch's probabilities, resized onto the full-frame window it covers → a binary mask of
+    the full image."""
     probs, (x0, y0, x1, y1) = mask
+    x1, y1 = min(x1, width), min(y1, height)
     resized = nn.functional.interpolate(
         probs[None, None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False
     )
