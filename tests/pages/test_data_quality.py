@@ -13,7 +13,8 @@ from metrics import registry
 from store import gallery_queries as gq
 from store import tags
 from store.coco_import import import_coco
-from tests.conftest import REPO, shared
+from tests.conftest import shared
+from tests.pages.app_page import run_page
 from tests.pages.browser_slider import browser_range
 from tests.store.test_gallery_queries import build_quality_project
 
@@ -24,12 +25,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _page(project: Path, **query: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.session_state["project"] = str(project)
-    at.switch_page("pages/data_quality.py")
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return run_page(project, "data_quality", **query)
 
 
 def _shown(at: AppTest) -> int:

@@ -5,16 +5,12 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from store import tags
-from tests.conftest import REPO
+from tests.pages.app_page import run_page
 from tests.pages.demo_project import demo_project
 
 
 def _page(**query: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "pages" / "explorer.py"), default_timeout=180)
-    at.session_state["project"] = str(demo_project())
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return run_page(demo_project(), "explorer", via_app=False, timeout=180, **query)
 
 
 def _card_captions(at: AppTest) -> list[str]:

@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from pages.mislabelled import DEFAULT_TAG, PAGE_SIZE
 from store import tags
-from tests.conftest import REPO, write_small_coco
+from tests.conftest import write_small_coco
+from tests.pages.app_page import run_page
 from tests.store.test_embedding_store import synthetic_embedded_project
 
 
@@ -21,12 +22,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple
 
 
 def _page(project: Path, **query: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.session_state["project"] = str(project)
-    at.switch_page("pages/label_quality.py")
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return run_page(project, "label_quality", **query)
 
 
 def _card_keys(at: AppTest) -> list[tuple[int, int]]:

@@ -8,16 +8,12 @@ import json
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO
+from tests.pages.app_page import run_page
 from tests.pages.demo_project import demo_project
 
 
 def _page(**query: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "pages" / "model_quality.py"), default_timeout=120)
-    at.session_state["project"] = str(demo_project())
-    for key, value in query.items():
-        at.query_params[key] = value
-    return at.run()
+    return run_page(demo_project(), "model_quality", via_app=False, timeout=120, **query)
 
 
 def _stats(model: str, iou_type: str = "bbox") -> dict:
