@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import gallery
-from pages.state import query_value, reader, require_datasets, write_url
+from pages.state import reader, require_datasets, write_url
 from store import gallery_queries as gq
 
 PREFIX = "dq"
@@ -23,10 +23,7 @@ if not names:
     st.info("No image metrics in this project yet.")
     st.stop()
 
-issue = query_value("issue")
-if issue and (issue not in gq.IMAGE_ISSUES):
-    st.warning(f"`{issue}` is not an image issue; showing all images.")
-    issue = None
+issue = gallery.url_issue("image")
 gallery.issue_banner(PREFIX, issue)
 
 metric, chosen = gallery.metric_with_distribution(
@@ -44,26 +41,15 @@ st.subheader("Images")
 root = str(project_reader.project.root)
 sort_metric, descending = gallery.sort_controls(PREFIX, names, metric)
 tag_name, tag_keys, tag_filter = gallery.tag_controls(PREFIX, root)
-gallery_filter = gq.GalleryFilter(
-    level="image",
-    datasets=datasets,
-    metric=metric if chosen else None,
-    low=chosen[0] if chosen else None,
-    high=chosen[1] if chosen else None,
-    issue=issue,
-    tag_keys=tag_keys,
-)
-total = gq.count_items(project_reader, gallery_filter)
-filters = [
+gallery_filter = gallery.range_filter("image", datasets, metric, chosen, issue, tag_keys)
+notes = [
     f"`{metric}` in [{chosen[0]:.4g}, {chosen[1]:.4g}]" if chosen else "",
     issue or "",
     f"tag {tag_filter}" if tag_filter else "",
 ]
-st.markdown(f"**{total:,} images** " + (" · ".join(f for f in filters if f) or "(no filter)"))
-page, size = gallery.page_controls(PREFIX, total)
-gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name, total)
-items = gq.page_items(project_reader, gallery_filter, sort_metric, descending, page, size)
-gallery.image_cards(project_reader, items, sort_metric, tag_name, PREFIX)
+page, size = gallery.gallery_grid(
+    PREFIX, project_reader, gallery_filter, notes, sort_metric, descending, tag_name
+)
 write_url(PREFIX, metric, chosen, sort_metric, descending, page, size, issue, tag_filter)
 gallery.saved_views("pages/data_quality.py", PREFIX, root)
 gallery.show_detail_from_url((gallery_filter, sort_metric, descending))

@@ -74,6 +74,15 @@ def issue_banner(prefix: str, issue: str | None) -> None:
         )
 
 
+def url_issue(level: str) -> str | None:
+    """The ``?issue=`` of the URL when this level's gallery shows it; otherwise a warning and None."""
+    issue = query_value("issue")
+    if issue and issue not in (gq.IMAGE_ISSUES if level == "image" else gq.OBJECT_ISSUES):
+        st.warning(f"`{issue}` is not an {level} issue; showing all {level}s.")
+        return None
+    return issue
+
+
 def issue_metric(issue: str | None, default: str) -> str:
     """The metric an issue counts (its gallery opens on and sorts by it), else the page's default."""
     known = issue_catalogue.BY_NAME.get(issue or "")
@@ -727,6 +736,49 @@ def open_detail(dataset: str, image_id: int, object_id: int | None = None) -> Ca
 def close_detail() -> None:
     st.query_params.pop("detail", None)
     st.query_params.pop("object", None)
+
+
+def range_filter(
+    level: gq.Level,
+    datasets: list[str],
+    metric: str,
+    chosen: tuple[float, float] | None,
+    issue: str | None,
+    tag_keys: pd.DataFrame | None,
+    category_ids: list[tuple[str, int]] | None = None,
+) -> gq.GalleryFilter:
+    """The gallery's filter: the range chosen on ``metric``'s chart (none: no range), issue, tag, classes."""
+    return gq.GalleryFilter(
+        level=level,
+        datasets=datasets,
+        metric=metric if chosen else None,
+        low=chosen[0] if chosen else None,
+        high=chosen[1] if chosen else None,
+        issue=issue,
+        tag_keys=tag_keys,
+        category_ids=category_ids,
+    )
+
+
+def gallery_grid(
+    prefix: str,
+    project_reader: ProjectReader,
+    f: gq.GalleryFilter,
+    notes: list[str],
+    sort_metric: str | None,
+    descending: bool,
+    tag_name: str,
+) -> tuple[int, int]:
+    """How many items pass ``f`` (with the non-empty ``notes`` naming the filters), page controls,
+    tag-all, and one page of image or crop cards; returns (page, page size) for the URL."""
+    total = gq.count_items(project_reader, f)
+    st.markdown(f"**{total:,} {f.level}s** " + (" · ".join(n for n in notes if n) or "(no filter)"))
+    page, size = page_controls(prefix, total)
+    tag_all_button(prefix, str(project_reader.project.root), project_reader, f, tag_name, total)
+    items = gq.page_items(project_reader, f, sort_metric, descending, page, size)
+    cards = image_cards if f.level == "image" else crop_cards
+    cards(project_reader, items, sort_metric, tag_name, prefix)
+    return page, size
 
 
 def _objects_of(project_reader: ProjectReader, items: pd.DataFrame) -> pd.DataFrame:

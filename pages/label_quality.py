@@ -15,7 +15,7 @@ import streamlit as st
 
 from metrics import registry
 from pages import gallery, mislabelled
-from pages.state import init_state, query_list, query_value, reader, require_datasets, set_query, write_url
+from pages.state import init_state, query_list, reader, require_datasets, set_query, write_url
 from store import gallery_queries as gq
 
 PREFIX = "lq"
@@ -85,10 +85,7 @@ names = gq.metric_level_names(project_reader, "object")
 if not names:
     st.info("No object metrics in this project yet.")
     st.stop()
-issue = query_value("issue")
-if issue and issue not in gq.OBJECT_ISSUES:
-    st.warning(f"`{issue}` is not an object issue; showing all objects.")
-    issue = None
+issue = gallery.url_issue("object")
 
 st.divider()
 st.subheader("Object metrics")
@@ -136,28 +133,17 @@ if spec is not None:
         "`annotation_duplicate_iou` descending."
     )
 tag_name, tag_keys, tag_filter = gallery.tag_controls(PREFIX, root)
-gallery_filter = gq.GalleryFilter(
-    level="object",
-    datasets=datasets,
-    metric=metric if chosen else None,
-    low=chosen[0] if chosen else None,
-    high=chosen[1] if chosen else None,
-    issue=issue,
-    tag_keys=tag_keys,
-    category_ids=[(c.rpartition("|")[0], int(c.rpartition("|")[2])) for c in classes] or None,
-)
-total = gq.count_items(project_reader, gallery_filter)
-filters = [
+category_ids = [(c.rpartition("|")[0], int(c.rpartition("|")[2])) for c in classes] or None
+gallery_filter = gallery.range_filter("object", datasets, metric, chosen, issue, tag_keys, category_ids)
+notes = [
     f"`{metric}` in [{chosen[0]:.4g}, {chosen[1]:.4g}]" if chosen else "",
     issue or "",
     f"{len(classes)} classes" if classes else "",
     f"tag {tag_filter}" if tag_filter else "",
 ]
-st.markdown(f"**{total:,} objects** " + (" · ".join(f for f in filters if f) or "(no filter)"))
-page, size = gallery.page_controls(PREFIX, total)
-gallery.tag_all_button(PREFIX, root, project_reader, gallery_filter, tag_name, total)
-items = gq.page_items(project_reader, gallery_filter, sort_metric, descending, page, size)
-gallery.crop_cards(project_reader, items, sort_metric, tag_name, PREFIX)
+page, size = gallery.gallery_grid(
+    PREFIX, project_reader, gallery_filter, notes, sort_metric, descending, tag_name
+)
 
 mislabelled.render(project_reader, datasets)  # embedding-based label errors (pages/mislabelled.py)
 
