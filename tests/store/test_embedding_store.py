@@ -21,7 +21,7 @@ from store import embedding_store as es
 from store.coco_import import import_coco
 from store.project import Project
 from store.queries import ProjectReader
-from tests.conftest import shared, write_small_coco
+from tests.conftest import import_argv, shared, write_small_coco
 from tests.metrics.test_embeddings import rank_figures, swap_labels
 
 DATASET = "fruits_swapped"
@@ -271,20 +271,7 @@ def synthetic_embedded_project(folder: Path, confused: int = 5) -> tuple[Path, l
 def test_import_coco_with_embeddings(tmp_path: Path) -> None:
     images, annotations = write_small_coco(tmp_path / "src", n_images=3)
     project = tmp_path / "p"
-    summary = run_cli(
-        "import",
-        "coco",
-        "--images",
-        str(images),
-        "--annotations",
-        str(annotations),
-        "--project",
-        str(project),
-        "--dataset",
-        "tiny",
-        "--embeddings",
-        "--quiet",
-    )
+    summary = run_cli(*import_argv(images, annotations, project, "tiny", "--embeddings", "--quiet"))
     assert (summary["embeddings"]["images"], summary["embeddings"]["objects"]) == (3, 6)
     vectors, keys = es.load_vectors(project, "tiny", "object")
     assert vectors.shape == (6, 1280) and len(keys) == 6
