@@ -129,18 +129,9 @@ def test_training_job_import_and_readers_at_once(tmp_path):
         images, ann = write_small_coco(tmp_path / f"src_{name}", n_images=count, seed=seed)
         done = subprocess.run(_import(images, ann, root, name), cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-    config = jobs.prepare_config(
-        None,
-        model="maskrcnn_mobilenet_v2_fpn",
-        pretrained_backbone=False,
-        max_side=128,
-        epochs=1,
-        overfit_images=2,
-        batch_size=2,
-        workers=0,
-        device="cpu",
-        log_every=1,
-    )
+    from tests.models.test_jobs import FAST  # the smallest CPU training config the job tests use
+
+    config = jobs.prepare_config(None, **FAST)
     job_dir = Project(root).jobs_dir / jobs.start_job(root, "tr", "va", config)
     try:
         images, ann = _big_dataset(tmp_path / "big_src", n_images=12)
