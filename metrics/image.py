@@ -591,8 +591,8 @@ def light_score(ctx: ImageContext) -> float:
     high=1,
     direction="higher_better",
     description=(
-        "Sharpness v / (v + 100), v = variance of the Laplacian of the 0–255 grey image scaled to "
-        "≤ 512 px longest side (0.5 at v = 100). Decoded at reduced scale."
+        f"Sharpness v / (v + {SHARPNESS_K:g}), v = variance of the Laplacian of the 0–255 grey image scaled to "
+        f"≤ {ANALYSIS_SIDE} px longest side (0.5 at v = {SHARPNESS_K:g}). Decoded at reduced scale."
     ),
 )
 def sharpness(ctx: ImageContext) -> float:
@@ -690,7 +690,7 @@ def blue_fraction(ctx: ImageContext) -> float:
     low=0,
     high=1,
     description=(
-        "Fraction of pixels that are grey (R, G, B within 8 of 255 of each other): 1 = a grayscale "
+        f"Fraction of pixels that are grey (R, G, B within {GREY_TOLERANCE} of 255 of each other): 1 = a grayscale "
         f"image, near 0 = a colour photo. {_REDUCED}"
     ),
 )

@@ -50,7 +50,6 @@ CHECKPOINT_FILE = "best.pt"
 RESULTS_FILE = "predictions.json"
 GPU_LOCK_FILE = ".gpu.lock"
 ACTIVE = ("queued", "running")
-TERMINAL = ("succeeded", "failed", "cancelled")
 # After a cancel, the runner gets this long to stop at a step boundary before it is sent SIGTERM.
 CANCEL_GRACE_S = 20.0
 # A job with no pid this long after creation never got a process (the launch itself failed).

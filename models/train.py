@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from metrics.evaluation import STAT_NAMES
 from models.config import TrainConfig
 from models.data import CocoDetectionDataset, Frames, collate_fn
 
 log = logging.getLogger(__name__)
 
-STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 CHECKPOINT_NAME = "best.pt"
 CHECKPOINT_FORMAT = 1
 
