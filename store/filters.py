@@ -547,7 +547,9 @@ def _run(reader: ProjectReader, built: FilterSQL, sql: str) -> pd.DataFrame:
 
 
 def match_counts(reader: ProjectReader, flt: Filter) -> dict[str, int]:
-    """How many images and objects the filter matches (one query, for live counts on a page)."""
+    """How many images and objects the filter matches (one query, for live counts on a page):
+    ``{"images": n, "objects": m}``. Raises :class:`InputError` (one line for the user) on an unknown
+    metric, outlier level or issue, or a ``--where`` outside the allowed grammar."""
     built = build_sql(reader, flt)
     frame = _run(
         reader,

@@ -39,16 +39,31 @@ def issue_rule(issue: str) -> str:
 
 @dataclass
 class GalleryFilter:
-    """What a gallery shows: one level, some datasets, optional metric range / issue / tag keys."""
+    """What a gallery shows: one level, some datasets, optional metric range / issue / tag keys.
+
+    Every condition set is ANDed; a None (or empty) field filters nothing.
+
+    * ``level``: ``"image"`` (one row per image) or ``"object"`` (one row per labelled object).
+    * ``datasets``: names to include; empty = every dataset of the project.
+    * ``metric`` / ``low`` / ``high``: keep items whose stored value of ``metric`` (at ``level``) is
+      within [low, high], both inclusive, in the metric's own unit (see its registry spec); a None
+      bound is open; with both None, or ``metric`` None, no range applies. Items without a value of
+      the metric fail a range.
+    * ``issue``: a name of :data:`store.issue_catalogue.CATALOGUE` whose level is ``level`` (else
+      ValueError; unknown: KeyError).
+    * ``tag_keys``: dataset, image_id, object_id rows (object_id NULL = the whole image): an image
+      passes when a row names it or one of its objects, an object when a row names it or its image.
+    * ``category_ids``: (dataset, category_id) pairs; objects only, ignored at image level.
+    """
 
     level: Level = "image"
     datasets: list[str] = field(default_factory=list)
-    metric: str | None = None  # range filter metric
+    metric: str | None = None
     low: float | None = None
     high: float | None = None
     issue: str | None = None
-    tag_keys: pd.DataFrame | None = None  # dataset, image_id, object_id (NULL = the whole image)
-    category_ids: list[tuple[str, int]] | None = None  # (dataset, category_id) pairs, objects only
+    tag_keys: pd.DataFrame | None = None
+    category_ids: list[tuple[str, int]] | None = None
 
 
 def _placeholders(values: list[Any]) -> str:
@@ -237,6 +252,12 @@ def page_items(
 ) -> pd.DataFrame:
     """One page of items with what a card needs, sorted by a metric (nulls last), then by ids.
 
+    ``sort_metric`` None keeps id order (``sort_value`` is then NULL); otherwise the metric at the
+    filter's level, ``descending`` largest first. ``page`` is 0-based, ``page_size`` items per page;
+    a page past the end is an empty frame. Duplicate issues order by group first (``duplicate_group``:
+    the image's group id, the smallest when it is in several; NULL for other filters) so a group's
+    images stand together.
+
     Columns: dataset, image_id, object_id, file_name, path, status, error, width, height,
     orientation_applied, exif_orientation, content_hash, sort_value, duplicate_group; objects also
     category_id, category, bbox_x/y/w/h, segmentation.
@@ -307,6 +328,7 @@ def neighbours(
 
 
 def page_count(total: int, page_size: int) -> int:
+    """Pages needed for ``total`` items, at least 1 (an empty gallery still has its first page)."""
     return max(1, math.ceil(total / max(1, page_size)))
 
 
@@ -321,7 +343,11 @@ def metric_level_names(reader: ProjectReader, level: Level) -> list[str]:
 def metric_bounds(
     reader: ProjectReader, metric: str, level: Level, datasets: list[str]
 ) -> dict[str, float | int]:
-    """count, min, max, q1, q3 and the IQR fences of one metric over the chosen datasets."""
+    """count, min, max, q1, q3 and the IQR fences of one metric over the chosen datasets.
+
+    Values in the metric's unit; non-finite values are left out. With no value the count is 0 and
+    every other entry NaN. The fences are :func:`metrics.outliers.fences` of these quartiles
+    (moderate_low/high at ``MODERATE_IQR``, severe_low/high at ``SEVERE_IQR``)."""
     cond = "object_id IS NULL" if level == "image" else "object_id IS NOT NULL"
     sql = f"""
         SELECT count(value) AS count, min(value) AS min, max(value) AS max,

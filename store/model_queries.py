@@ -102,7 +102,12 @@ def load_eval(reader: ProjectReader, model: str) -> dict[str, Any]:
 
 
 def class_outcomes(reader: ProjectReader, model: str, iou_type: str, tag: str) -> pd.DataFrame:
-    """category_id, tp, fp, fn at one IoU threshold (ignored and beyond-max-dets predictions not counted)."""
+    """category_id, tp, fp, fn at one IoU threshold (ignored and beyond-max-dets predictions not counted).
+
+    ``model``: a model of the project; ``iou_type``: ``"bbox"`` or ``"segm"``; ``tag``: the threshold
+    as its column suffix, ``"50"`` … ``"95"`` (:func:`check_tag`; anything else is ValueError). A class
+    with predictions but no label, or labels but no prediction, has a row with the other counts 0;
+    a class with neither has none."""
     t = check_tag(tag)
     sql = f"""
         WITH p AS (SELECT category_id, count(*) FILTER (WHERE tp_{t}) AS tp,
@@ -121,7 +126,10 @@ def class_outcomes(reader: ProjectReader, model: str, iou_type: str, tag: str) -
 def reason_counts(
     reader: ProjectReader, model: str, iou_type: str, tag: str, side: Literal["fp", "fn"]
 ) -> pd.DataFrame:
-    """reason, count of false positives (side 'fp') or missed labels ('fn') at one threshold, zeros kept."""
+    """reason, count of false positives (side 'fp') or missed labels ('fn') at one threshold, zeros kept.
+
+    One row per reason of :data:`metrics.error_reasons.FP_REASONS` / ``FN_REASONS``, in that order,
+    0 where none; ``tag`` as in :func:`class_outcomes`."""
     t = check_tag(tag)
     table = "prediction_matches" if side == "fp" else "gt_matches"
     names = FP_REASONS if side == "fp" else FN_REASONS
@@ -135,6 +143,7 @@ def reason_counts(
 
 
 def categories_of(reader: ProjectReader, dataset: str) -> pd.DataFrame:
+    """category_id, name of one dataset's classes (empty for an unknown dataset), for legends and pickers."""
     return reader.df(
         "SELECT category_id, name FROM categories WHERE dataset = ? ORDER BY category_id", [dataset]
     )

@@ -63,6 +63,10 @@ def _count(reader: ProjectReader, issue: catalogue.Issue, where: str, params: li
 
 
 def build_report(project_dir: str | Path) -> dict[str, Any]:
+    """``cocolens report --json``: {datasets: {name: counts + metrics}, metrics: {name: summary},
+    issues: :func:`issue_counts`, models: {name: {dataset, bbox, segm, stale}}}. Each summary is the metric's
+    level and :data:`SUMMARY_KEYS` (non-finite values as None); ``bbox`` / ``segm`` are the 12 COCO
+    stats by name (``metrics.evaluation.STAT_NAMES``) or None when the model has no such evaluation."""
     reader = ProjectReader(project_dir)
     datasets: dict[str, Any] = {}
     for row in reader.dataset_counts().to_dict("records"):
