@@ -152,7 +152,7 @@ def _importance_section(choice: ModelChoice, tables: dict[str, pd.DataFrame]) ->
         "trend). Precision side: ρ > 0 means higher metric values go with more true positives. Recall side: ρ > 0 "
         f"means higher metric values go with more missed labels. **Grey bars are not significant** (p ≥ "
         f"{SIGNIFICANCE_LEVEL} against {N_PERMUTATIONS} permutations of the outcome, family-wise): their order is "
-        "noise. Hover a bar for its p-value, the metric's meaning and range; ⓘ explains the test."
+        "noise. Hover a bar for its p-value, the metric's meaning and range; the (?) beside the heading explains the test."
     )
     left, right = st.columns(2)
     with left:

@@ -32,8 +32,8 @@ SAMPLE_SIDE = 1600  # px of the picture behind the zoomable chart (zooming furth
 ORDER_KEY = "sample_order"
 DEFAULT_SCORE = 0.5
 FLAGGED_COLOUR = "#d62728"
-SUGGESTED_COLOUR = "#2ca02c"
-MISSING_COLOUR = "#ff7f0e"
+SUGGESTED_COLOUR = "#111111"
+MISSING_COLOUR = "#9400d3"
 
 
 def set_order(f: gq.GalleryFilter, sort_metric: str | None, descending: bool) -> None:
@@ -195,8 +195,9 @@ def sample_figure(
 
 
 def _finding_traces(fig: go.Figure, findings: pd.DataFrame | None, missing: pd.DataFrame | None) -> None:
-    """Flagged labels (red, dotted), the boxes their fixes suggest (green, dotted) and likely missing
-    labels (orange, dotted): one legend group, 'label errors', that the legend can hide."""
+    """Flagged labels (red, dotted), the boxes their fixes suggest (black, dash-dot) and likely missing
+    labels (violet, dotted; colours no class gets first): one legend group, 'label errors', that the legend
+    can hide."""
     layers: list[tuple[str, str, list, list, list]] = []
     if findings is not None and len(findings):
         xs: list = []
@@ -225,7 +226,8 @@ def _finding_traces(fig: go.Figure, findings: pd.DataFrame | None, missing: pd.D
         layers.append(("missing label?", MISSING_COLOUR, xs, ys, texts))
     for name, colour, xs, ys, texts in layers:
         fig.add_scatter(
-            x=xs, y=ys, mode="lines", line=dict(color=colour, width=3, dash="dot"), name=name,
+            x=xs, y=ys, mode="lines", name=name,
+            line=dict(color=colour, width=3, dash="dashdot" if name == "suggested box" else "dot"),
             legendgroup="label errors", legendgrouptitle_text="label errors", hovertext=texts, hoverinfo="text",
         )  # fmt: skip
 
@@ -297,9 +299,9 @@ def sample_body(
     labels_on = show.toggle("Labels", value=True, key="sample_labels", help="The ground truth of this image.")
     findings_on = show.toggle(
         "Label errors", value=True, key="sample_findings", disabled=findings.empty and missing.empty,
-        help=f"Dotted: labels flagged as likely wrong (red; label_issue ≥ {FLAG_THRESHOLD}), the box a fix "
-        f"suggests (green) and boxes a model found that no label accounts for (orange; P(overlooked) ≥ "
-        f"{FLAG_THRESHOLD}).",
+        help=f"Dotted: labels flagged as likely wrong (red; label_issue ≥ {FLAG_THRESHOLD}) and boxes a model "
+        f"found that no label accounts for (violet; P(overlooked) ≥ {FLAG_THRESHOLD}); dash-dot black: the box "
+        "a fix suggests.",
     )  # fmt: skip
     chosen = pick.multiselect(
         "Predictions of", models, default=models[:1], key=f"sample_models_{dataset}",
@@ -413,7 +415,7 @@ def _findings_section(
         decision = "" if row.decision == "open" else f" · **{row.decision}**"
         text, buttons = st.columns([3, 2])
         text.markdown(
-            f":orange[**missing {html.escape(str(row.category))}?**] P(overlooked) **{row.missing_probability:.2f}** · "
+            f":violet[**missing {html.escape(str(row.category))}?**] P(overlooked) **{row.missing_probability:.2f}** · "
             f"model `{row.model}` score {row.score:.2f} · prediction {int(row.prediction_id)}{decision}  \n"
             "Fix: add this box"
         )
