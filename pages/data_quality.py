@@ -24,16 +24,8 @@ if not names:
     st.stop()
 
 issue = gallery.url_issue("image")
-gallery.issue_banner(PREFIX, issue)
-
 metric, chosen = gallery.metric_with_distribution(
-    PREFIX,
-    project_reader,
-    "Image metric",
-    names,
-    gallery.issue_metric(issue, DEFAULT_METRIC),
-    "image",
-    datasets,
+    PREFIX, project_reader, names, DEFAULT_METRIC, "image", datasets, issue
 )
 
 st.divider()

@@ -92,13 +92,17 @@ def issue_metric(issue: str | None, default: str) -> str:
 def metric_with_distribution(
     prefix: str,
     project_reader: ProjectReader,
-    label: str,
     names: list[str],
     default: str,
     level: str,
     datasets: list[str],
+    issue: str | None,
 ) -> tuple[str, Any]:
-    """Metric picker beside its distribution chart; returns (metric, the range chosen on the chart)."""
+    """The issue's banner (if any), then the metric picker (on the issue's metric, else ``default``)
+    beside its distribution chart; returns (metric, the range chosen on the chart)."""
+    issue_banner(prefix, issue)
+    label = f"{level.capitalize()} metric"
+    default = issue_metric(issue, default)
     chart_col, side_col = st.columns([3, 1])
     with side_col:
         metric = metric_picker(
@@ -817,31 +821,10 @@ def image_cards(
     if items.empty:
         st.info("No images match these filters.")
         return
-    root = str(project_reader.project.root)
     objects = _objects_of(project_reader, items)
     legend(objects)
     paths = card_pictures(project_reader, items, "image", CARD_SIDE, objects)
-    tagged = tag_store.tagged_keys(root, tag) if tag else set()
-    columns = st.columns(COLUMNS)
-    for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
-        with columns[index % COLUMNS].container(border=True):
-            st.image(str(path), width="stretch")
-            group = "" if pd.isna(row.duplicate_group) else f" · group {int(row.duplicate_group)}"
-            value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
-            st.caption(
-                f"**{html.escape(_short(str(row.file_name)))}**  \n{_dataset_note(row.dataset)}{value}{group}",
-                help=f"{row.file_name} (dataset {row.dataset}, image id {row.image_id})",
-            )
-            st.button(
-                "Details",
-                icon=":material/zoom_in:",
-                key=f"{prefix}_detail_{row.dataset}_{row.image_id}",
-                on_click=open_detail(row.dataset, int(row.image_id)),
-                width="stretch",
-                help=f"{row.file_name} — dataset {row.dataset}, image id {row.image_id}: all its metrics and objects.",
-            )
-            if tag:
-                tag_button(prefix, root, (str(row.dataset), int(row.image_id), None), tag, tagged)
+    _card_grid(prefix, project_reader, items, paths, COLUMNS, sort_metric, tag)
 
 
 def crop_cards(
@@ -851,32 +834,52 @@ def crop_cards(
     if items.empty:
         st.info("No objects match these filters.")
         return
-    root = str(project_reader.project.root)
     legend(items, project_reader)
     paths = card_pictures(project_reader, items, "object", CROP_SIDE)
+    _card_grid(prefix, project_reader, items, paths, COLUMNS + 1, sort_metric, tag)
+
+
+def _card_grid(
+    prefix: str,
+    project_reader: ProjectReader,
+    items: pd.DataFrame,
+    paths: list[Path],
+    per_row: int,
+    sort_metric: str | None,
+    tag: str | None,
+) -> None:
+    """The cards of :func:`image_cards` / :func:`crop_cards` (rows with an ``object_id`` are crops):
+    picture, name and sort value, the button opening the sample view, the tag button."""
+    root = str(project_reader.project.root)
     tagged = tag_store.tagged_keys(root, tag) if tag else set()
-    per_row = COLUMNS + 1
     columns = st.columns(per_row)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
+        crop = not pd.isna(row.object_id)
+        object_id = int(row.object_id) if crop else None
+        where = f"dataset {row.dataset}, image id {row.image_id}"
+        value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
         with columns[index % per_row].container(border=True):
             st.image(str(path), width="stretch")
-            value = f"{sort_metric} = {_value_text(row.sort_value)}" if sort_metric else ""
-            st.caption(
-                f"**{html.escape(_short(str(row.category), 24))}**  \n{_dataset_note(row.dataset)}{value}",
-                help=f"{row.category}: object {row.object_id} in {row.file_name} (dataset {row.dataset})",
-            )
+            if crop:
+                name = _short(str(row.category), 24)
+                about = f"{row.category}: object {row.object_id} in {row.file_name} (dataset {row.dataset})"
+            else:
+                group = "" if pd.isna(row.duplicate_group) else f" · group {int(row.duplicate_group)}"
+                name, value = _short(str(row.file_name)), value + group
+                about = f"{row.file_name} ({where})"
+            st.caption(f"**{html.escape(name)}**  \n{_dataset_note(row.dataset)}{value}", help=about)
             st.button(
-                "In image",
+                "In image" if crop else "Details",
                 icon=":material/zoom_in:",
-                key=f"{prefix}_detail_{row.dataset}_{row.image_id}_{row.object_id}",
-                on_click=open_detail(row.dataset, int(row.image_id), int(row.object_id)),
+                key=f"{prefix}_detail_{row.dataset}_{row.image_id}" + (f"_{object_id}" if crop else ""),
+                on_click=open_detail(row.dataset, int(row.image_id), object_id),
                 width="stretch",
-                help=f"Object {row.object_id} in {row.file_name} (dataset {row.dataset}, image id {row.image_id}).",
+                help=f"Object {row.object_id} in {row.file_name} ({where})."
+                if crop
+                else f"{row.file_name} — {where}: all its metrics and objects.",
             )
             if tag:
-                tag_button(
-                    prefix, root, (str(row.dataset), int(row.image_id), int(row.object_id)), tag, tagged
-                )
+                tag_button(prefix, root, (str(row.dataset), int(row.image_id), object_id), tag, tagged)
 
 
 # ----- detail --------------------------------------------------------------------------------------------------

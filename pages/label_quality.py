@@ -89,15 +89,8 @@ issue = gallery.url_issue("object")
 
 st.divider()
 st.subheader("Object metrics")
-gallery.issue_banner(PREFIX, issue)
 metric, chosen = gallery.metric_with_distribution(
-    PREFIX,
-    project_reader,
-    "Object metric",
-    names,
-    gallery.issue_metric(issue, DEFAULT_METRIC),
-    "object",
-    datasets,
+    PREFIX, project_reader, names, DEFAULT_METRIC, "object", datasets, issue
 )
 
 # ----- crop gallery -----------------------------------------------------------------------------------------------
