@@ -110,3 +110,14 @@ def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("small_project")
     images, ann = write_small_coco(folder / "src", n_images=5)
     return cli_import(images, ann, folder / "project", "small")
+
+
+@pytest.fixture(scope="module")
+def fruits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """../shared/data/fruits_nuts imported as dataset ``fruits`` (skipped without the data); per module, read only."""
+    from store.coco_import import import_coco
+
+    data = shared("fruits_nuts")
+    root = tmp_path_factory.mktemp("fruits") / "project"
+    import_coco(data / "images", data / "annotations.json", root, dataset="fruits", workers=1)
+    return root

@@ -172,11 +172,8 @@ def test_fruits_nuts(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fruits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = shared("fruits_nuts")
-    root = tmp_path_factory.mktemp("dq_fruits") / "p"
-    import_coco(data / "images", data / "annotations.json", root, dataset="fruits", workers=1)
-    return root
+def fruits(fruits_project: Path) -> Path:
+    return fruits_project
 
 
 @pytest.mark.parametrize("metric", ["sharpness", "brightness"])

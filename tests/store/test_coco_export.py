@@ -18,11 +18,8 @@ from tests.conftest import shared, write_small_coco
 
 
 @pytest.fixture(scope="module")
-def fruits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = shared("fruits_nuts")
-    root = tmp_path_factory.mktemp("export") / "project"
-    import_coco(folder / "images", folder / "annotations.json", root, dataset="fruits", workers=2)
-    return root
+def fruits(fruits_project: Path) -> Path:
+    return fruits_project
 
 
 def test_full_export_reimports_to_the_same_counts_and_ids(fruits: Path, tmp_path: Path) -> None:
