@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.conftest import cli_import, import_argv
 from tests.reliability.hostile import assert_refused, jpeg_bytes, png_bomb, run_cli
 
 W, H = 80, 60  # every test image is 80×60 as stored
@@ -235,10 +236,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def table(imported) -> pd.DataFrame:
-    from cli import main
-
-    argv = ["import", "coco", "--images", str(imported["images"]), "--annotations", str(imported["ann"])]
-    assert main([*argv, "--project", str(imported["project"]), "--workers", "1", "--quiet"]) == 0
+    cli_import(imported["images"], imported["ann"], imported["project"], None, "--workers", "1")
     dataset = imported["project"] / "datasets" / "hostile"
     images = pd.read_parquet(dataset / "images.parquet").set_index("file_name")
     for name in PIXEL_METRICS + ("width", "grayscale"):
@@ -298,13 +296,8 @@ def test_file_name_that_is_not_unicode_is_refused(imported, tmp_path, capsys):
     bad = tmp_path / "surrogate.json"
     bad.write_text(json.dumps(coco))  # ensure_ascii writes the lone surrogate as \udce9
     project = tmp_path / "project"
-    argv = ["import", "coco", "--images", str(imported["images"]), "--annotations", str(bad)]
-    assert_refused(
-        capsys,
-        [*argv, "--project", str(project), "--quiet"],
-        project,
-        [str(bad), "images[0] (id=0)", "'file_name'", "not valid Unicode"],
-    )
+    argv = import_argv(imported["images"], bad, project, None, "--quiet")
+    assert_refused(capsys, argv, project, [str(bad), "images[0] (id=0)", "'file_name'", "not valid Unicode"])
     assert not project.exists()
 
 
@@ -314,10 +307,5 @@ def test_category_name_that_is_not_unicode_is_refused(imported, tmp_path, capsys
     bad = tmp_path / "surrogate_category.json"
     bad.write_text(json.dumps(coco))
     project = tmp_path / "project"
-    argv = ["import", "coco", "--images", str(imported["images"]), "--annotations", str(bad)]
-    assert_refused(
-        capsys,
-        [*argv, "--project", str(project), "--quiet"],
-        project,
-        ["categories[0] (id=1)", "'name'", "Unicode"],
-    )
+    argv = import_argv(imported["images"], bad, project, None, "--quiet")
+    assert_refused(capsys, argv, project, ["categories[0] (id=1)", "'name'", "Unicode"])
