@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from store import tags
 from store.queries import ProjectReader
-from tests.conftest import REPO, write_small_coco
+from tests.conftest import REPO, import_argv, write_small_coco
 from tests.store.test_resume_and_readers import _big_dataset
 
 LOCK_ERRORS = ("database is locked", "database is busy", "Traceback")
@@ -26,9 +26,16 @@ LOCK_ERRORS = ("database is locked", "database is busy", "Traceback")
 
 def _import(images: Path, ann: Path, project: Path, dataset: str) -> list[str]:
     return [
-        sys.executable, str(REPO / "cli.py"), "import", "coco", "--images", str(images),
-        "--annotations", str(ann), "--project", str(project), "--dataset", dataset, "--quiet", "--workers", "1",
-    ]  # fmt: skip
+        sys.executable,
+        str(REPO / "cli.py"),
+        *import_argv(images, ann, project, dataset, "--quiet", "--workers", "1"),
+    ]
+
+
+def _start_import(images: Path, ann: Path, project: Path, dataset: str) -> subprocess.Popen:
+    """The import in its own process, its output piped (read with communicate())."""
+    command = _import(images, ann, project, dataset)
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture
@@ -52,13 +59,7 @@ def _summary_counts(project: Path) -> tuple:
 @pytest.mark.slow
 def test_app_pages_render_whole_states_while_an_import_writes(project, tmp_path):
     images, ann = _big_dataset(tmp_path / "big_src", n_images=40)
-    proc = subprocess.Popen(
-        _import(images, ann, project, "big"),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_import(images, ann, project, "big")
     reader = ProjectReader(project)
     rendered_during, seen = 0, set()
     while proc.poll() is None:
@@ -135,13 +136,7 @@ def test_training_job_import_and_readers_at_once(tmp_path):
     job_dir = Project(root).jobs_dir / jobs.start_job(root, "tr", "va", config)
     try:
         images, ann = _big_dataset(tmp_path / "big_src", n_images=12)
-        importer = subprocess.Popen(
-            _import(images, ann, root, "big"),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        importer = _start_import(images, ann, root, "big")
         reader = ProjectReader(root)
         states = set()
         while importer.poll() is None or jobs.read_job(job_dir)["status"] in jobs.ACTIVE:
