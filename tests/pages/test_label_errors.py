@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from cli import main
 from pages.label_errors import PAGE_SIZE
 from store import label_decisions
-from tests.conftest import REPO, write_small_coco
+from tests.conftest import write_small_coco
+from tests.pages.app_page import run_page
 from tests.store.test_label_issues import corrupted_fruits  # noqa: F401 - shared module fixture
 
 
@@ -27,10 +28,7 @@ def scored(corrupted_fruits) -> Path:  # noqa: F811
 
 
 def _page(project: Path) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90)
-    at.session_state["project"] = str(project)
-    at.switch_page("pages/label_errors.py")
-    return at.run()
+    return run_page(project, "label_errors", timeout=90)
 
 
 def _object_keys(at: AppTest, prefix: str = "le_acc_fruits_") -> list[tuple[int, int]]:
