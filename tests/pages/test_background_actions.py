@@ -125,3 +125,27 @@ def test_job_json_is_the_one_state_source(project: Path) -> None:
     (job,) = actions.list_actions(Project(project), "metrics")
     assert job["status"] == "failed" and "process died" in job["error"]
     assert actions.active_action(Project(project), "metrics") is None
+
+
+def test_label_errors_page_scores_the_labels_in_the_background(project: Path) -> None:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.session_state["project"] = str(project)
+    at.switch_page("pages/label_errors.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.button(key="action_start_metrics").label == "Score the labels now"
+    at.button(key="action_start_metrics").click().run()
+    (job,) = actions.list_actions(Project(project), "metrics")
+    assert job["options"] == {"embeddings": False, "label_issues": True}
+    assert job["status"] in jobs.ACTIVE and len(_progress_texts(at)) == 1
+    deadline = time.monotonic() + 240
+    while actions.active_action(Project(project), "metrics") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    (job,) = actions.list_actions(Project(project), "metrics")
+    assert job["status"] == "succeeded", (job.get("error_line"), jobs.log_tail(job["dir"]))
+    stages = {e["stage"] for e in jobs.read_progress(job["dir"])}
+    assert "label-error pass (datasets)" in stages
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.get("progress") and not [b for b in at.button if b.key == "action_start_metrics"]
+    assert (project / "datasets" / "small" / "label_issues" / "meta.json").is_file()
