@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metrics.matching import MatchResult
+from metrics.matching import MatchResult, Pairs
 
 # Below this IoU two boxes are "not overlapping" (TIDE's background threshold).
 OVERLAP_MIN_IOU = 0.1
@@ -47,8 +47,9 @@ FN_MEANINGS = {
 }
 
 
-def _best_per(owner: np.ndarray, other: np.ndarray, iou: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best IoU and the partner row for each owner row (0 and -1 when none)."""
+def best_per(owner: np.ndarray, other: np.ndarray, iou: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``n`` owner rows, the highest ``iou`` among the pairs it owns and that pair's
+    ``other`` (0 and -1 when it owns none). ``owner`` / ``other`` / ``iou`` are parallel pair arrays."""
     best = np.zeros(n)
     partner = np.full(n, -1, np.int64)
     if owner.size:
@@ -57,6 +58,18 @@ def _best_per(owner: np.ndarray, other: np.ndarray, iou: np.ndarray, n: int) -> 
         best[owner[last]] = iou[last]
         partner[owner[last]] = other[last]
     return best, partner
+
+
+def _own_and_other(
+    pairs: Pairs, usable: np.ndarray, owner: np.ndarray, other: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Over the ``usable`` pairs: (best IoU, partner) with a partner of the owner's class, then the same
+    with a partner of another class: :func:`best_per` split by ``pairs.same_class``."""
+    own = usable & pairs.same_class
+    rest = usable & ~pairs.same_class
+    own_iou, own_partner = best_per(owner[own], other[own], pairs.iou[own], n)
+    other_iou, other_partner = best_per(owner[rest], other[rest], pairs.iou[rest], n)
+    return own_iou, own_partner, other_iou, other_partner
 
 
 def _ids(table: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
@@ -85,11 +98,7 @@ def false_positive_reasons(
     fp = outcome == "fp"
 
     real_gt = result.gt_evaluated & ~gt["iscrowd"].to_numpy().astype(bool)
-    usable = real_gt[pairs.gt]
-    own = usable & pairs.same_class
-    other = usable & ~pairs.same_class
-    own_iou, own_gt = _best_per(pairs.pred[own], pairs.gt[own], pairs.iou[own], n)
-    other_iou, other_gt = _best_per(pairs.pred[other], pairs.gt[other], pairs.iou[other], n)
+    own_iou, own_gt, other_iou, other_gt = _own_and_other(pairs, real_gt[pairs.gt], pairs.pred, pairs.gt, n)
 
     duplicate = fp & (own_iou >= thr)
     confusion = fp & ~duplicate & (other_iou >= thr)
@@ -136,11 +145,9 @@ def false_negative_reasons(
     )
     missed = outcome == "missed"
 
-    usable = counted[pairs.pred]
-    own = usable & pairs.same_class
-    other = usable & ~pairs.same_class
-    own_iou, own_pred = _best_per(pairs.gt[own], pairs.pred[own], pairs.iou[own], n)
-    other_iou, other_pred = _best_per(pairs.gt[other], pairs.pred[other], pairs.iou[other], n)
+    own_iou, own_pred, other_iou, other_pred = _own_and_other(
+        pairs, counted[pairs.pred], pairs.gt, pairs.pred, n
+    )
 
     misclassified = missed & (other_iou >= thr)
     mislocalised = missed & ~misclassified & (own_iou >= OVERLAP_MIN_IOU)

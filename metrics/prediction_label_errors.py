@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from metrics.error_reasons import best_per
 from metrics.matching import IouType, Pairs, compute_pairs
 
 # A prediction is "confident" from this score on: lower ones are too noisy to accuse a label.
@@ -35,14 +36,7 @@ KINDS = ("overlooked", "swapped", "badly_located")
 
 def _best_per(owner: np.ndarray, value: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Highest ``value`` per owner row (0 if none) and the index of the pair holding it (-1)."""
-    best = np.zeros(n)
-    which = np.full(n, -1, np.int64)
-    if owner.size:
-        order = np.lexsort((value, owner))
-        last = order[np.r_[owner[order][1:] != owner[order][:-1], True]]
-        best[owner[last]] = value[last]
-        which[owner[last]] = last
-    return best, which
+    return best_per(owner, np.arange(owner.size), value, n)
 
 
 def assign_one_to_one(labels: np.ndarray, preds: np.ndarray, iou: np.ndarray) -> np.ndarray:
