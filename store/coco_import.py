@@ -221,7 +221,7 @@ def _reset_chunks_if_changed(chunks_dir: Path, pixel_ids: np.ndarray) -> None:
     """Drop checkpoints made for another set of images with files (one appeared or vanished since)."""
     manifest = chunks_dir / "ids.npy"
     try:
-        same = np.array_equal(np.load(manifest), pixel_ids)
+        same = np.array_equal(np.load(manifest, allow_pickle=False), pixel_ids)
     except (OSError, ValueError, EOFError):
         same = not any(chunks_dir.glob("images_*.parquet"))
     if not same:
