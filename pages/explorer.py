@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -200,26 +199,8 @@ def _outcome_gallery(choice: ModelChoice, view: str) -> None:
             st.markdown(f"**{html.escape(str(row.category))}** · {html.escape(str(row.file_name))} · {ident}")
             st.caption(f"{outcome_text(row, view, choice.threshold)}  \n{sort} = {_value(row.sort_value)}")
             card = f"{view}_{row.image_id}_{'' if pd.isna(row.prediction_id) else int(row.prediction_id)}_{object_id}"
-            st.button(
-                "Open image",
-                icon=":material/zoom_in:",
-                key=f"px_open_{card}",
-                on_click=open_detail(str(row.dataset), int(row.image_id), object_id),
-                width="stretch",
-                help="The sample view: full size with zoom, labels and every model's predictions, metrics, tags.",
-            )
-            key = (str(row.dataset), int(row.image_id), object_id)
-            present = key in tagged
-            st.button(
-                tag,
-                icon=":material/check:" if present else ":material/sell:",
-                key=f"px_tag_{card}",
-                on_click=_toggle(root, str(row.dataset), int(row.image_id), object_id, tag, present),
-                type="primary" if present else "secondary",
-                width="stretch",
-                help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this "
-                f"{'label' if object_id is not None else 'image (a false positive has no label)'}.",
-            )
+            no_label = "image (a false positive has no label)"
+            _card_buttons(root, card, str(row.dataset), int(row.image_id), object_id, tag, tagged, no_label)
 
 
 def _tag_input() -> str:
@@ -234,10 +215,37 @@ def _tag_input() -> str:
     )
 
 
-def _toggle(
-    root: str, dataset: str, image_id: int, object_id: int | None, tag: str, present: bool
-) -> Callable[[], None]:
-    return lambda: tag_store.toggle(root, (dataset, image_id, object_id), tag, present)
+def _card_buttons(
+    root: str,
+    card: str,
+    dataset: str,
+    image_id: int,
+    object_id: int | None,
+    tag: str,
+    tagged: set[tag_store.Key],
+    no_label: str,
+) -> None:
+    """A card's two buttons: open the sample view, and toggle ``tag`` on its label (or, without one,
+    its image: ``no_label`` names it in the help)."""
+    st.button(
+        "Open image",
+        icon=":material/zoom_in:",
+        key=f"px_open_{card}",
+        on_click=open_detail(dataset, image_id, object_id),
+        width="stretch",
+        help="The sample view: full size with zoom, labels and every model's predictions, metrics, tags.",
+    )
+    key = (dataset, image_id, object_id)
+    present = key in tagged
+    st.button(
+        tag,
+        icon=":material/check:" if present else ":material/sell:",
+        key=f"px_tag_{card}",
+        on_click=lambda: tag_store.toggle(root, key, tag, present),
+        type="primary" if present else "secondary",
+        width="stretch",
+        help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this {'label' if object_id is not None else no_label}.",
+    )
 
 
 def _errors_gallery(choice: ModelChoice) -> None:
@@ -290,25 +298,8 @@ def _errors_gallery(choice: ModelChoice) -> None:
             suggestion = f" → '{row.suggested_category}'" if row.kind == "swapped" else ""
             st.markdown(f"**{row.kind}** · score {row.score:.2f} · {html.escape(str(row.file_name))}")
             st.caption(f"{KIND_TEXT[row.kind]}  \n{what}{suggestion}, prediction IoU {float(row.iou):.2f}")
-            st.button(
-                "Open image",
-                icon=":material/zoom_in:",
-                key=f"px_open_{row.kind}_{row.image_id}_{row.prediction_id}_{object_id}",
-                on_click=open_detail(str(row.dataset), int(row.image_id), object_id),
-                width="stretch",
-                help="The sample view: full size with zoom, labels and every model's predictions, metrics, tags.",
-            )
-            key = (str(row.dataset), int(row.image_id), object_id)
-            present = key in tagged
-            st.button(
-                tag,
-                icon=":material/check:" if present else ":material/sell:",
-                key=f"px_tag_{row.kind}_{row.image_id}_{row.prediction_id}_{object_id}",
-                on_click=_toggle(root, str(row.dataset), int(row.image_id), object_id, tag, present),
-                type="primary" if present else "secondary",
-                width="stretch",
-                help=f"{'Remove' if present else 'Add'} the tag “{tag}” on this {'label' if object_id is not None else 'image'}.",
-            )
+            card = f"{row.kind}_{row.image_id}_{row.prediction_id}_{object_id}"
+            _card_buttons(root, card, str(row.dataset), int(row.image_id), object_id, tag, tagged, "image")
 
 
 def main() -> None:
