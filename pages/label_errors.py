@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import math
 import shlex
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -114,54 +115,55 @@ def _colour_of(objects: pd.DataFrame, category_id: int) -> Any:
     return match.iloc[0] if len(match) else category_id
 
 
-def _object_cards(project_reader: ProjectReader, page: pd.DataFrame) -> None:
-    pictures = _pictures(project_reader, page, "object")
+def _before_after(
+    project_reader: ProjectReader, page: pd.DataFrame, kind: str, suggestion: str
+) -> Iterator[Any]:
+    """Each row of ``page`` inside its card, the labelled picture already drawn beside the suggestion's
+    (the caller adds the text and buttons while the card is open)."""
+    pictures = _pictures(project_reader, page, kind)
     columns = st.columns(PER_ROW)
     for index, (row, (before, after)) in enumerate(zip(page.itertuples(), pictures, strict=True)):
         with columns[index % PER_ROW].container(border=True):
             left, right = st.columns(2)
             left.image(str(before), caption="as labelled", width="stretch")
-            fix = fix_text(row)
-            right.image(str(after), caption="suggested fix", width="stretch")
-            decision = "" if row.decision == "open" else f" · **{row.decision}**"
-            st.markdown(
-                f"**{html.escape(str(row.category))}** · {KIND_TEXT.get(row.label_issue_kind, row.label_issue_kind)} · "
-                f"label_issue **{row.label_issue:.2f}**{decision}  \nFix: {fix}"
-            )
-            from metrics.label_errors import evidence_text
+            right.image(str(after), caption=suggestion, width="stretch")
+            yield row
 
-            st.caption(
-                f"{evidence_text(row, {})}  \n{html.escape(str(row.file_name))} · {row.dataset} · "
-                f"object {int(row.object_id)}"
-            )
-            decision_buttons(
-                project_reader, row, page, "object", f"{PREFIX}|{row.dataset}_{row.image_id}_{row.object_id}"
-            )
+
+def _object_cards(project_reader: ProjectReader, page: pd.DataFrame) -> None:
+    for row in _before_after(project_reader, page, "object", "suggested fix"):
+        fix = fix_text(row)
+        decision = "" if row.decision == "open" else f" · **{row.decision}**"
+        st.markdown(
+            f"**{html.escape(str(row.category))}** · {KIND_TEXT.get(row.label_issue_kind, row.label_issue_kind)} · "
+            f"label_issue **{row.label_issue:.2f}**{decision}  \nFix: {fix}"
+        )
+        from metrics.label_errors import evidence_text
+
+        st.caption(
+            f"{evidence_text(row, {})}  \n{html.escape(str(row.file_name))} · {row.dataset} · "
+            f"object {int(row.object_id)}"
+        )
+        decision_buttons(
+            project_reader, row, page, "object", f"{PREFIX}|{row.dataset}_{row.image_id}_{row.object_id}"
+        )
 
 
 def _candidate_cards(project_reader: ProjectReader, page: pd.DataFrame) -> None:
-    pictures = _pictures(project_reader, page, "candidate")
-    columns = st.columns(PER_ROW)
-    for index, (row, (before, after)) in enumerate(zip(page.itertuples(), pictures, strict=True)):
-        with columns[index % PER_ROW].container(border=True):
-            left, right = st.columns(2)
-            left.image(str(before), caption="as labelled", width="stretch")
-            right.image(str(after), caption="suggested: add this box", width="stretch")
-            decision = "" if row.decision == "open" else f" · **{row.decision}**"
-            st.markdown(
-                f"Missing **{html.escape(str(row.category))}**? · P(overlooked) **{row.missing_probability:.2f}** · "
-                f"model score {row.score:.2f}{decision}"
-            )
-            st.caption(
-                f"{html.escape(str(row.file_name))} · {row.dataset} · prediction {int(row.prediction_id)}"
-            )
-            decision_buttons(
-                project_reader,
-                row,
-                page,
-                "candidate",
-                f"{PREFIX}|c_{row.dataset}_{row.image_id}_{row.prediction_id}",
-            )
+    for row in _before_after(project_reader, page, "candidate", "suggested: add this box"):
+        decision = "" if row.decision == "open" else f" · **{row.decision}**"
+        st.markdown(
+            f"Missing **{html.escape(str(row.category))}**? · P(overlooked) **{row.missing_probability:.2f}** · "
+            f"model score {row.score:.2f}{decision}"
+        )
+        st.caption(f"{html.escape(str(row.file_name))} · {row.dataset} · prediction {int(row.prediction_id)}")
+        decision_buttons(
+            project_reader,
+            row,
+            page,
+            "candidate",
+            f"{PREFIX}|c_{row.dataset}_{row.image_id}_{row.prediction_id}",
+        )
 
 
 def _bulk_accept(project_reader: ProjectReader, frame: pd.DataFrame, column: str, finding: str) -> None:
