@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_small_coco
+from tests.conftest import cli_import, write_small_coco
 from tests.reliability.hostile import assert_refused, run_cli, snapshot
 
 
@@ -22,10 +22,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("export_targets")
     images, ann = write_small_coco(folder, n_images=2)
     root = folder / "project"
-    from cli import main
 
-    argv = ["import", "coco", "--images", str(images), "--annotations", str(ann), "--project", str(root)]
-    assert main([*argv, "--dataset", "d", "--quiet", "--workers", "1"]) == 0
+    cli_import(images, ann, root, "d", "--workers", "1")
     return root
 
 

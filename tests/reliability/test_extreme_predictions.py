@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cli import main
+from tests.conftest import cli_import
 from tests.reliability.guarded import assert_one_line, run_guarded
 from tests.reliability.hostile import snapshot
 
@@ -41,8 +42,7 @@ def _project(folder: Path, categories: int = 2) -> Path:
     ann = folder / "ann.json"
     ann.write_text(json.dumps(coco))
     project = folder / "project"
-    argv = ["import", "coco", "--images", str(images), "--annotations", str(ann), "--project", str(project)]
-    assert main([*argv, "--dataset", "d", "--quiet", "--workers", "1"]) == 0
+    cli_import(images, ann, project, "d", "--workers", "1")
     return project
 
 

@@ -61,14 +61,12 @@ PLUGIN_CASES: dict[str, tuple[str | None, list[str]]] = {
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    from cli import main
-    from tests.conftest import write_small_coco
+    from tests.conftest import cli_import, write_small_coco
 
     folder = tmp_path_factory.mktemp("plugins")
     images, ann = write_small_coco(folder / "src", n_images=4)
     root = folder / "project"
-    argv = ["import", "coco", "--images", str(images), "--annotations", str(ann), "--project", str(root)]
-    assert main([*argv, "--dataset", "small", "--quiet", "--workers", "1"]) == 0
+    cli_import(images, ann, root, "small", "--workers", "1")
     return root
 
 

@@ -15,7 +15,7 @@ import pytest
 from cli import _streamlit_command, build_parser
 from store.errors import InputError
 from store.project import Project, check_name
-from tests.conftest import REPO, write_small_coco
+from tests.conftest import REPO, cli_import, write_small_coco
 from tests.reliability.hostile import assert_refused, run_cli
 
 # ----- the server binds to this machine only ----------------------------------------------------
@@ -78,13 +78,11 @@ def test_job_ids_from_urls_cannot_leave_the_jobs_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from cli import main
 
     folder = tmp_path_factory.mktemp("security")
     images, ann = write_small_coco(folder / "src", n_images=2)
     root = folder / "project"
-    argv = ["import", "coco", "--images", str(images), "--annotations", str(ann), "--project", str(root)]
-    assert main([*argv, "--dataset", "small", "--quiet", "--workers", "1"]) == 0
+    cli_import(images, ann, root, "small", "--workers", "1")
     return {"root": root, "images": images, "ann": ann, "folder": folder}
 
 
