@@ -104,12 +104,17 @@ def cli_import(
     return Path(project)
 
 
+def imported_small(folder: Path, n_images: int, *extra: str) -> Path:
+    """:func:`write_small_coco` under ``folder/src`` imported through the CLI as dataset ``small`` into
+    ``folder/project`` (``extra``: more import flags); returns the project."""
+    images, ann = write_small_coco(folder / "src", n_images=n_images)
+    return cli_import(images, ann, folder / "project", "small", *extra)
+
+
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Dataset ``small`` (5 images, 10 objects) imported through the CLI; shared by a module: read only."""
-    folder = tmp_path_factory.mktemp("small_project")
-    images, ann = write_small_coco(folder / "src", n_images=5)
-    return cli_import(images, ann, folder / "project", "small")
+    return imported_small(tmp_path_factory.mktemp("small_project"), 5)
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,9 @@ CONFIG_CASES: dict[str, tuple[str | bytes, list[str]]] = {
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    from tests.conftest import cli_import, write_small_coco
+    from tests.conftest import imported_small
 
-    folder = tmp_path_factory.mktemp("configs")
-    images, ann = write_small_coco(folder / "src", n_images=2)
-    root = folder / "project"
-    cli_import(images, ann, root, "small", "--workers", "1")
-    return root
+    return imported_small(tmp_path_factory.mktemp("configs"), 2, "--workers", "1")
 
 
 def _train(project, config) -> list[str]:

@@ -61,13 +61,9 @@ PLUGIN_CASES: dict[str, tuple[str | None, list[str]]] = {
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    from tests.conftest import cli_import, write_small_coco
+    from tests.conftest import imported_small
 
-    folder = tmp_path_factory.mktemp("plugins")
-    images, ann = write_small_coco(folder / "src", n_images=4)
-    root = folder / "project"
-    cli_import(images, ann, root, "small", "--workers", "1")
-    return root
+    return imported_small(tmp_path_factory.mktemp("plugins"), 4, "--workers", "1")
 
 
 @pytest.fixture(autouse=True)
