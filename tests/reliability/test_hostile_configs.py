@@ -24,7 +24,7 @@ CONFIG_CASES: dict[str, tuple[str | bytes, list[str]]] = {
     "unknown-key": ("learning_rate = 0.1\n", ["'learning_rate'", "unknown key"]),
     "unknown-table": ("[optimizer_settings]\nbeta = 0.9\n", ["'optimizer_settings'", "unknown key"]),
     "lr-factor-above-one": ("lr_factor = 1.5\n", ["'lr_factor'", "between 0 and 1"]),
-    "negative-workers": ("workers = -1\n", ["'workers'", ">= 0"]),
+    "negative-workers": ("workers = -2\n", ["'workers'", ">= 0, or -1"]),
     "tiny-max-side": ("max_side = 8\n", ["'max_side'", ">= 32"]),
     "score-threshold-above-one": ("score_threshold = 2\n", ["'score_threshold'", "between 0 and 1"]),
     "unknown-device": ('device = "tpu"\n', ["'device'", "'auto', 'cpu'"]),
