@@ -122,8 +122,8 @@ def _strip_head(model: Any) -> Any:
 def get_embedder(backbone: str = "mobilenet_v2", device: str | None = None) -> Embedder:
     """Pretrained feature extractor, loaded once per (backbone, device).
 
-    On the CPU the backbone runs in ONNX Runtime when it is installed (~3× PyTorch's crops/s on an
-    AVX2 laptop-class CPU, see metrics/onnx_backbone.py); ``COCOLENS_EMBED_RUNTIME=torch`` keeps
+    On the CPU the backbone runs in ONNX Runtime when it is installed (~8× less CPU than PyTorch on an
+    AVX2 2-vCPU machine, see metrics/onnx_backbone.py); ``COCOLENS_EMBED_RUNTIME=torch`` keeps
     PyTorch.
     """
     import torch

@@ -1,8 +1,8 @@
 """Run an embedding backbone on the CPU through ONNX Runtime instead of PyTorch eager mode.
 
-Why: on the 2-vCPU AMD EPYC (AVX2) workspace MobileNetV2 at 128 px ran 18–36 crops/s in PyTorch
+Why: on the 2-vCPU AMD EPYC (AVX2) workspace MobileNetV2 at 128 px ran 15–36 crops/s in PyTorch
 (channels-last, TorchScript freezing and batch sizes 16–64 made no measurable difference), and
-~90 crops/s through ONNX Runtime in the same run at load ~11 (docs/BENCHMARKS.md). The features
+90–218 crops/s through ONNX Runtime in the same runs at load 8–11, ~8× less CPU (docs/BENCHMARKS.md). The features
 agree with PyTorch's to ~1e-6 (float32 rounding of fused operators).
 
 The model is exported once per backbone and weights (the file name carries a hash of the state
