@@ -18,6 +18,7 @@ and by the browser's (chromium, Playwright's driver): on a loaded machine the fa
 is recorded before and after: on a shared 2-core machine it moves every figure.
 
 Run:  .venv/bin/python bench/browser_bench.py --images 5000 --objects 41000 [--keep DIR] [--reloads 3]
+      [--pages data_quality,compare] [--screenshots DIR]
 Prints one JSON line; docs/BENCHMARKS.md ("App in a browser") records the figures.
 """
 
@@ -50,6 +51,10 @@ from tests.test_browser_e2e import (  # noqa: E402
 )
 
 SETTLE_S = 0.6
+# Streamlit scrolls its main area inside a viewport-high box, so a "full page" screenshot shows only
+# the viewport: the screenshot grows the viewport to the main area's content height instead.
+FULL_HEIGHT = """() => Math.max(1000, ...[...document.querySelectorAll(
+                 '[data-testid="stMain"], [data-testid="stMainBlockContainer"]')].map(e => e.scrollHeight + 200))"""
 RUNNING = """() => !!document.querySelector('h1')
                  && !document.querySelector('[data-testid="stStatusWidget"]')
                  && !document.querySelector('[data-testid="stSkeleton"]')"""
@@ -119,7 +124,24 @@ def timed_load(page, action, timeout_s: float = 180.0) -> float:
     raise TimeoutError(f"page not rendered after {timeout_s:.0f} s: {page.url}")
 
 
-def measure(project: Path, reloads: int) -> dict[str, dict[str, object]]:
+def renderer_breakdown(session) -> dict[str, float]:
+    """Chromium's own split of the page's main-thread time (CDP ``Performance.getMetrics``: script,
+    layout, style recalculation, all tasks), seconds since the document loaded (a reload starts a new
+    one), read once the reload has settled: it says whether the browser's CPU went to JavaScript
+    (Plotly, React) or to layout and style (many elements), which is what decides the fix."""
+    metrics = {m["name"]: m["value"] for m in session.send("Performance.getMetrics")["metrics"]}
+    return {
+        k: metrics.get(k, 0.0)
+        for k in ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration")
+    }
+
+
+def measure(
+    project: Path, reloads: int, only: list[str] | None = None, screenshots: Path | None = None
+) -> dict[str, dict[str, object]]:
+    """Cold load and ``reloads`` warm reloads of every page (or of ``only``, after an unreported cold
+    load of the root so the server's first imports stay out of their figures); with ``screenshots``,
+    a full-page PNG of each page after its last reload."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -139,9 +161,20 @@ def measure(project: Path, reloads: int) -> dict[str, dict[str, object]]:
         server_start = round(time.perf_counter() - started, 2)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for path in _page_paths():
+            paths = _page_paths()
+            if only:
+                unknown = sorted(set(only) - set(paths))
+                if unknown:
+                    raise SystemExit(f"unknown pages {unknown}; app.py lists {paths}")
+                warmup = browser.new_context()
+                timed_load(warmup.new_page(), lambda: warmup.pages[0].goto(f"{base}/", wait_until="commit"))
+                warmup.close()
+                paths = [p for p in paths if p in only]
+            for path in paths:
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 page = context.new_page()
+                session = context.new_cdp_session(page)
+                session.send("Performance.enable")
                 url = f"{base}/" if path == "summary" else f"{base}/{path}"
                 me = os.getpid()
                 cpu, browser_cpu = group_cpu_s(server.pid), descendants_cpu_s(me, server.pid)
@@ -149,12 +182,23 @@ def measure(project: Path, reloads: int) -> dict[str, dict[str, object]]:
                 cold_cpu = group_cpu_s(server.pid) - cpu
                 cold_browser = _delta(descendants_cpu_s(me, server.pid) - browser_cpu)
                 errors = page.locator('[data-testid="stException"]').count()
-                warm, warm_cpu, warm_browser = [], [], []
+                warm, warm_cpu, warm_browser, warm_split = [], [], [], []
                 for _ in range(reloads):
                     cpu, browser_cpu = group_cpu_s(server.pid), descendants_cpu_s(me, server.pid)
                     warm.append(timed_load(page, lambda page=page: page.reload(wait_until="commit")))
                     warm_cpu.append(round(group_cpu_s(server.pid) - cpu, 2))
                     warm_browser.append(_delta(descendants_cpu_s(me, server.pid) - browser_cpu))
+                    warm_split.append(
+                        {
+                            k.removesuffix("Duration").lower(): round(v, 2)
+                            for k, v in renderer_breakdown(session).items()
+                        }
+                    )
+                if screenshots is not None:
+                    screenshots.mkdir(parents=True, exist_ok=True)
+                    page.set_viewport_size({"width": 1400, "height": min(page.evaluate(FULL_HEIGHT), 12000)})
+                    page.wait_for_timeout(1500)  # the charts redraw at the new size
+                    page.screenshot(path=str(screenshots / f"{path}.png"))
                 results[path] = {
                     "cold_s": cold,
                     "cold_server_cpu_s": round(cold_cpu, 2),
@@ -163,6 +207,7 @@ def measure(project: Path, reloads: int) -> dict[str, dict[str, object]]:
                     "warm_max_s": max(warm),
                     "warm_server_cpu_s": warm_cpu,
                     "warm_browser_cpu_s": warm_browser,
+                    "warm_renderer_s": warm_split,
                     "exceptions": errors,
                 }
                 context.close()
@@ -179,6 +224,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=41000)
     parser.add_argument("--reloads", type=int, default=3)
     parser.add_argument("--keep", help="build (or reuse) the project in this folder and keep it")
+    parser.add_argument("--pages", help="comma-separated page names (e.g. data_quality,compare); default all")
+    parser.add_argument("--screenshots", help="save a full-page PNG of each page after its reloads here")
     args = parser.parse_args()
     if CHROMIUM is None:
         raise SystemExit("chromium not installed (apt-get install -y chromium)")
@@ -188,7 +235,9 @@ def main() -> None:
             app_bench.build_project(root, args.images, args.objects)
         prewarm_wall, _, _ = app_bench.prewarm(root)
         load_before = os.getloadavg()
-        pages = measure(root, args.reloads)
+        only = [p.strip() for p in args.pages.split(",") if p.strip()] if args.pages else None
+        shots = Path(args.screenshots) if args.screenshots else None
+        pages = measure(root, args.reloads, only, shots)
         load_after = os.getloadavg()
     finally:
         if not args.keep:

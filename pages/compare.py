@@ -4,10 +4,13 @@ The motivating case is TACO's official split against the crowd-sourced one: the 
 once which image and object properties the two disagree on (KS statistic: the largest gap between
 the two cumulative distributions, 0 = same, 1 = disjoint).
 
-URL: ``?cmp_a=DATASET&cmp_b=DATASET&cmp_level=object&cmp_top=12`` reproduces the view.
+URL: ``?cmp_a=DATASET&cmp_b=DATASET&cmp_level=object&cmp_top=12`` reproduces the view (``cmp_top``
+left out: the first DEFAULT_CHARTS charts).
 """
 
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,10 @@ from store.gallery_queries import data_signature
 from store.queries import ProjectReader
 
 COLOURS = ("#1f77b4", "#ff7f0e")
+# Distribution charts drawn on first view: each Plotly chart costs chromium about 0.15-0.2 CPU-s per
+# visit, so twelve made this the slowest page to reload (docs/BENCHMARKS.md, "App in a browser"). Four
+# (the most different metrics, two rows) show the headline; "Charts" draws up to 60, the table lists all.
+DEFAULT_CHARTS = 4
 
 
 @st.cache_data(show_spinner="Comparing every metric…", max_entries=8)
@@ -74,10 +81,15 @@ with right:
     )  # fmt: skip
 with far:
     top = st.number_input(
-        "Charts", min_value=1, max_value=60, value=int(query_value("cmp_top", "12") or 12), key="cmp_top",
+        "Charts", min_value=1, max_value=60, value=int(query_value("cmp_top") or DEFAULT_CHARTS), key="cmp_top",
         help="How many of the most different metrics to draw (the table lists them all).",
     )  # fmt: skip
-set_query(cmp_a=a, cmp_b=b, cmp_level=None if level == "all" else level, cmp_top=None if top == 12 else top)
+set_query(
+    cmp_a=a,
+    cmp_b=b,
+    cmp_level=None if level == "all" else level,
+    cmp_top=None if top == DEFAULT_CHARTS else top,
+)
 
 root = str(project_reader.project.root)
 signature = data_signature(project_reader)
@@ -150,11 +162,16 @@ st.dataframe(
 )
 
 st.subheader("Distributions")
+drawn = min(int(top), len(table))
 st.caption(
-    "Normalised histograms on common bins: each bar is the fraction of that dataset's values in the bin."
+    f"<span style='color:{COLOURS[0]}'>■</span> {html.escape(a)} · <span style='color:{COLOURS[1]}'>■</span> "
+    f"{html.escape(b)}. Normalised histograms on common bins: each bar is the fraction of that dataset's values "
+    f"in the bin. The {drawn} most different of {len(table)} metrics; **Charts** (top right) draws more.",
+    unsafe_allow_html=True,
 )
-chart_cols = st.columns(2)
-for index, row in enumerate(table.head(int(top)).itertuples(index=False)):
+for index, row in enumerate(table.head(drawn).itertuples(index=False)):
+    if index % 2 == 0:  # one row of columns per pair, so a long caption does not push the next chart down
+        chart_cols = st.columns(2)
     metric = row.metric
     edges, density_a, density_b = (
         np.asarray(v, dtype=np.float64) for v in (row.edges, row.density_a, row.density_b)
@@ -170,7 +187,8 @@ for index, row in enumerate(table.head(int(top)).itertuples(index=False)):
     figure.update_layout(
         barmode="overlay", height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         title={"text": f"{metric} — KS {ks_text}", "font": {"size": 14}},
-        xaxis_title=f"{metric}{unit}", yaxis_title="fraction", legend={"orientation": "h", "y": -0.3},
+        xaxis_title=f"{metric}{unit}", yaxis_title="fraction",
+        showlegend=False,  # the caption above names the colours; under the chart the legend hid the axis title
     )  # fmt: skip
     with chart_cols[index % 2]:
         st.plotly_chart(figure, width="stretch", key=f"cmp_chart_{metric}")
@@ -191,7 +209,7 @@ if len(shares):
     for name, colour in ((a, COLOURS[0]), (b, COLOURS[1])):
         figure.add_bar(x=fractions.index, y=fractions[name], name=name, marker_color=colour)
     figure.update_layout(
-        barmode="group", height=320, margin={"l": 10, "r": 10, "t": 10, "b": 10}, yaxis_title="share of objects",
-        legend={"orientation": "h"},
+        barmode="group", height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis_title="share of objects",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},  # above: below, it hid the class names
     )  # fmt: skip
     st.plotly_chart(figure, width="stretch", key="cmp_classes")

@@ -16,7 +16,11 @@ import streamlit as st
 
 from store.queries import ProjectReader
 
-PAGE_SIZES = [12, 24, 48]  # gallery page sizes; the middle one is the default (left out of the URL)
+PAGE_SIZES = [12, 24, 48]  # gallery page sizes
+# The default (left out of the URL): the smallest, because every card is a bordered container with a
+# picture, a caption and two buttons that the browser lays out from scratch on each visit; 24 cards cost
+# chromium about 0.6 CPU-s more per reload than 12 (docs/BENCHMARKS.md, "App in a browser").
+DEFAULT_PAGE_SIZE = PAGE_SIZES[0]
 
 
 def _project_from_argv() -> str | None:
@@ -130,7 +134,7 @@ def write_url(
         sort=sort_metric,
         order="desc" if descending else "asc",
         page=page + 1 if page else None,
-        size=size if size != PAGE_SIZES[1] else None,
+        size=size if size != DEFAULT_PAGE_SIZE else None,
         issue=issue,
         tag=tag_filter,
         log="1" if st.session_state.get(f"{prefix}_log") else None,

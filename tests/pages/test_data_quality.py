@@ -51,7 +51,7 @@ def test_default_view_histogram_slider_and_gallery(project):
     assert not at.exception, at.exception
     assert at.title[0].value.endswith("Data quality")
     assert _shown(at) == 16
-    assert len(_cards(at)) == 16
+    assert len(_cards(at)) == 12  # the first page (state.DEFAULT_PAGE_SIZE)
     assert at.get("plotly_chart"), "the distribution chart is drawn"
     assert at.slider(key="dq_range").label == "Range of brightness"
     help_text = registry.get("brightness").help_text()
@@ -88,13 +88,17 @@ def test_sort_direction_puts_the_extreme_first(project):
 
 
 def test_pages(project):
-    at = _page(project, size="12")
-    assert len(_cards(at)) == 12
+    """The first page holds 12 cards by default (each card is work for the browser on every visit), the
+    default stays out of the URL, and 24 / 48 are a choice away."""
+    at = _page(project)
+    assert len(_cards(at)) == 12 and "size" not in at.query_params
     at.button(key="dq_next").click().run()
     assert not at.exception, at.exception
     assert at.number_input(key="dq_page").value == 2
     assert at.query_params["page"] == "2"
     assert len(_cards(at)) == 4
+    at = _page(project, size="24")
+    assert len(_cards(at)) == 16 and at.query_params["size"] == "24"
 
 
 @pytest.mark.parametrize(
@@ -162,7 +166,7 @@ def test_tag_a_card_tag_all_and_filter_by_tag(project):
 def test_fruits_nuts(tmp_path):
     fruits = shared("fruits_nuts")
     import_coco(fruits / "images", fruits / "annotations.json", tmp_path / "p", dataset="fruits", workers=2)
-    at = _page(tmp_path / "p", metric="sharpness", order="desc")
+    at = _page(tmp_path / "p", metric="sharpness", order="desc", size="24")  # all 18 on one page
     assert not at.exception, at.exception
     assert _shown(at) == 18 and len(_cards(at)) == 18
     assert at.get("image"), "thumbnails are shown"
