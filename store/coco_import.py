@@ -394,13 +394,19 @@ def import_coco(
         shutil.rmtree(stage, ignore_errors=True)
         _remove_empty(project.staging_dir)
         stale = _stale_models(project, dataset)
+        warnings = tables.warnings
         if prewarm:
             from store import page_summaries
+            from store.memory import release_freed_memory
 
+            # the committed tables are on disk: free them first, so the prewarm's DuckDB memory
+            # does not stack on top (1M objects: importer peak 2.36 GB with both alive)
+            del tables, images, results, metric_dicts, resolved, paths
+            release_freed_memory()
             page_summaries.prewarm(project.root)
     summary: dict[str, Any] = {"dataset": dataset, **counts}
-    if tables.warnings:
-        summary["warnings"] = tables.warnings
+    if warnings:
+        summary["warnings"] = warnings
     if stale:  # their matches describe the labels this import replaced: import their predictions again
         summary["stale_models"] = stale
     return summary

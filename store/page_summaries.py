@@ -22,6 +22,12 @@ from store.report import issue_counts
 
 log = logging.getLogger(__name__)
 
+# DuckDB's buffer pool while a writer prewarms: at 100k images / 1M objects the default (80% of RAM)
+# took the prewarm from ~0.3 GB to 1.06 GB peak on top of the import's own frames; at 400 MB it
+# peaked at 0.56 GB in the same 4.3 s (2026-11-30, bench/scale_bench.py's project). A summary that
+# needs more is logged and left for the page, whose reader has no such cap.
+PREWARM_MEMORY_LIMIT = "512MB"
+
 # The metric each gallery page shows first (pages/data_quality.py, pages/label_quality.py).
 DEFAULT_IMAGE_METRIC = "brightness"
 DEFAULT_OBJECT_METRIC = "object_area_relative"
@@ -89,7 +95,7 @@ def prewarm(project_dir: str | Path) -> dict[str, float]:
     Best effort: the data is committed by then, so a summary that cannot be computed here is
     logged and left for the page to compute (and show its error), not turned into a failed import.
     """
-    reader = ProjectReader(project_dir)
+    reader = ProjectReader(project_dir, memory_limit=PREWARM_MEMORY_LIMIT)
     seconds: dict[str, float] = {}
     for name, *args in default_requests(reader):
         started = time.perf_counter()

@@ -64,10 +64,15 @@ def _sql_path(path: Path) -> str:
 class ProjectReader:
     """Thread-safe query access to one project (one DuckDB connection, a cursor per query)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, memory_limit: str | None = None):
+        """``memory_limit`` (DuckDB's, e.g. "512MB") caps the buffer pool: by default DuckDB keeps up
+        to 80% of RAM, which a writer that then prewarms summaries (store.page_summaries) adds to
+        its own peak."""
         self.project = Project(root)
         self._con = duckdb.connect(":memory:")
         self._con.execute("SET threads TO 2")
+        if memory_limit:
+            self._con.execute("SET memory_limit = ?", [memory_limit])
         self._lock = threading.Lock()
         self._signature: tuple = ()
         self.refresh()
