@@ -93,6 +93,8 @@ INT_LIMITS: dict[str, int] = {
     "workers": 256,
     "seed": 2**32 - 1,
     "overfit_images": 10_000_000,
+    "folds": 100,
+    "tile_size": 65_536,
 }
 LR_LIMIT = 10.0
 WEIGHT_DECAY_LIMIT = 1.0
