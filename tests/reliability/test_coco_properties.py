@@ -117,7 +117,15 @@ def test_valid_coco_round_trips_through_import_and_export(coco, capsys):
 
 
 # (description, section, field, bad value or DELETE); applied to the first record of the section
-DELETE = object()
+class _Delete:
+    """The field is removed; a stable repr keeps the test ids equal across pytest-xdist workers
+    (a bare object() printed its address, and the workers collected different ids)."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
 CORRUPTIONS = [
     ("images", "id", v) for v in ("7", -1, 1.5, None, True, DELETE)
 ] + [
