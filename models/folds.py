@@ -98,9 +98,8 @@ def train_out_of_fold(
         held = {i for i, f in assignment.items() if f == fold}
         seen = everything - held
         fold_dir = job_dir / f"fold_{fold}"
-        update_job(job_dir, phase=f"training fold {fold + 1} of {k}")
-
         per_epoch = steps_per_epoch(len(seen), fold_config)
+        update_job(job_dir, phase=f"training fold {fold + 1} of {k}", steps_per_epoch=per_epoch)
 
         def on_progress(event: dict[str, Any], _fold: int = fold, _per_epoch: int = per_epoch) -> None:
             event = {**event, "fold": _fold, "folds": k}

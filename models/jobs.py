@@ -300,6 +300,9 @@ def estimate_eta(
         per_item = (float(last["time"]) - float(first["time"])) / (int(last["done"]) - int(first["done"]))
         left = (int(last["total"]) - int(last["done"])) * per_item - (now - float(last["time"]))
         return max(0.0, left), "prediction on the val dataset"
+    fold = _FOLD_PHASE.fullmatch(phase)
+    if fold:
+        return _fold_eta(job, progress, int(fold.group(1)) - 1, int(fold.group(2)), now)
     if phase != "training":
         return None
     config = job.get("config") or {}
@@ -348,6 +351,28 @@ def estimate_eta(
         left = (epochs - done_epochs) * (sum(recent) / len(recent))
         return max(0.0, left - (now - last_time)), "training and evaluation (whole epochs)"
     return None
+
+
+_FOLD_PHASE = re.compile(r"training fold (\d+) of (\d+)")
+
+
+def _fold_eta(
+    job: dict[str, Any], progress: list[dict[str, Any]], fold: int, folds: int, now: float
+) -> tuple[float, str] | None:
+    """A ``--folds K`` job: the running fold's estimate from its own events (each fold is a training
+    run of the same length), plus the folds still to come at the pace this fold has shown so far.
+    The prediction of each held-out fold is not in it (timed when it runs)."""
+    events = [e for e in progress if e.get("fold") == fold]
+    estimate = estimate_eta({**job, "phase": "training"}, events, now)
+    if estimate is None:
+        return None
+    left, covers = estimate
+    later = folds - fold - 1
+    if later:
+        fold_seconds = (now - float(events[0]["time"])) + left  # this fold from its first event to its end
+        left += later * fold_seconds
+        covers = f"{covers}, then {later} more fold{'s' if later > 1 else ''} at this fold's pace"
+    return left, covers
 
 
 def eta_seconds(

@@ -362,3 +362,22 @@ def test_runner_crash_on_deleted_images_is_failed_with_traceback(tmp_path, start
     assert job["error"].startswith("Traceback (most recent call last):")
     assert "models/data.py" in job["error"]
     wait_for(lambda: "job failed" in jobs.log_tail(folder, 200), "the runner to log its traceback", 60)
+
+
+def test_eta_of_a_folds_job_counts_the_running_fold_and_the_ones_to_come():
+    """--folds 3, 2 epochs of 10 steps (2 s each) + 30 s evaluations: 100 s per fold plus 5 s warm-up."""
+    per_fold = 5 + 2 * (10 * 2.0 + 30.0)
+    job = {"status": "running", "phase": "training fold 2 of 3", "steps_per_epoch": 10,
+           "config": {"epochs": 2, "eval_every": 1}}  # fmt: skip
+    first = [{**e, "fold": 0} for e in _timed_run(2, 10, 2.0, 30.0, until=per_fold)]
+    start = per_fold + 20.0  # fold 0's prediction took 20 s
+    now = start + 60.0  # fold 1 is past its first evaluation
+    second = [
+        {**e, "fold": 1, "time": e["time"] + start} for e in _timed_run(2, 10, 2.0, 30.0, until=now - start)
+    ]
+    seconds, covers = jobs.estimate_eta(job, first + second, now=now)
+    this_fold_left = per_fold - (now - start)
+    # the pace is measured from the fold's first event (its warm-up is not seen): 5 s short per fold
+    assert seconds == pytest.approx(this_fold_left + (per_fold - 5.0), abs=3.0)
+    assert covers.endswith("then 1 more fold at this fold's pace")
+    assert jobs.estimate_eta({**job, "phase": "training fold 3 of 3"}, first + second, now=now) is None
