@@ -67,7 +67,8 @@ def test_predictions_are_matched_against_the_dataset_present_when_the_lock_is_ta
     assert not model_is_stale(Project(project), "m")
 
 
-def test_a_model_is_stale_once_its_dataset_is_imported_again(tmp_path: Path, capsys):
+def _project_with_model(tmp_path: Path, capsys) -> Path:
+    """Dataset d (one labelled box) and model m predicting exactly that box."""
     project = tmp_path / "project"
     _import_coco(capsys, tmp_path / "a", _dataset(tmp_path / "a", [10, 10, 20, 20]), project)
     results = tmp_path / "results.json"
@@ -78,6 +79,11 @@ def test_a_model_is_stale_once_its_dataset_is_imported_again(tmp_path: Path, cap
         capsys, ["import", "predictions", str(results), "--project", str(project), "--model", "m"]
     )
     assert code == 0, err
+    return project
+
+
+def test_a_model_is_stale_once_its_dataset_is_imported_again(tmp_path: Path, capsys):
+    project = _project_with_model(tmp_path, capsys)
     assert not model_is_stale(Project(project), "m")
     images, ann = tmp_path / "b" / "images", _dataset(tmp_path / "b", [50, 30, 20, 20])
     argv = ["import", "coco", "--images", str(images), "--annotations", str(ann), "--project", str(project)]
@@ -97,16 +103,7 @@ def test_a_model_is_stale_once_its_dataset_is_imported_again(tmp_path: Path, cap
 def test_the_model_pages_warn_about_a_stale_model(tmp_path: Path, capsys):
     from streamlit.testing.v1 import AppTest
 
-    project = tmp_path / "project"
-    _import_coco(capsys, tmp_path / "a", _dataset(tmp_path / "a", [10, 10, 20, 20]), project)
-    results = tmp_path / "results.json"
-    results.write_text(
-        json.dumps([{"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}])
-    )
-    code, _, err = run_cli(
-        capsys, ["import", "predictions", str(results), "--project", str(project), "--model", "m"]
-    )
-    assert code == 0, err
+    project = _project_with_model(tmp_path, capsys)
 
     def warnings() -> list[str]:
         app = AppTest.from_file(str(REPO / "pages" / "model_quality.py"), default_timeout=120)
