@@ -8,7 +8,7 @@ NaN boxes, unknown image sizes, crowd regions, images without objects); ``label_
 table metric on them.
 
 Run as a script with the code to be measured first on ``sys.path`` to (re)write the reference files
-under ``tests/data/import_reference/``: they were made with the code before issue 17's speed work
+under ``tests/data/import_reference/`` (the shared sets as per-table digests): they were made with the code before issue 17's speed work
 (commit 846cc10) by ``cd OLD_TREE && python /path/to/tests/store/import_reference.py OUT_DIR``.
 """
 
@@ -42,6 +42,28 @@ def snapshot(dataset_dir: Path, root: Path) -> dict[str, pd.DataFrame]:
                 )
         out[path.relative_to(dataset_dir).as_posix()] = frame.reset_index(drop=True)
     return out
+
+
+def _canonical(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def table_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a table's column names, dtypes and exact values (float bit patterns; nested values
+    as canonical JSON). Lets the test hold the old import's output of the shared sets as digests: the
+    shared data's annotations and file names never enter the repository."""
+    import hashlib
+
+    frame = frame.reset_index(drop=True)
+    digest = hashlib.sha256(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object:
+            values = values.map(_canonical)
+        digest.update(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def hostile_tables(seed: int = 17) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -142,14 +164,13 @@ def write_references(out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     label_values(*hostile_tables()).to_parquet(out / "hostile_label_values.parquet")
+    digests: dict[str, dict[str, str]] = {}
     for name, (images, ann_file) in REAL_SETS.items():
         with tempfile.TemporaryDirectory() as tmp:
             import_coco(SHARED / images, SHARED / ann_file, Path(tmp) / "p", dataset=name, prewarm=False)
             tables = snapshot(Path(tmp) / "p" / "datasets" / name, SHARED.resolve())
-        for key, frame in tables.items():
-            target = out / name / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            frame.to_parquet(target)
+        digests[name] = {key: table_digest(frame) for key, frame in sorted(tables.items())}
+    (out / "real_sets_digests.json").write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
