@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -196,12 +195,5 @@ def run_action(job_dir: str | Path) -> dict[str, Any]:
     except jobs.JobCancelled:
         return jobs.update_job(job_dir, status="cancelled", phase="cancelled", ended_at=time.time())
     except BaseException as error:
-        jobs.update_job(
-            job_dir,
-            status="failed",
-            phase="failed",
-            ended_at=time.time(),
-            error=traceback.format_exc(),
-            error_line=" ".join(f"{type(error).__name__}: {error}".split())[:500],
-        )
+        jobs.mark_failed(job_dir, error)
         raise

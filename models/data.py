@@ -123,6 +123,25 @@ def object_mask(
     return mask
 
 
+def target_dict(
+    row: Any, boxes: list[np.ndarray], labels: list[int], masks: list[np.ndarray], new_w: int, new_h: int
+) -> dict[str, Any]:
+    """torchvision's detection target for one (resized) image or tile: crowd regions are skipped
+    before, so every kept object has iscrowd 0; area is the mask's pixel count."""
+    mask_tensor = (
+        torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, new_h, new_w), dtype=torch.uint8)
+    )
+    return {
+        "boxes": torch.as_tensor(np.array(boxes, dtype=np.float32).reshape(-1, 4)),
+        "labels": torch.as_tensor(labels, dtype=torch.int64),
+        "masks": mask_tensor,
+        "image_id": torch.tensor(int(row["image_id"]), dtype=torch.int64),
+        "area": mask_tensor.flatten(1).sum(1).to(torch.float32),
+        "iscrowd": torch.zeros(len(labels), dtype=torch.int64),
+        "content_hash": str(row.get("content_hash", "") or ""),
+    }
+
+
 class CocoDetectionDataset(Dataset):
     """(image CHW float [0, 1], target dict) pairs for torchvision's Mask R-CNN.
 
@@ -167,7 +186,7 @@ class CocoDetectionDataset(Dataset):
         row = self.images.iloc[index]
         width, height = int(row["width"]), int(row["height"])
         sx, sy = new_w / width, new_h / height
-        boxes, labels, masks, crowd = [], [], [], []
+        boxes, labels, masks = [], [], []
         objects = self._objects.get(int(row["image_id"]))
         for obj in objects.itertuples(index=False) if objects is not None else ():
             label = self.category_to_label.get(int(obj.category_id))
@@ -184,19 +203,7 @@ class CocoDetectionDataset(Dataset):
             boxes.append(box)
             labels.append(label)
             masks.append(object_mask(seg, box, width, height, new_w, new_h))
-            crowd.append(0)
-        mask_tensor = (
-            torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, new_h, new_w), dtype=torch.uint8)
-        )
-        return {
-            "boxes": torch.as_tensor(np.array(boxes, dtype=np.float32).reshape(-1, 4)),
-            "labels": torch.as_tensor(labels, dtype=torch.int64),
-            "masks": mask_tensor,
-            "image_id": torch.tensor(int(row["image_id"]), dtype=torch.int64),
-            "area": mask_tensor.flatten(1).sum(1).to(torch.float32),
-            "iscrowd": torch.as_tensor(crowd, dtype=torch.int64),
-            "content_hash": str(row.get("content_hash", "") or ""),
-        }
+        return target_dict(row, boxes, labels, masks, new_w, new_h)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         row = self.images.iloc[index]

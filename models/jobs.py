@@ -705,15 +705,21 @@ def run_job(job_dir: str | Path, on_event: Callable[[dict[str, Any]], None] | No
         update_job(job_dir, status="cancelled", phase="interrupted", ended_at=time.time())
         raise
     except BaseException as error:
-        update_job(
-            job_dir,
-            status="failed",
-            phase="failed",
-            ended_at=time.time(),
-            error=traceback.format_exc(),
-            error_line=" ".join(f"{type(error).__name__}: {error}".split())[:500],
-        )
+        mark_failed(job_dir, error)
         raise
+
+
+def mark_failed(job_dir: Path, error: BaseException) -> dict[str, Any]:
+    """End a job (training or page action) as 'failed' with its traceback and a one-line reason;
+    call from inside the ``except`` block that caught ``error``."""
+    return update_job(
+        job_dir,
+        status="failed",
+        phase="failed",
+        ended_at=time.time(),
+        error=traceback.format_exc(),
+        error_line=" ".join(f"{type(error).__name__}: {error}".split())[:500],
+    )
 
 
 def _train_and_predict(

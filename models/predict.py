@@ -90,6 +90,26 @@ def _results_for_image(
     return results
 
 
+def prepare_prediction(
+    model: nn.Module,
+    images_df: pd.DataFrame,
+    device: str | torch.device,
+    label_to_category: dict[int, int] | None,
+) -> tuple[dict[int, int], torch.device, pd.DataFrame]:
+    """What every prediction pass (whole images, tiles) starts from: the label → COCO id map (given,
+    or attached by load_checkpoint), the model in eval mode on ``device``, and the 'ok' images in
+    image-id order."""
+    mapping = label_to_category or getattr(model, "label_to_category", None)
+    if mapping is None:
+        raise ValueError("label_to_category is needed (load_checkpoint attaches it to the model)")
+    device = torch.device(device)
+    model.eval().to(device)
+    rows = images_df
+    if "status" in rows.columns:
+        rows = rows[rows["status"] == "ok"]
+    return mapping, device, rows.sort_values("image_id").reset_index(drop=True)
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -107,15 +127,7 @@ def predict(
     frame (width × height of the image record); category_id is the original COCO id.
     progress(done, total) is called after each batch.
     """
-    mapping = label_to_category or getattr(model, "label_to_category", None)
-    if mapping is None:
-        raise ValueError("label_to_category is needed (load_checkpoint attaches it to the model)")
-    device = torch.device(device)
-    model.eval().to(device)
-    rows = images_df
-    if "status" in rows.columns:
-        rows = rows[rows["status"] == "ok"]
-    rows = rows.sort_values("image_id").reset_index(drop=True)
+    mapping, device, rows = prepare_prediction(model, images_df, device, label_to_category)
     total = len(rows)
     results: list[dict[str, Any]] = []
     for start in range(0, total, batch_size):

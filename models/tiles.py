@@ -34,6 +34,7 @@ from models.data import (
     load_image,
     object_mask,
     scaled_size,
+    target_dict,
 )
 
 EDGE_MARGIN = 2.0  # px: a tile detection this close to an inner tile edge is a cut object
@@ -137,19 +138,7 @@ class TiledDataset(CocoDetectionDataset):
             boxes.append(box)
             labels.append(label)
             masks.append(mask.astype(np.uint8))
-        mask_tensor = (
-            torch.from_numpy(np.stack(masks)) if masks else torch.zeros((0, new_h, new_w), dtype=torch.uint8)
-        )
-        return {
-            "boxes": torch.as_tensor(np.array(boxes, dtype=np.float32).reshape(-1, 4)),
-            "labels": torch.as_tensor(labels, dtype=torch.int64),
-            "masks": mask_tensor,
-            "image_id": torch.tensor(int(row["image_id"]), dtype=torch.int64),
-            "area": mask_tensor.flatten(1).sum(1).to(torch.float32),
-            "iscrowd": torch.zeros(len(labels), dtype=torch.int64),
-            "content_hash": str(row.get("content_hash", "") or ""),
-            "window": window,
-        }
+        return {**target_dict(row, boxes, labels, masks, new_w, new_h), "window": window}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         row = self.images.iloc[index]
@@ -303,17 +292,10 @@ def predict_tiled(
     label_to_category: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO result dicts like models.predict.predict, from tiles plus the full image, per 'ok' image."""
+    from models.predict import prepare_prediction
     from models.train import encode_masks
 
-    mapping = label_to_category or getattr(model, "label_to_category", None)
-    if mapping is None:
-        raise ValueError("label_to_category is needed (load_checkpoint attaches it to the model)")
-    device = torch.device(device)
-    model.eval().to(device)
-    rows = images_df
-    if "status" in rows.columns:
-        rows = rows[rows["status"] == "ok"]
-    rows = rows.sort_values("image_id").reset_index(drop=True)
+    mapping, device, rows = prepare_prediction(model, images_df, device, label_to_category)
     results: list[dict[str, Any]] = []
     for done, row in enumerate(rows.itertuples(index=False), start=1):
         width, height = int(row.width), int(row.height)

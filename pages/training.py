@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from models import jobs
+from pages.job_progress import duration_text
 from pages.state import reader, set_query
 from pages.training_form import RENDERED_FLAG, page_link, render_training_form
 from store.errors import InputError
@@ -26,15 +27,6 @@ LOSS_COLOURS = ["#222222", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"
 
 def _when(seconds: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else ""
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
 def _elapsed(job: dict[str, Any]) -> float | None:
@@ -58,7 +50,7 @@ def jobs_table(all_jobs: list[dict[str, Any]]) -> pd.DataFrame:
                 "architecture": config.get("model", ""),
                 "epochs": config.get("epochs"),
                 "created": _when(job.get("created_at")),
-                "run time": _duration(_elapsed(job)),
+                "run time": duration_text(_elapsed(job)),
             }
         )
     return pd.DataFrame(rows)
@@ -143,7 +135,7 @@ def _headline(job: dict[str, Any], progress: list[dict[str, Any]]) -> None:
         label = "ETA (predicting)" if phase.startswith("predicting") else "ETA (training)"
         columns[4].metric(
             label,
-            (("≥ " if "not timed" in estimate[1] else "") + _duration(estimate[0]))
+            (("≥ " if "not timed" in estimate[1] else "") + duration_text(estimate[0]))
             if estimate
             else "measuring…",
             help=(
@@ -153,7 +145,7 @@ def _headline(job: dict[str, Any], progress: list[dict[str, Any]]) -> None:
             ),
         )
     else:
-        columns[4].metric("Run time", _duration(_elapsed(job)) or "–")
+        columns[4].metric("Run time", duration_text(_elapsed(job)) or "–")
     predicted = jobs.predict_progress(progress)
     if job["status"] == "running" and phase.startswith("predicting"):
         done, total = predicted or (0, 0)
