@@ -5,6 +5,7 @@ Screenshots go to artifacts/screenshots/ (git-ignored) so a person can look at e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,33 @@ def _stop_group(proc: subprocess.Popen) -> None:
             except ProcessLookupError:
                 return
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def app_in_browser(project: Path, path: str, height: int = 1100) -> Iterator:
+    """The app served for ``project`` (``cocolens visualise`` in its own process group) and a
+    chromium page opened on ``path`` after the root, both rendered; browser and server stop after."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    cocolens = Path(sys.executable).with_name("cocolens")
+    proc = subprocess.Popen(
+        [str(cocolens), "visualise", "--project", str(project), "--port", str(port)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        _wait_healthy(base, proc)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            for url in (f"{base}/", f"{base}/{path}"):
+                page.goto(url, wait_until="domcontentloaded")
+                _wait_rendered(page)
+            yield page
+            browser.close()
+    finally:
+        _stop_group(proc)
 
 
 @pytest.fixture(scope="module")

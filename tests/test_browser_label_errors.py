@@ -4,24 +4,18 @@ after the confirmation. Screenshots go to artifacts/screenshots/ (git-ignored)."
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from store import label_decisions
-from tests.conftest import REPO
 from tests.store.test_label_issues import planted_project
 from tests.test_browser_e2e import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     SCREENSHOTS,
     _assert_no_exception,
-    _free_port,
-    _stop_group,
-    _wait_healthy,
     _wait_rendered,
+    app_in_browser,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -37,59 +31,37 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 def test_accept_undo_and_accept_above_threshold(project: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    cocolens = Path(sys.executable).with_name("cocolens")
-    proc = subprocess.Popen(
-        [str(cocolens), "visualise", "--project", str(project), "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        _wait_healthy(base, proc)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(f"{base}/", wait_until="domcontentloaded")
-            _wait_rendered(page)
-            page.goto(f"{base}/label_errors", wait_until="domcontentloaded")
-            _wait_rendered(page)
-            page.screenshot(path=str(SCREENSHOTS / "label_errors.png"), full_page=True)
-            _assert_no_exception(page, "label_errors")
-            queue = page.get_by_text(re.compile(r"^[\d,]+ labels in the queue"))
-            queue.wait_for(timeout=60_000)
-            before = int(re.match(r"([\d,]+)", queue.inner_text()).group(1).replace(",", ""))
+    with app_in_browser(project, "label_errors") as page:
+        page.screenshot(path=str(SCREENSHOTS / "label_errors.png"), full_page=True)
+        _assert_no_exception(page, "label_errors")
+        queue = page.get_by_text(re.compile(r"^[\d,]+ labels in the queue"))
+        queue.wait_for(timeout=60_000)
+        before = int(re.match(r"([\d,]+)", queue.inner_text()).group(1).replace(",", ""))
 
-            page.get_by_role("button", name="Accept", exact=True).first.click()
-            _wait_rendered(page)
-            stored = label_decisions.decisions(project, "fruits")
-            assert list(stored["decision"]) == ["accepted"]
-            page.get_by_text(f"{before - 1:,} labels in the queue").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Accept", exact=True).first.click()
+        _wait_rendered(page)
+        stored = label_decisions.decisions(project, "fruits")
+        assert list(stored["decision"]) == ["accepted"]
+        page.get_by_text(f"{before - 1:,} labels in the queue").wait_for(timeout=60_000)
 
-            show = page.locator('[data-testid="stSelectbox"]').filter(has_text="Show").first
-            show.click()
-            page.get_by_role("option", name="accepted").click()
-            _wait_rendered(page)
-            page.get_by_role("button", name="Undo", exact=True).first.click()
-            _wait_rendered(page)
-            assert label_decisions.decisions(project, "fruits").empty
+        show = page.locator('[data-testid="stSelectbox"]').filter(has_text="Show").first
+        show.click()
+        page.get_by_role("option", name="accepted").click()
+        _wait_rendered(page)
+        page.get_by_role("button", name="Undo", exact=True).first.click()
+        _wait_rendered(page)
+        assert label_decisions.decisions(project, "fruits").empty
 
-            show.click()
-            page.get_by_role("option", name="open").click()
-            _wait_rendered(page)
-            page.get_by_role("button", name=re.compile(r"^Accept [\d,]+ fixes…$")).first.click()
-            _wait_rendered(page)
-            page.get_by_text(re.compile(r"Accept the suggested fix for [\d,]+ findings")).wait_for(
-                timeout=60_000
-            )
-            assert label_decisions.decisions(project, "fruits").empty  # nothing until confirmed
-            page.screenshot(path=str(SCREENSHOTS / "label_errors_confirm.png"), full_page=True)
-            page.get_by_role("button", name="Yes, accept them").click()
-            _wait_rendered(page)
-            accepted = label_decisions.decisions(project, "fruits")
-            assert len(accepted) > 0 and set(accepted["decision"]) == {"accepted"}
-            _assert_no_exception(page, "label_errors after bulk accept")
-            browser.close()
-    finally:
-        _stop_group(proc)
+        show.click()
+        page.get_by_role("option", name="open").click()
+        _wait_rendered(page)
+        page.get_by_role("button", name=re.compile(r"^Accept [\d,]+ fixes…$")).first.click()
+        _wait_rendered(page)
+        page.get_by_text(re.compile(r"Accept the suggested fix for [\d,]+ findings")).wait_for(timeout=60_000)
+        assert label_decisions.decisions(project, "fruits").empty  # nothing until confirmed
+        page.screenshot(path=str(SCREENSHOTS / "label_errors_confirm.png"), full_page=True)
+        page.get_by_role("button", name="Yes, accept them").click()
+        _wait_rendered(page)
+        accepted = label_decisions.decisions(project, "fruits")
+        assert len(accepted) > 0 and set(accepted["decision"]) == {"accepted"}
+        _assert_no_exception(page, "label_errors after bulk accept")

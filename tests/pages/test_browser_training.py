@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 
 from models import jobs
-from tests.conftest import REPO
 from tests.models.test_jobs import FAST, make_project
 from tests.test_browser_e2e import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     SCREENSHOTS,
-    _free_port,
-    _stop_group,
-    _wait_healthy,
-    _wait_rendered,
+    app_in_browser,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,30 +24,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
 def test_table_picker_and_panel_agree_while_a_job_starts(tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
     project = make_project(tmp_path)
     helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     folder = jobs.create_job(
         project, "tr", "va", jobs.prepare_config(None, **{**FAST, "epochs": 3}), "livenet"
     )
     jobs.update_job(folder, pid=helper.pid, pid_start=jobs.process_start_time(helper.pid))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    cocolens = Path(sys.executable).with_name("cocolens")
-    proc = subprocess.Popen(
-        [str(cocolens), "visualise", "--project", str(project), "--port", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
-        _wait_healthy(base, proc)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(f"{base}/", wait_until="domcontentloaded")
-            _wait_rendered(page)
-            page.goto(f"{base}/training", wait_until="domcontentloaded")
-            _wait_rendered(page)
+        with app_in_browser(project, "training", height=1400) as page:
             picker = page.get_by_role("combobox", name="Job")
             assert picker.input_value().endswith("livenet · queued")
             jobs.update_job(
@@ -70,8 +49,6 @@ def test_table_picker_and_panel_agree_while_a_job_starts(tmp_path: Path) -> None
             assert "measuring" not in eta, eta
             page.wait_for_timeout(500)
             page.screenshot(path=str(SCREENSHOTS / "training_live.png"), full_page=True)
-            browser.close()
     finally:
-        _stop_group(proc)
         helper.kill()
         helper.wait()
