@@ -45,6 +45,16 @@ def commit_moves(root: Path, journal_dir: Path, moves: list[tuple[Path, Path]]) 
     journal.unlink()
 
 
+def discard_stage(stage: Path, staging_dir: Path) -> None:
+    """Remove a pass's stage once it is committed or abandoned, and its parents up to ``staging_dir``
+    when empty (other stages stay). A stage holding a journal is kept: the next writer finishes it."""
+    if not (stage / JOURNAL_NAME).is_file():
+        shutil.rmtree(stage, ignore_errors=True)
+    for empty in (stage.parent, staging_dir):
+        with contextlib.suppress(OSError):
+            empty.rmdir()
+
+
 def roll_forward(root: Path, staging_dir: Path) -> int:
     """Finish every commit a killed process left half done; returns how many were finished."""
     if not staging_dir.is_dir():

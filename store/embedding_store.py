@@ -14,7 +14,6 @@ run never shows an old map. The project's writer lock is the caller's (``cocolen
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -38,7 +37,7 @@ from metrics.label_quality import (
     self_confidence,
     uniqueness,
 )
-from store.commit_journal import JOURNAL_NAME, commit_moves
+from store.commit_journal import commit_moves, discard_stage
 from store.metric_files import metric_frame, write_metric
 from store.project import Project, write_json_atomic, write_parquet_atomic
 
@@ -320,11 +319,7 @@ def store_embeddings(
             info,
         )
     finally:
-        if not (stage / JOURNAL_NAME).is_file():  # a journalled commit is the next writer's to finish
-            shutil.rmtree(stage, ignore_errors=True)
-        for empty in (stage.parent, project.staging_dir):
-            with contextlib.suppress(OSError):
-                empty.rmdir()  # only when empty: other stages stay
+        discard_stage(stage, project.staging_dir)
     summary["score_seconds"] = round(time.perf_counter() - started, 2)
     return summary
 

@@ -17,7 +17,6 @@ The caller holds the project's writer lock.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from metrics.label_errors import LABEL_ISSUE, MISSING_LABEL, find_label_issues
-from store.commit_journal import JOURNAL_NAME, commit_moves
+from store.commit_journal import commit_moves, discard_stage
 from store.metric_files import metric_frame, write_metric
 from store.project import Project, write_json_atomic, write_parquet_atomic
 
@@ -281,11 +280,7 @@ def compute_label_issues(
     try:
         commit_moves(project.root, stage, [(path, folder / path.relative_to(stage)) for path in staged])
     finally:
-        if not (stage / JOURNAL_NAME).is_file():  # a journalled commit is the next writer's to finish
-            shutil.rmtree(stage, ignore_errors=True)
-        for empty in (stage.parent, project.staging_dir):
-            with contextlib.suppress(OSError):
-                empty.rmdir()  # only when empty: other stages stay
+        discard_stage(stage, project.staging_dir)
     return {
         "skipped": False,
         "flagged": flagged,
