@@ -80,7 +80,7 @@ def models_table(reader: ProjectReader) -> pd.DataFrame:
                 "dataset": meta.get("dataset", ""),
                 "predictions": int(meta.get("predictions", 0)),
                 "iou_types": list(meta.get("iou_types", ["bbox"])),
-                "stale": model_is_stale(reader.project, name),
+                "stale": model_is_stale(reader.project, name, meta),
             }
         )
     return pd.DataFrame(rows, columns=["model", "dataset", "predictions", "iou_types", "stale"])

@@ -534,13 +534,14 @@ def import_predictions(
     }
 
 
-def model_is_stale(project: Project, model: str) -> bool:
+def model_is_stale(project: Project, model: str, meta: dict[str, Any] | None = None) -> bool:
     """True when the model's dataset was re-imported (or removed) after its predictions were matched.
 
     Its stored matches and stats then describe labels that no longer exist: import the predictions
-    again. Models imported before this was recorded count as current.
+    again. Models imported before this was recorded count as current. ``meta``: the model.json the
+    caller already read (read here otherwise).
     """
-    meta = project.model_meta(model)
+    meta = project.model_meta(model) if meta is None else meta
     recorded = meta.get("dataset_imported_at")
     if recorded is None:
         return False

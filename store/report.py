@@ -87,6 +87,6 @@ def build_report(project_dir: str | Path) -> dict[str, Any]:
             "bbox": stats.get("bbox", {}).get("stats") if stats.get("bbox") else None,
             "segm": stats.get("segm", {}).get("stats") if stats.get("segm") else None,
             # its dataset was imported again after the matching: the stats describe old labels
-            "stale": model_is_stale(reader.project, name),
+            "stale": model_is_stale(reader.project, name, meta),
         }
     return {"datasets": datasets, "metrics": metrics, "issues": issue_counts(reader), "models": models}
