@@ -139,11 +139,14 @@ def test_streaming_needs_far_less_memory_than_json_load(tmp_path, monkeypatch):
     objects = write_coco(path, 400, 10)
     peaks = {}
     for name, threshold in (("streamed", STREAMED), ("loaded", LOADED)):
-        tracemalloc.start()
-        tables = _read(path, threshold, monkeypatch)
-        peaks[name] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        assert len(tables.objects) == objects == 4000
+        runs = []
+        for _ in range(2):  # tracemalloc also counts what other threads of this worker allocate
+            tracemalloc.start()  # meanwhile (a full suite leaves some): the smaller peak is the read's
+            tables = _read(path, threshold, monkeypatch)
+            runs.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            assert len(tables.objects) == objects == 4000
+        peaks[name] = min(runs)
     # json.load holds every annotation as dicts at once (~8x the file); streaming holds one
     # annotation at a time plus the columnar tables (measured 0.47x of json.load's peak).
     assert peaks["streamed"] < 0.65 * peaks["loaded"], peaks
