@@ -358,7 +358,7 @@ def import_coco(
             json.loads(text) for text in results.set_index("image_id").reindex(image_ids)["metrics_json"]
         ]
         write_pixel_metrics(dataset, out, image_ids, metric_dicts)
-        compute_table_metrics(dataset, out, tables.objects, images)
+        compute_table_metrics(dataset, out, tables.objects, images, engine=engine, workers=workers)
         write_parquet_atomic(out / "duplicates.parquet", _duplicates(dataset, images))
         size_mismatch = int(images["error"].str.startswith(SIZE_MISMATCH).sum())
         if size_mismatch:

@@ -32,15 +32,28 @@ def compute_table_metrics(
     objects: pd.DataFrame,
     images: pd.DataFrame,
     only: Iterable[str] | None = None,
+    engine: str = "local",
+    workers: int = 2,
 ) -> list[str]:
-    """Run every table metric (or the named ones) and write its file; return the names written."""
+    """Run every table metric (or the named ones) and write its file; return the names written.
+
+    With ``engine='ray'`` the built-in per-image metrics run as Ray tasks over partitions of whole
+    images (metrics/ray_objects.py, the same values); the others run here on the whole tables.
+    """
     wanted = set(only) if only is not None else None
+    specs = [s for s in table_specs() if s.func is not None and (wanted is None or s.name in wanted)]
+    on_ray: dict[str, np.ndarray] = {}
+    if engine == "ray":
+        from metrics.ray_objects import partitionable, ray_table_values
+
+        names = [s.name for s in specs if partitionable(s.name, s.func.__module__)]
+        on_ray = ray_table_values(objects, images, names, workers=workers)
     written = []
-    for spec in table_specs():
-        if spec.func is None or (wanted is not None and spec.name not in wanted):
-            continue
+    for spec in specs:
         try:
-            values = np.asarray(spec.func(objects, images), dtype="float64")
+            values = on_ray.get(spec.name)
+            if values is None:
+                values = np.asarray(spec.func(objects, images), dtype="float64")
         except Exception as exc:  # a custom metric's bug must name the metric, not crash anonymously
             raise InputError(
                 f"metric {spec.name}", f"raised {type(exc).__name__}: {exc}", record=f"dataset {dataset}"

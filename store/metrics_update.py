@@ -102,7 +102,9 @@ def update_metrics(
                             progress(f"image metrics · {dataset}", done, len(records))
                     write_pixel_metrics(dataset, stage, images["image_id"].to_numpy(), results, only=pixel)
                 if table:
-                    compute_table_metrics(dataset, stage, objects, images, only=table)
+                    compute_table_metrics(
+                        dataset, stage, objects, images, only=table, engine=engine, workers=workers
+                    )
                 staged.append((stage / "metrics", folder / "metrics"))
             for source, target in staged:
                 if source.is_dir():

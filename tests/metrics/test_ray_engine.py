@@ -112,3 +112,20 @@ def test_unknown_engine_setting_is_a_one_line_input_error(tmp_path):
         import_coco(images_dir, ann, project.root, dataset="d")
     with pytest.raises(InputError, match="read by the Ray engine"):
         import_coco("s3://bucket/images", ann, project.root, dataset="d", engine="local")
+
+
+def test_object_metrics_on_ray_equal_the_local_ones(local_ray):
+    """Label metrics as Ray tasks over partitions of whole images: every value the local engine's."""
+    import numpy as np
+
+    from metrics.ray_objects import PER_IMAGE_METRICS, ray_table_values
+    from tests.metrics.test_objects import run_all
+    from tests.metrics.test_ray_objects import generated_tables
+
+    objects, images = generated_tables(seed=5)
+    with np.errstate(all="ignore"):
+        expected = run_all(objects, images)
+    got = ray_table_values(objects, images, sorted(PER_IMAGE_METRICS), workers=2, objects_per_partition=25)
+    assert sorted(got) == sorted(PER_IMAGE_METRICS)
+    for name in PER_IMAGE_METRICS:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)  # NaN where NaN
