@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+import metrics.passive_openmp  # noqa: F401  (before torch loads its OpenMP runtime)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SIZE = 224  # whole images: the size the backbone was trained at

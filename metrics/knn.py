@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+import metrics.passive_openmp  # noqa: F401  (before faiss loads its OpenMP runtime)
+
 log = logging.getLogger(__name__)
 
 EXACT_MAX_ROWS = 50_000  # exact search costs n² d: 50k × 50k × 1280 ≈ 3 TFLOP, about a minute here
