@@ -533,17 +533,34 @@ def _luma_mean_std(ctx: ImageContext) -> tuple[float, float]:
     return ctx.cached("luma_mean_std", compute)
 
 
+_SQUARES = (np.arange(256, dtype=np.float32) / 255.0) ** 2
+# Per-channel weights of perceived brightness applied to (c / 255)², as one 256-entry RGB table.
+_PERCEIVED_SQUARES = np.stack([_SQUARES * 0.241, _SQUARES * 0.691, _SQUARES * 0.068], axis=-1).reshape(
+    1, 256, 3
+)
+
+
+def perceived_brightness(rgb: np.ndarray) -> np.ndarray:
+    """sqrt(.241R² + .691G² + .068B²) of uint8 H×W×3 RGB in [0, 1], float32, one value per pixel (flat).
+
+    One 3-channel table lookup, then (R + G) + B in float32: the same bits as three per-channel
+    lookups (tests/metrics/test_image.py checks all 2^24 colours) at half the passes over the image.
+    """
+    import cv2
+
+    weighted = cv2.LUT(rgb, _PERCEIVED_SQUARES).reshape(-1, 3)
+    total = weighted[:, 0] + weighted[:, 1]
+    total += weighted[:, 2]
+    return np.sqrt(total)
+
+
 def _brightness_percentiles(ctx: ImageContext) -> tuple[float, float]:
     """5th and 99th percentile of perceived brightness sqrt(.241R²+.691G²+.068B²) in [0, 1]."""
 
     def compute() -> tuple[float, float]:
         import cv2
 
-        red, green, blue = cv2.split(ctx.rgb)
-        squares = (np.arange(256, dtype=np.float32) / 255.0) ** 2
-        perceived = cv2.sqrt(
-            cv2.LUT(red, squares * 0.241) + cv2.LUT(green, squares * 0.691) + cv2.LUT(blue, squares * 0.068)
-        )
+        perceived = perceived_brightness(ctx.rgb)
         # Percentiles from a 1,000-bin histogram (0.001 resolution): a sort of every pixel is slower.
         bins = 1000
         hist = cv2.calcHist([perceived], [0], None, [bins], [0.0, 1.0 + 1e-6]).ravel()

@@ -17,6 +17,7 @@ from typing import Any
 
 from metrics import registry
 from metrics.image import compute_image
+from metrics.malloc_tuning import keep_freed_memory
 
 # Records per task: big enough to amortise inter-process overhead, small enough to checkpoint often.
 DEFAULT_CHUNK_SIZE = 16
@@ -29,6 +30,7 @@ def _init_worker(plugins: Sequence[str]) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the pool is the parallelism: OpenCV's own threads only oversubscribed the cores
+    keep_freed_memory()  # a worker only runs the image pass: reuse its pages photo after photo
     registry.ensure_builtin_loaded(registry.PIXEL_MODULES if not plugins else registry.BUILTIN_MODULES)
     for plugin in plugins:
         registry.load_plugin(plugin)
@@ -133,6 +135,7 @@ def _compute_chunk_here(chunk: list[tuple[int, dict[str, Any]]]) -> list[tuple[i
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    keep_freed_memory()
     try:
         return _compute_chunk(chunk)
     finally:

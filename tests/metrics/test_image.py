@@ -324,3 +324,19 @@ def test_custom_pixel_metric_is_picked_up_and_decode_happens_once(
     finally:
         registry._REGISTRY.pop("test_top_row_mean", None)
         registry._REGISTRY.pop("test_broken_metric", None)
+
+
+def test_perceived_brightness_is_bit_identical_to_per_channel_lookups_for_every_colour() -> None:
+    """The one-lookup form keeps every float32 bit of the three-lookup formula, over all 2^24 colours."""
+    from metrics.image import perceived_brightness
+
+    squares = (np.arange(256, dtype=np.float32) / 255.0) ** 2
+    for red_block in range(4):  # 64 reds at a time: 4M colours, ~100 MB of planes
+        codes = np.arange(red_block << 22, (red_block + 1) << 22, dtype=np.uint32)
+        rgb = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=-1).astype(np.uint8)
+        rgb = rgb.reshape(2048, 2048, 3)
+        red, green, blue = cv2.split(rgb)
+        per_channel = cv2.sqrt(
+            cv2.LUT(red, squares * 0.241) + cv2.LUT(green, squares * 0.691) + cv2.LUT(blue, squares * 0.068)
+        )
+        assert np.array_equal(perceived_brightness(rgb), per_channel.ravel())
