@@ -7,34 +7,15 @@ wrong ends the job as 'failed' with its traceback in job.json (written by models
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
 import sys
-from pathlib import Path
+
+from models.job_runner import runner_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models import actions, jobs
+    from models.actions import run_action
 
-    signal.signal(signal.SIGTERM, jobs._raise_cancelled)  # first: a cancel may come at once
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m models.action_runner JOB_DIR", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    log = logging.getLogger("cocolens.action")
-    job_dir = Path(args[0])
-    log.info("action %s starting (pid %s)", job_dir.name, os.getpid())
-    try:
-        job = actions.run_action(job_dir)
-    except BaseException:
-        log.exception("action failed")
-        return 1
-    log.info("action %s ended: %s", job["id"], job["status"])
-    return 0
+    return runner_main(argv, "action", run_action)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 A page that ran ``update_metrics`` in its request thread sat behind a spinner for as long as the
 work took (47 s for the embeddings of a small dataset), and a reload lost it. An action runs like a
 training job instead: a folder PROJECT/jobs/actions/JOB_ID/ with the same files (job.json,
-progress.jsonl, log.txt, cancel), written and read with models.jobs' helpers, and its own process
+progress.jsonl, log.txt, cancel), written and read with models.job_state, and its own process
 (``python -m models.action_runner JOB_DIR``, a new session) that survives reloads and a closed
 browser. The page only reads the folder. Actions live one level down from training jobs so that the
 Training page, which lists PROJECT/jobs/*, never shows them.
@@ -14,22 +14,35 @@ is data, never code to import. This module imports no torch and no Streamlit.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from models import jobs
+from models.job_eta import MIN_ETA_INTERVALS, count_down
+from models.job_launch import launch
+from models.job_state import (
+    ACTIVE,
+    CANCEL_FILE,
+    JobCancelled,
+    append_progress,
+    list_job_folders,
+    mark_failed,
+    new_job_id,
+    process_start_time,
+    read_job,
+    update_job,
+    write_new_job,
+)
+from models.progress_events import STAGE_EVENT, ProgressEvent, StageEvent, events_of
 from store.errors import InputError
-from store.project import Project, write_json_atomic
+from store.project import Project
 
 ACTIONS_FOLDER = "actions"
 # action name → (what the page calls it, its options with their defaults)
 ACTIONS: dict[str, tuple[str, dict[str, bool]]] = {
     "metrics": ("Computing metrics", {"embeddings": False, "label_issues": True}),
 }
-PROGRESS_EVENT = "progress"
 # Reports closer together than this are not written (an image-metric pass reports every image);
 # the first and last of a stage always are. The page refreshes every 2 s.
 REPORT_EVERY_S = 0.5
@@ -51,23 +64,14 @@ def _check(project: Project, action: str, options: dict[str, Any]) -> dict[str, 
 
 def list_actions(project: Project, action: str | None = None) -> list[dict[str, Any]]:
     """Every action job of the project (only those of ``action`` when given), newest first, with 'dir'."""
-    folder = actions_dir(project)
-    if not folder.is_dir():
-        return []
-    found = []
-    for job_dir in sorted(folder.iterdir(), reverse=True):
-        if not (job_dir / jobs.JOB_FILE).is_file():
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            job = jobs.read_job(job_dir)  # a vanished process is reported as failed, as for training
-            if action is None or job.get("action") == action:
-                found.append({**job, "dir": str(job_dir)})
-    return found
+    # read_job reports a vanished process as failed, as for training
+    found = list_job_folders(actions_dir(project))
+    return [job for job in found if action is None or job.get("action") == action]
 
 
 def active_action(project: Project, action: str) -> dict[str, Any] | None:
     """The queued or running job of ``action``, if any (the page shows it instead of its button)."""
-    return next((job for job in list_actions(project, action) if job["status"] in jobs.ACTIVE), None)
+    return next((job for job in list_actions(project, action) if job["status"] in ACTIVE), None)
 
 
 def start_action(project: str | Path | Project, action: str, **options: Any) -> dict[str, Any]:
@@ -81,43 +85,24 @@ def start_action(project: str | Path | Project, action: str, **options: Any) -> 
     running = active_action(project, action)
     if running is not None:
         return running
-    job_id = jobs.new_job_id()
+    job_id = new_job_id()
     folder = actions_dir(project) / job_id
-    folder.mkdir(parents=True, exist_ok=False)
-    write_json_atomic(
-        folder / jobs.JOB_FILE,
-        {
-            "id": job_id,
-            "kind": "action",
-            "action": action,
-            "options": checked,
-            "project": str(project.root),
-            "status": "queued",
-            "phase": "waiting to start",
-            "created_at": time.time(),
-            "started_at": None,
-            "ended_at": None,
-            "pid": None,
-            "error": None,
-        },
-    )
-    (folder / jobs.PROGRESS_FILE).touch()
-    (folder / jobs.LOG_FILE).touch()
-    jobs.launch(folder, runner="models.action_runner")
-    return {**jobs.read_job(folder), "dir": str(folder)}
+    write_new_job(folder, job_id, project, kind="action", action=action, options=checked)
+    launch(folder, runner="models.action_runner")
+    return {**read_job(folder), "dir": str(folder)}
 
 
 # ----- progress and ETA (read by the page) ---------------------------------------------------------
 
 
-def current_stage(progress: list[dict[str, Any]]) -> dict[str, Any] | None:
+def current_stage(progress: list[ProgressEvent]) -> StageEvent | None:
     """The newest progress event: {'stage', 'done', 'total', 'time'}; None before the first."""
-    events = [e for e in progress if e.get("event") == PROGRESS_EVENT]
+    events = events_of(progress, STAGE_EVENT)
     return events[-1] if events else None
 
 
 def estimate_eta(
-    job: dict[str, Any], progress: list[dict[str, Any]], now: float | None = None
+    job: dict[str, Any], progress: list[ProgressEvent], now: float | None = None
 ) -> float | None:
     """Seconds left in the current stage, or None until there is data to measure it from.
 
@@ -133,19 +118,13 @@ def estimate_eta(
         return None
     events = [
         e
-        for e in progress
-        if e.get("event") == PROGRESS_EVENT
-        and e.get("stage") == last["stage"]
-        and e.get("total") == last["total"]
+        for e in events_of(progress, STAGE_EVENT)
+        if e.get("stage") == last["stage"] and e.get("total") == last["total"]
     ]
     advanced = sum(1 for a, b in zip(events, events[1:], strict=False) if int(b["done"]) > int(a["done"]))
-    gained = int(last["done"]) - int(events[0]["done"])
-    if advanced < jobs.MIN_ETA_INTERVALS or gained <= 0:
+    if advanced < MIN_ETA_INTERVALS or int(last["done"]) <= int(events[0]["done"]):
         return None
-    per_item = (float(last["time"]) - float(events[0]["time"])) / gained
-    now = time.time() if now is None else now
-    left = (int(last["total"]) - int(last["done"])) * per_item - (now - float(last["time"]))
-    return max(0.0, left)
+    return count_down(events[0], last, time.time() if now is None else now)
 
 
 # ----- running (inside models.action_runner) --------------------------------------------------------
@@ -171,29 +150,29 @@ def run_action(job_dir: str | Path) -> dict[str, Any]:
     exception ends it as 'failed' with its one-line reason and traceback, and is re-raised.
     """
     job_dir = Path(job_dir).resolve()
-    job = jobs.update_job(job_dir, pid=os.getpid(), pid_start=jobs.process_start_time(os.getpid()))
+    job = update_job(job_dir, pid=os.getpid(), pid_start=process_start_time(os.getpid()))
     project = Project(job["project"])
     options = _check(project, job["action"], job.get("options") or {})
-    cancel_flag = job_dir / jobs.CANCEL_FILE
+    cancel_flag = job_dir / CANCEL_FILE
 
     written = {"stage": None, "time": 0.0}
 
     def report(stage: str, done: int, total: int) -> None:
         now = time.time()
         if stage != written["stage"] or done >= total or now - float(written["time"]) >= REPORT_EVERY_S:
-            event = {"event": PROGRESS_EVENT, "stage": stage, "done": int(done), "total": int(total)}
-            jobs.append_progress(job_dir, event)
+            event: StageEvent = {"event": STAGE_EVENT, "stage": stage, "done": int(done), "total": int(total)}
+            append_progress(job_dir, event)
             written.update(stage=stage, time=now)
         if cancel_flag.exists():
-            raise jobs.JobCancelled()
+            raise JobCancelled()
 
     try:
         phase = ACTIONS[job["action"]][0] + (" and embeddings" if options.get("embeddings") else "")
-        jobs.update_job(job_dir, status="running", phase=phase, started_at=time.time())
+        update_job(job_dir, status="running", phase=phase, started_at=time.time())
         result = _RUNNERS[job["action"]](project, options, report)
-        return jobs.update_job(job_dir, status="succeeded", phase="done", ended_at=time.time(), result=result)
-    except jobs.JobCancelled:
-        return jobs.update_job(job_dir, status="cancelled", phase="cancelled", ended_at=time.time())
+        return update_job(job_dir, status="succeeded", phase="done", ended_at=time.time(), result=result)
+    except JobCancelled:
+        return update_job(job_dir, status="cancelled", phase="cancelled", ended_at=time.time())
     except BaseException as error:
-        jobs.mark_failed(job_dir, error)
+        mark_failed(job_dir, error)
         raise

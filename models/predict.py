@@ -1,7 +1,9 @@
-"""Inference: a saved checkpoint → COCO result dicts in the original image frame and category ids."""
+"""Inference: a saved checkpoint → COCO result dicts in the original image frame and category ids;
+written as a COCO results file (predict_to_file), and imported as a model (`cocolens predict`)."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,8 @@ from torch import nn
 
 from models.data import image_to_tensor, load_image, scaled_size
 from models.train import encode_masks
+from store.errors import InputError
+from store.project import Project, check_name, write_json_atomic
 
 MASK_CHUNK = 8  # masks upsampled to full size a few at a time: 100 × 8 MP floats would be 3 GB
 
@@ -150,3 +154,146 @@ def predict(
         if progress is not None:
             progress(min(start + batch_size, total), total)
     return results
+
+
+def load_checkpoint_checked(checkpoint: str | Path, device: str | torch.device) -> LoadedCheckpoint:
+    """load_checkpoint, with a one-line InputError for a missing or foreign file."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise InputError(str(checkpoint), "no such checkpoint file", field="--checkpoint")
+    try:
+        return load_checkpoint(path, device)
+    except Exception as error:  # unpickling refused, wrong keys, wrong shapes: not our checkpoint
+        if isinstance(error, pickle.UnpicklingError):
+            detail = "torch.load(weights_only=True) refused it: it holds more than tensors and plain data"
+        else:
+            detail = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+        raise InputError(
+            str(checkpoint), f"not a cocolens checkpoint ({detail})", field="--checkpoint"
+        ) from None
+
+
+def predict_to_file(
+    checkpoint: str | Path,
+    images: Any,
+    out_file: Path,
+    device: str = "auto",
+    score_threshold: float | None = None,
+    batch_size: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    categories: Any = None,
+    tile_size: int | None = None,
+    tile_overlap: float | None = None,
+) -> int:
+    """Run a checkpoint on `images` (the store's images table), write COCO results JSON; returns the count.
+
+    Boxes are xywh and masks compressed RLE in the original image frame, category ids the dataset's.
+    device: 'auto', 'cpu', 'cuda' or 'cuda:N'. score_threshold: None keeps the checkpoint's training
+    setting. progress(done, total) after each batch (tiles: each image). categories: the dataset's
+    categories table; when given, a checkpoint predicting ids it lacks is refused (InputError).
+    tile_size / tile_overlap (pixels / fraction of a tile): None predicts as the checkpoint was
+    trained (whole images, or its tiles); tile_size 0 forces whole images.
+    """
+    from models.devices import check_device
+    from models.train import resolve_device
+
+    check_device(device)
+    torch_device = resolve_device(device)
+    loaded = load_checkpoint_checked(checkpoint, torch_device)
+    if categories is not None:
+        known = {int(c) for c in categories["category_id"]}
+        missing = sorted(set(loaded.label_to_category.values()) - known)
+        if missing:
+            raise InputError(
+                str(checkpoint),
+                f"predicts category ids {missing} that the dataset does not have",
+                field="--dataset",
+            )
+    threshold = loaded.meta["config"]["score_threshold"] if score_threshold is None else score_threshold
+    tile = int(loaded.meta["config"].get("tile_size", 0) if tile_size is None else tile_size)
+    if tile:  # a checkpoint trained on tiles predicts with them unless told otherwise
+        from models.tiles import predict_tiled
+
+        overlap = loaded.meta["config"].get("tile_overlap", 0.2) if tile_overlap is None else tile_overlap
+        results = predict_tiled(
+            loaded.model,
+            images,
+            torch_device,
+            tile,
+            float(overlap),
+            score_threshold=float(threshold),
+            max_side=int(loaded.meta["image_size"]),
+            progress=progress,
+            label_to_category=loaded.label_to_category,
+        )
+        write_json_atomic(out_file, results)
+        return len(results)
+    results = predict(
+        loaded.model,
+        images,
+        torch_device,
+        score_threshold=float(threshold),
+        max_side=int(loaded.meta["image_size"]),
+        batch_size=batch_size,
+        progress=progress,
+        label_to_category=loaded.label_to_category,
+    )
+    write_json_atomic(out_file, results)
+    return len(results)
+
+
+def predict_and_import(
+    project: str | Path | Project,
+    checkpoint: str | Path,
+    dataset: str,
+    model: str,
+    device: str = "auto",
+    score_threshold: float | None = None,
+    show_progress: bool = True,
+    tile_size: int | None = None,
+    tile_overlap: float | None = None,
+) -> dict[str, Any]:
+    """`cocolens predict`: any checkpoint (loaded with weights_only=True) → results JSON → model `model`.
+
+    The results file stays in PROJECT/jobs/predict/MODEL.json (the import records where it came from).
+    show_progress: the prediction's progress on stderr (store.progress_report); the other parameters
+    as for predict_to_file. Returns the import's summary with 'label_issues' and 'results_file'.
+    """
+    from models.frames import dataset_frames, require_project
+    from store.progress_report import ProgressReport
+
+    project = require_project(project if isinstance(project, Project) else Project(project))
+    check_name("model", model)
+    frames = dataset_frames(project, dataset)
+    results_path = project.jobs_dir / "predict" / f"{model}.json"
+    report = ProgressReport() if show_progress else None
+    count = predict_to_file(
+        checkpoint,
+        frames.images,
+        results_path,
+        device=device,
+        score_threshold=score_threshold,
+        progress=(lambda done, total: report("predict", done, total)) if report else None,
+        categories=frames.categories,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+    )
+    if count == 0:
+        raise InputError(
+            str(checkpoint),
+            f"made no prediction above the score threshold on {dataset!r}",
+            field="--checkpoint",
+        )
+    from store.predictions_import import import_predictions
+
+    summary = import_predictions(
+        results_path,
+        project.root,
+        model=model,
+        dataset=dataset,
+        source={"checkpoint": str(Path(checkpoint).resolve())},
+    )
+    from store.label_issues import rescore_after_model
+
+    summary["label_issues"] = rescore_after_model(project.root, dataset)
+    return {**summary, "results_file": str(results_path)}

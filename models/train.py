@@ -24,6 +24,7 @@ from torch import nn
 from metrics.evaluation import STAT_NAMES
 from models.config import TrainConfig
 from models.data import CocoDetectionDataset, Frames, collate_fn
+from models.progress_events import DoneEvent, EpochEvent, ProgressEvent, StepEvent
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def build_detector(config: TrainConfig, num_classes: int) -> nn.Module:
 
 def loader_workers(requested: int) -> int:
     """Data-loader processes for a `workers` setting: -1 means one per available core."""
-    from models.jobs import available_cores
+    from models.devices import available_cores
 
     return available_cores() if requested < 0 else requested
 
@@ -270,13 +271,13 @@ def fit(
     train_frames: Frames,
     val_frames: Frames,
     out_dir: str | Path,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train `config.model` on train_frames, select on val_frames, keep only the best checkpoint.
 
-    Progress dicts go to on_progress: {'event': 'step'|'epoch'|'done', 'epoch', 'step', loss
-    components, 'lr', 'val' (when evaluated), 'eta_s'}. should_stop() is polled between steps.
+    Progress events go to on_progress: models.progress_events' StepEvent, EpochEvent and DoneEvent
+    (None: no events). should_stop() is polled between steps.
     Returns {'checkpoint': path or None, 'best_epoch', 'best_val', 'epochs_run', 'stopped', ...}.
     """
     out = Path(out_dir)
@@ -346,7 +347,8 @@ def fit(
             elapsed = time.monotonic() - started
             done = (_epoch - 1) * steps_per_epoch + values["step"]
             eta = elapsed / done * (config.epochs * steps_per_epoch - done)
-            emit({"event": "step", "epoch": _epoch, **values, "eta_s": eta})
+            event: StepEvent = {"event": "step", "epoch": _epoch, **values, "eta_s": eta}
+            emit(event)
 
         result = train_one_epoch(
             model, optimizer, train_loader, device, scaler, config.log_every, on_step, stop
@@ -371,15 +373,14 @@ def fit(
         history.append(record)
         elapsed = time.monotonic() - started
         eta = elapsed / epoch * (config.epochs - epoch)
-        emit(
-            {
-                "event": "epoch",
-                **record,
-                "epoch_s": time.monotonic() - epoch_start,
-                "eta_s": eta,
-                "best_epoch": best_epoch,
-            }
-        )
+        ended: EpochEvent = {
+            "event": "epoch",
+            **record,
+            "epoch_s": time.monotonic() - epoch_start,
+            "eta_s": eta,
+            "best_epoch": best_epoch,
+        }
+        emit(ended)
         if best_epoch and epoch - best_epoch >= config.early_stop_patience:
             log.info(
                 "early stop at epoch %d: no val %s AP gain since epoch %d", epoch, config.monitor, best_epoch
@@ -395,5 +396,6 @@ def fit(
         "seconds": time.monotonic() - started,
         "history": history,
     }
-    emit({"event": "done", **{k: v for k, v in summary.items() if k != "history"}})
+    done: DoneEvent = {"event": "done", **{k: v for k, v in summary.items() if k != "history"}}
+    emit(done)
     return summary

@@ -12,7 +12,10 @@ from typing import Any
 
 import streamlit as st
 
-from models import actions, jobs
+from models import actions
+from models.job_launch import cancel_job
+from models.job_state import ACTIVE, LOG_FILE, read_job, read_progress
+from models.progress_events import ProgressEvent
 from store.errors import InputError
 from store.project import Project
 
@@ -29,7 +32,7 @@ def duration_text(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def progress_text(job: dict[str, Any], progress: list[dict[str, Any]]) -> tuple[float, str]:
+def progress_text(job: dict[str, Any], progress: list[ProgressEvent]) -> tuple[float, str]:
     """(fraction of the current stage done, the line under the bar) for a queued or running job."""
     if job["status"] == "queued":
         return 0.0, "Waiting to start…"
@@ -46,20 +49,20 @@ def progress_text(job: dict[str, Any], progress: list[dict[str, Any]]) -> tuple[
 
 def _job_view(project_root: str, job_id: str) -> None:
     job_dir = actions.actions_dir(Project(project_root)) / job_id
-    job = jobs.read_job(job_dir)
-    if job["status"] not in jobs.ACTIVE:
+    job = read_job(job_dir)
+    if job["status"] not in ACTIVE:
         st.rerun()  # it ended: redraw the whole page once (new results), and stop refreshing
-    fraction, text = progress_text(job, jobs.read_progress(job_dir))
+    fraction, text = progress_text(job, read_progress(job_dir))
     st.progress(min(1.0, fraction), text=text)
     left, right = st.columns([5, 1])
     left.caption(
         f"Runs in the background (job `{job_id}`): this page stays usable, and leaving or reloading it does "
-        f"not stop the job. Log: `{job_dir / jobs.LOG_FILE}`."
+        f"not stop the job. Log: `{job_dir / LOG_FILE}`."
     )
     if job.get("cancel_requested_at"):
         right.caption("Cancelling…")
     elif right.button("Cancel", key=f"action_cancel_{job_id}", icon=":material/stop_circle:"):
-        jobs.cancel_job(job_dir)
+        cancel_job(job_dir)
         st.rerun(scope="fragment")
 
 

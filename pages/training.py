@@ -1,5 +1,5 @@
 """Training: every job of the project, and for the chosen one live loss / val mAP curves, ETA, log
-tail, config and a cancel button. Jobs run in their own processes (models.jobs); this page only
+tail, config and a cancel button. Jobs run in their own processes (models.job_launch); this page only
 reads their folders, so reloading it or closing the browser never stops a job.
 """
 
@@ -13,7 +13,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from models import jobs
+from models.job_eta import estimate_eta, predict_progress
+from models.job_launch import cancel_job, predict_argv, predict_state, start_predict
+from models.job_state import ACTIVE, best_checkpoint, list_jobs, log_tail, read_progress
+from models.progress_events import EpochEvent, ProgressEvent, StepEvent, events_of
 from pages.job_progress import duration_text
 from pages.state import reader, set_query
 from pages.training_form import RENDERED_FLAG, page_link, render_training_form
@@ -56,9 +59,9 @@ def jobs_table(all_jobs: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def loss_figure(progress: list[dict[str, Any]], steps_per_epoch: int | None) -> go.Figure | None:
+def loss_figure(progress: list[ProgressEvent], steps_per_epoch: int | None) -> go.Figure | None:
     """Every loss component against the global step (training steps as logged)."""
-    steps = [e for e in progress if e.get("event") == "step"]
+    steps: list[StepEvent] = events_of(progress, "step")
     if not steps:
         return None
     per_epoch = steps_per_epoch or 1
@@ -84,9 +87,9 @@ def loss_figure(progress: list[dict[str, Any]], steps_per_epoch: int | None) -> 
     return fig
 
 
-def val_figure(progress: list[dict[str, Any]]) -> go.Figure | None:
+def val_figure(progress: list[ProgressEvent]) -> go.Figure | None:
     """Val AP and AP50 (bbox and segm) after each evaluated epoch."""
-    epochs = [e for e in progress if e.get("event") == "epoch" and e.get("val")]
+    epochs: list[EpochEvent] = [e for e in events_of(progress, "epoch") if e.get("val")]
     if not epochs:
         return None
     fig = go.Figure()
@@ -117,15 +120,15 @@ def val_figure(progress: list[dict[str, Any]]) -> go.Figure | None:
     return fig
 
 
-def _headline(job: dict[str, Any], progress: list[dict[str, Any]]) -> None:
+def _headline(job: dict[str, Any], progress: list[ProgressEvent]) -> None:
     config = job.get("config", {})
-    steps = [e for e in progress if e.get("event") == "step"]
-    evaluated = [e for e in progress if e.get("event") == "epoch" and e.get("val")]
+    steps: list[StepEvent] = events_of(progress, "step")
+    evaluated: list[EpochEvent] = [e for e in events_of(progress, "epoch") if e.get("val")]
     monitor = config.get("monitor", "bbox")
     best = max((e["val"][monitor]["AP"] for e in evaluated), default=None)
     last_epoch = max((int(e["epoch"]) for e in progress if "epoch" in e), default=0)
     phase = str(job.get("phase") or "")
-    estimate = jobs.estimate_eta(job, progress)
+    estimate = estimate_eta(job, progress)
     columns = st.columns([1.6, 1, 1, 1, 1.2])
     columns[0].metric("Status", job["status"], help=f"Phase: {phase}")
     columns[1].metric("Epoch", f"{last_epoch} / {config.get('epochs', '?')}")
@@ -146,7 +149,7 @@ def _headline(job: dict[str, Any], progress: list[dict[str, Any]]) -> None:
         )
     else:
         columns[4].metric("Run time", duration_text(_elapsed(job)) or "–")
-    predicted = jobs.predict_progress(progress)
+    predicted = predict_progress(progress)
     if job["status"] == "running" and phase.startswith("predicting"):
         done, total = predicted or (0, 0)
         st.progress(
@@ -182,9 +185,9 @@ def _outcome(job: dict[str, Any]) -> None:
             with st.expander("Traceback"):
                 st.code(job["error"], language="text")
     elif status == "cancelled":
-        kept = jobs.best_checkpoint(job["dir"]) is not None
+        kept = best_checkpoint(job["dir"]) is not None
         st.warning("Cancelled." + (" The best checkpoint so far is kept: use it below." if kept else ""))
-    if status in ("cancelled", "failed") and jobs.best_checkpoint(job["dir"]) is not None:
+    if status in ("cancelled", "failed") and best_checkpoint(job["dir"]) is not None:
         _use_checkpoint(job)
 
 
@@ -194,9 +197,9 @@ def _use_checkpoint(job: dict[str, Any]) -> None:
     import shlex
 
     key = job["id"]
-    state = jobs.predict_state(job)
+    state = predict_state(job)
     with st.container(border=True):
-        st.markdown(f"**Use the best checkpoint** `{jobs.best_checkpoint(job['dir'])}`")
+        st.markdown(f"**Use the best checkpoint** `{best_checkpoint(job['dir'])}`")
         if state and state["status"] == "running":
             st.info(
                 f"Predicting on **{state['dataset']}** as model **{state['model']}**…",
@@ -227,14 +230,14 @@ def _use_checkpoint(job: dict[str, Any]) -> None:
             "Predict and import", key=f"tr_ckpt_start_{key}", icon=":material/play_arrow:", disabled=not model
         ):
             try:
-                jobs.start_predict(job, dataset, model)
+                start_predict(job, dataset, model)
             except InputError as error:
                 st.error(str(error))
             else:
                 st.rerun()
         st.caption("Or from a terminal:")
         st.code(
-            shlex.join(["cocolens", *jobs.predict_argv(job, dataset, model or "MODEL")]),
+            shlex.join(["cocolens", *predict_argv(job, dataset, model or "MODEL")]),
             language="bash",
             wrap_lines=True,
         )
@@ -243,14 +246,14 @@ def _use_checkpoint(job: dict[str, Any]) -> None:
 def job_view(job: dict[str, Any]) -> None:
     """One job, as read by the jobs table above it in the same run (one state for both)."""
     job_dir = job["dir"]
-    progress = jobs.read_progress(job_dir)
+    progress = read_progress(job_dir)
     _headline(job, progress)
-    if job["status"] in jobs.ACTIVE:
+    if job["status"] in ACTIVE:
         asked = job.get("cancel_requested_at")
         if asked:
             st.info("Cancel asked for: the job stops at the next training step.")
         elif st.button("Cancel job", key=f"cancel_{job['id']}", icon=":material/stop_circle:"):
-            jobs.cancel_job(job_dir)
+            cancel_job(job_dir)
             st.rerun()
     _outcome(job)
     left, right = st.columns(2)
@@ -269,20 +272,20 @@ def job_view(job: dict[str, Any]) -> None:
         else:
             st.plotly_chart(val, key="tr_val", width="stretch")
     st.markdown("**Log** (last lines)")
-    st.code(jobs.log_tail(job_dir) or "(empty)", language="text")
+    st.code(log_tail(job_dir) or "(empty)", language="text")
     with st.expander("Config"):
         st.json(job.get("config", {}))
 
 
 def _busy(job: dict[str, Any]) -> bool:
     """Training, queued, or predicting with its checkpoint in the background: the page keeps refreshing."""
-    return job["status"] in jobs.ACTIVE or (jobs.predict_state(job) or {}).get("status") == "running"
+    return job["status"] in ACTIVE or (predict_state(job) or {}).get("status") == "running"
 
 
 def jobs_panel(project_root: str, active_when_drawn: bool) -> None:
     """The jobs table, the job picker and the chosen job, from one read of the job folders, redrawn
     every REFRESH_S seconds while a job is active (st.fragment): the table and the panel never disagree."""
-    current = jobs.list_jobs(Project(project_root))
+    current = list_jobs(Project(project_root))
     if active_when_drawn and not any(_busy(job) for job in current):
         st.rerun()  # the last active job ended: redraw the page once, and stop refreshing
     st.dataframe(jobs_table(current), hide_index=True, width="stretch")
@@ -290,7 +293,7 @@ def jobs_panel(project_root: str, active_when_drawn: bool) -> None:
     by_id = {job["id"]: job for job in current}
     wanted = st.session_state.get("training_job") or st.query_params.get("job")
     if wanted not in ids:
-        active = [job["id"] for job in current if job["status"] in jobs.ACTIVE]
+        active = [job["id"] for job in current if job["status"] in ACTIVE]
         wanted = active[0] if active else ids[0]
     st.session_state["training_job"] = wanted
     selected = st.selectbox(
@@ -307,7 +310,7 @@ st.title(":material/model_training: Training")
 project = reader().project
 if not st.session_state.get(RENDERED_FLAG):  # run on its own (not through app.py): form here
     render_training_form(project.root, reader().datasets(), in_sidebar=False)
-all_jobs = jobs.list_jobs(project)
+all_jobs = list_jobs(project)
 if not all_jobs:
     st.info(
         "No training jobs yet. Start one with **Train a model** in the sidebar, or from a terminal: "

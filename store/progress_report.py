@@ -38,26 +38,29 @@ class ProgressReport:
         self._last_line: dict[str, float] = {}
         self._just_finished: tuple[str, int] | None = None  # a repeated final call prints nothing
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int, **postfix: Any) -> None:
+        """``done`` of ``total`` items of ``stage``; ``postfix`` (name → value, e.g. a training step's
+        loss) is shown after the count. A repeated final call prints nothing unless it brings a postfix
+        (the val AP of a training's last epoch comes after its last step)."""
         finished = done >= total
-        if finished and self._just_finished == (stage, total):
+        if finished and self._just_finished == (stage, total) and not postfix:
             return
         self._just_finished = None
         if self.tty:
-            self._bar(stage, done, total)
+            self._bar(stage, done, total, postfix)
         else:
-            self._line(stage, done, total)
+            self._line(stage, done, total, postfix)
         if finished:  # the same stage name may start again (the demo imports several datasets)
             self._just_finished = (stage, total)
             self._started.pop(stage, None)
             self._last_line.pop(stage, None)
 
-    def _bar(self, stage: str, done: int, total: int) -> None:
+    def _bar(self, stage: str, done: int, total: int, postfix: dict[str, Any]) -> None:
         from tqdm import tqdm
 
         bar = self._bars.get(stage)
         if bar is None and done >= total:  # settled at once: a bar would show an absurd rate
-            self.stream.write(f"{stage}: {done}/{total} (100%)\n")
+            self.stream.write(f"{stage}: {done}/{total} (100%){_postfix_text(postfix)}\n")
             self.stream.flush()
             return
         if bar is None:
@@ -66,13 +69,15 @@ class ProgressReport:
             )
         if bar.total != total:
             bar.total = total
+        if postfix:
+            bar.set_postfix(postfix, refresh=done <= bar.n)
         if done > bar.n:
             bar.update(done - bar.n)
         if done >= total:
             bar.close()
             del self._bars[stage]
 
-    def _line(self, stage: str, done: int, total: int) -> None:
+    def _line(self, stage: str, done: int, total: int, postfix: dict[str, Any]) -> None:
         now = self.clock()
         start = self._started.setdefault(stage, (now, done))
         last = self._last_line.get(stage)
@@ -83,5 +88,9 @@ class ProgressReport:
         elapsed = now - start[0]
         measured = elapsed >= 1.0 and done > start[1] and total >= 10  # no "0.3/s" for a 1-step stage
         rate = f", {(done - start[1]) / elapsed:.1f}/s" if measured else ""
-        self.stream.write(f"{stage}: {done}/{total}{percent}{rate}\n")
+        self.stream.write(f"{stage}: {done}/{total}{percent}{rate}{_postfix_text(postfix)}\n")
         self.stream.flush()
+
+
+def _postfix_text(postfix: dict[str, Any]) -> str:
+    return "".join(f", {name} {value}" for name, value in postfix.items())

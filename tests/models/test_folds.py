@@ -9,7 +9,7 @@ import json
 import pytest
 
 from cli import main
-from models import jobs
+from models import job_launch, job_state
 from models.folds import assign_folds, oof_model_name
 from store.project import Project
 from tests.models.coco_frames import SHARED_DATA
@@ -93,11 +93,11 @@ def test_three_folds_on_fruits_nuts_cover_every_image_once_from_a_model_that_nev
         for image_id in held:
             assert image_id not in predicted_by  # exactly once
             predicted_by[image_id] = fold["fold"]
-        fold_results = json.loads((job_dir / f"fold_{fold['fold']}" / jobs.RESULTS_FILE).read_text())
+        fold_results = json.loads((job_dir / f"fold_{fold['fold']}" / job_state.RESULTS_FILE).read_text())
         assert {r["image_id"] for r in fold_results} == held  # each fold's model predicts its own fold
         assert fold["checkpoint"] == str(job_dir / f"fold_{fold['fold']}" / "best.pt")
     assert set(predicted_by) == all_ids
-    union = json.loads((job_dir / jobs.RESULTS_FILE).read_text())
+    union = json.loads((job_dir / job_state.RESULTS_FILE).read_text())
     assert {r["image_id"] for r in union} == all_ids
     assert len(union) == sum(f["predictions"] for f in record["folds"])
     # imported as one model on the train dataset, and the label-error pass read it
@@ -110,6 +110,6 @@ def test_folds_config_errors_are_one_line():
     from store.errors import InputError
 
     with pytest.raises(InputError, match="field 'folds': must be 0 \\(off\\) or >= 2, got 1"):
-        jobs.prepare_config(None, folds=1)
+        job_launch.prepare_config(None, folds=1)
     with pytest.raises(InputError, match="field 'folds': does not combine with overfit_images"):
-        jobs.prepare_config(None, folds=3, overfit_images=2)
+        job_launch.prepare_config(None, folds=3, overfit_images=2)

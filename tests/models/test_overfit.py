@@ -2,16 +2,15 @@
 
 import pytest
 
-from models.config import load_config
 from models.data import frames_to_coco
 from models.predict import load_checkpoint, predict
 from models.train import coco_stats, fit, overfit_frames
+from tests.models.tiny_configs import light_config
 
 
 @pytest.mark.slow
 def test_light_model_overfits_four_images_on_cpu(fruits, tmp_path):
-    config = load_config(
-        model="maskrcnn_mobilenet_v2_fpn",
+    config = light_config(
         pretrained_backbone=True,
         overfit_images=4,
         batch_size=4,
@@ -19,8 +18,6 @@ def test_light_model_overfits_four_images_on_cpu(fruits, tmp_path):
         eval_every=12,
         lr=5e-4,
         max_side=256,
-        workers=0,
-        device="cpu",
         log_every=1,
         seed=0,
     )

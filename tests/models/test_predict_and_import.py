@@ -11,16 +11,18 @@ import contextlib
 import io
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from cli import main
-from models import jobs
+from models import job_state
 from store.project import Project
 from tests.conftest import REPO
-from tests.models.test_jobs import FAST, make_project
+from tests.models.test_jobs import make_project
+from tests.models.tiny_configs import FAST
 
 FAST_TOML = "\n".join(
     f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in FAST.items()
@@ -48,12 +50,14 @@ def test_cli_train_runs_a_job_in_the_foreground_and_imports_its_model(trained):
     summary = trained["summary"]
     assert summary["status"] == "succeeded" and summary["best_epoch"] == 1
     assert summary["model"] == f"train-{summary['job']}"
-    assert "train: 100%" in trained["stderr"] and "predict: 100%" in trained["stderr"]  # tqdm bars
+    # store.progress_report's lines (stderr is no terminal here): the last one with the val AP
+    assert re.search(r"^train: (\d+)/\1 \(100%\).*, bbox_AP \d\.\d{3}, segm_AP", trained["stderr"], re.M)
+    assert re.search(r"^predict: (\d+)/\1 \(100%\)", trained["stderr"], re.M)
     project = Project(trained["project"])
-    job = jobs.read_job(project.jobs_dir / summary["job"])  # listed like a background job
+    job = job_state.read_job(project.jobs_dir / summary["job"])  # listed like a background job
     assert job["status"] == "succeeded" and job["pid"] and job["ended_at"] >= job["started_at"]
-    assert [j["id"] for j in jobs.list_jobs(project)] == [summary["job"]]
-    assert "training maskrcnn_mobilenet_v2_fpn on cpu: 2 train / 2 val images" in jobs.log_tail(
+    assert [j["id"] for j in job_state.list_jobs(project)] == [summary["job"]]
+    assert "training maskrcnn_mobilenet_v2_fpn on cpu: 2 train / 2 val images" in job_state.log_tail(
         project.jobs_dir / summary["job"]
     )
     meta = project.model_meta(summary["model"])
@@ -89,7 +93,7 @@ def test_cli_predict_reloads_the_checkpoint_safely_and_imports_the_same_predicti
     assert again["predictions"] == first["predictions"] == summary["predictions"]
     assert again["checkpoint"] == checkpoint and "job" not in again
     assert json.loads(Path(summary["results_file"]).read_text()) == json.loads(
-        (Path(checkpoint).parent / jobs.RESULTS_FILE).read_text()
+        (Path(checkpoint).parent / job_state.RESULTS_FILE).read_text()
     )
 
 

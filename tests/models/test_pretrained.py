@@ -6,26 +6,16 @@ import pytest
 import torch
 
 from cli import main
-from models import jobs, pretrained
+from models import job_launch, pretrained
 from models.config import load_config
 from models.detectors import build_model
 from models.train import build_detector, fit
 from store.errors import InputError
 from store.project import Project
-from tests.models.test_jobs import FAST, make_project
+from tests.models.test_jobs import make_project
+from tests.models.tiny_configs import FAST, LIGHT_CPU
 
-TINY = dict(
-    model="maskrcnn_mobilenet_v2_fpn",
-    pretrained_backbone=False,
-    max_side=128,
-    batch_size=2,
-    workers=0,
-    device="cpu",
-    overfit_images=4,
-    hflip=False,
-    seed=0,
-    log_every=100,
-)
+TINY = {**LIGHT_CPU, "batch_size": 2, "overfit_images": 4, "hflip": False, "seed": 0, "log_every": 100}
 
 
 def test_fine_tune_from_a_local_file_changes_the_first_epoch_loss(fruits, tmp_path):
@@ -96,13 +86,13 @@ def test_missing_weights_offline_is_one_line_and_no_job(tmp_path, monkeypatch, c
     assert not jobs_dir.exists() or not any(jobs_dir.iterdir())  # no job folder was made
 
     # the form's path (prepare_config + start_job) stops at the same line, and a missing file too
-    cfg = jobs.prepare_config(None, **{**FAST, "model": "maskrcnn_mobilenet_v3_large_fpn",
+    cfg = job_launch.prepare_config(None, **{**FAST, "model": "maskrcnn_mobilenet_v3_large_fpn",
                                        "weights": "FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1"})  # fmt: skip
     with pytest.raises(InputError, match="put fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth"):
-        jobs.start_job(root, "tr", "va", cfg)
-    cfg = jobs.prepare_config(None, **{**FAST, "weights": str(tmp_path / "absent.pth")})
+        job_launch.start_job(root, "tr", "va", cfg)
+    cfg = job_launch.prepare_config(None, **{**FAST, "weights": str(tmp_path / "absent.pth")})
     with pytest.raises(InputError, match=r"absent.pth: field 'weights': no such weights file"):
-        jobs.start_job(root, "tr", "va", cfg)
+        job_launch.start_job(root, "tr", "va", cfg)
     assert not jobs_dir.exists() or not any(jobs_dir.iterdir())
 
 

@@ -209,8 +209,9 @@ def test_cli_predict_with_tiles_and_a_bad_tile_size(tmp_path, capsys):
 
 
 def test_a_model_trained_on_tiles_predicts_with_tiles_by_default(fruits, tmp_path, monkeypatch):
-    from models import jobs, tiles
+    from models import tiles
     from models.config import load_config
+    from models.predict import predict_to_file
     from models.train import fit
 
     config = load_config(
@@ -228,7 +229,7 @@ def test_a_model_trained_on_tiles_predicts_with_tiles_by_default(fruits, tmp_pat
 
     monkeypatch.setattr(tiles, "predict_tiled", spy)
     images = fruits.images.sort_values("image_id").head(1)
-    jobs.predict_to_file(summary["checkpoint"], images, tmp_path / "a.json", device="cpu")
+    predict_to_file(summary["checkpoint"], images, tmp_path / "a.json", device="cpu")
     assert calls == [(192, 0.2)]  # as trained: 800×600 photos in 192 px tiles, overlap 0.2
-    jobs.predict_to_file(summary["checkpoint"], images, tmp_path / "b.json", device="cpu", tile_size=0)
+    predict_to_file(summary["checkpoint"], images, tmp_path / "b.json", device="cpu", tile_size=0)
     assert len(calls) == 1  # --tile-size 0: the plain pass

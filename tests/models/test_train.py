@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from models.config import load_config
 from models.data import CocoDetectionDataset, collate_fn
 from models.train import STAT_NAMES, evaluate, fit, overfit_frames, train_one_epoch
+from tests.models.tiny_configs import light_config
 
 
 class EchoModel(nn.Module):
@@ -69,19 +69,8 @@ def test_evaluate_sees_wrong_labels_and_shifted_masks(fruits):
 
 
 def _tiny_config(**changes):
-    values = dict(
-        model="maskrcnn_mobilenet_v2_fpn",
-        pretrained_backbone=True,
-        batch_size=2,
-        epochs=2,
-        workers=0,
-        max_side=128,
-        device="cpu",
-        overfit_images=2,
-        lr=1e-4,
-        log_every=1,
-    )
-    return load_config(**{**values, **changes})
+    values = dict(pretrained_backbone=True, batch_size=2, epochs=2, overfit_images=2, lr=1e-4, log_every=1)
+    return light_config(**{**values, **changes})
 
 
 def test_train_one_epoch_reports_losses_and_can_be_stopped(fruits):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from models import actions, jobs
+from models import actions, job_state
+from models.progress_events import STAGE_EVENT
 from store import embedding_store as es
 from store.coco_import import import_coco
 from store.project import Project
@@ -51,7 +52,7 @@ def test_compute_embeddings_runs_in_the_background_with_counts(project: Path) ->
     # The page came back while the job runs: nothing embedded yet, a job queued or running, its bar shown.
     assert es.datasets_with_embeddings(Project(project), ["small"]) == []
     (job,) = actions.list_actions(Project(project), "metrics")
-    assert job["status"] in jobs.ACTIVE and job["options"] == {"embeddings": True, "label_issues": True}
+    assert job["status"] in job_state.ACTIVE and job["options"] == {"embeddings": True, "label_issues": True}
     assert len(_progress_texts(at)) == 1, "the running job's progress bar"
     assert not [b for b in at.button if b.label == "Compute embeddings now"], "no second start while it runs"
     assert returned_after < 30, returned_after
@@ -67,12 +68,12 @@ def test_compute_embeddings_runs_in_the_background_with_counts(project: Path) ->
                 (int(a.replace(",", "")), int(b.replace(",", ""))) for a, b in COUNTS.findall(text)
             ]
     (job,) = actions.list_actions(Project(project), "metrics")
-    assert job["status"] == "succeeded", (job.get("error_line"), jobs.log_tail(job["dir"]))
+    assert job["status"] == "succeeded", (job.get("error_line"), job_state.log_tail(job["dir"]))
     at.run()
     assert seen_counts and all(0 <= done <= total for done, total in seen_counts), seen_counts
     assert es.datasets_with_embeddings(Project(project), ["small"]) == ["small"]
     # What it reported: every object crop of the dataset (6 images × 2 squares), counted up to the end.
-    events = jobs.read_progress(job["dir"])
+    events = job_state.read_progress(job["dir"])
     crops = [e for e in events if e.get("stage") == "embed objects · small"]
     assert crops and crops[-1]["done"] == crops[-1]["total"] == 12
     assert not at.get("progress") and at.get("plotly_chart"), "the map, once the embeddings are there"
@@ -83,7 +84,7 @@ def _job(status: str = "running") -> dict:
 
 
 def _event(stage: str, done: int, total: int, at: float) -> dict:
-    return {"event": actions.PROGRESS_EVENT, "stage": stage, "done": done, "total": total, "time": at}
+    return {"event": STAGE_EVENT, "stage": stage, "done": done, "total": total, "time": at}
 
 
 def test_eta_only_once_measured_then_smoothed_over_the_stage() -> None:
@@ -110,14 +111,14 @@ def test_only_known_actions_and_options(project: Path) -> None:
     with pytest.raises(InputError, match="unknown option"):
         actions.start_action(project, "metrics", shell=True)
     assert not actions.list_actions(Project(project))
-    assert not jobs.list_jobs(Project(project)), "actions are not training jobs"
+    assert not job_state.list_jobs(Project(project)), "actions are not training jobs"
 
 
 def test_job_json_is_the_one_state_source(project: Path) -> None:
     """The page reads the same job.json the runner writes: a dead runner shows as failed, not running."""
-    folder = actions.actions_dir(Project(project)) / jobs.new_job_id()
+    folder = actions.actions_dir(Project(project)) / job_state.new_job_id()
     folder.mkdir(parents=True)
-    (folder / jobs.JOB_FILE).write_text(
+    (folder / job_state.JOB_FILE).write_text(
         json.dumps(
             {"id": folder.name, "action": "metrics", "status": "running", "pid": 2**22 + 7, "created_at": 0}
         )
@@ -137,13 +138,13 @@ def test_label_errors_page_scores_the_labels_in_the_background(project: Path) ->
     at.button(key="action_start_metrics").click().run()
     (job,) = actions.list_actions(Project(project), "metrics")
     assert job["options"] == {"embeddings": False, "label_issues": True}
-    assert job["status"] in jobs.ACTIVE and len(_progress_texts(at)) == 1
+    assert job["status"] in job_state.ACTIVE and len(_progress_texts(at)) == 1
     deadline = time.monotonic() + 240
     while actions.active_action(Project(project), "metrics") and time.monotonic() < deadline:
         time.sleep(0.5)
     (job,) = actions.list_actions(Project(project), "metrics")
-    assert job["status"] == "succeeded", (job.get("error_line"), jobs.log_tail(job["dir"]))
-    stages = {e["stage"] for e in jobs.read_progress(job["dir"])}
+    assert job["status"] == "succeeded", (job.get("error_line"), job_state.log_tail(job["dir"]))
+    stages = {e["stage"] for e in job_state.read_progress(job["dir"])}
     assert "label-error pass (datasets)" in stages
     at.run()
     assert not at.exception, at.exception

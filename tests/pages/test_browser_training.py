@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from models import jobs
-from tests.models.test_jobs import FAST, make_project
+from models import job_launch, job_state
+from tests.models.test_jobs import make_project
+from tests.models.tiny_configs import FAST
 from tests.test_browser_e2e import (
     CHROMIUM,
     SCREENSHOTS,
@@ -26,22 +27,22 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def test_table_picker_and_panel_agree_while_a_job_starts(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    folder = jobs.create_job(
-        project, "tr", "va", jobs.prepare_config(None, **{**FAST, "epochs": 3}), "livenet"
+    folder = job_launch.create_job(
+        project, "tr", "va", job_launch.prepare_config(None, **{**FAST, "epochs": 3}), "livenet"
     )
-    jobs.update_job(folder, pid=helper.pid, pid_start=jobs.process_start_time(helper.pid))
+    job_state.update_job(folder, pid=helper.pid, pid_start=job_state.process_start_time(helper.pid))
     try:
         with app_in_browser(project, "training", height=1400) as page:
             picker = page.get_by_role("combobox", name="Job")
             assert picker.input_value().endswith("livenet · queued")
-            jobs.update_job(
+            job_state.update_job(
                 folder, status="running", phase="training", started_at=time.time(), steps_per_epoch=4
             )
             now = time.time()
             for step in range(1, 4):
                 event = {"event": "step", "epoch": 1, "step": step, "global_step": step, "loss": 2.0 / step,
                          "lr": 1e-4, "eta_s": 1.0, "time": now - 3 + step}  # fmt: skip
-                jobs.append_progress(folder, event)
+                job_state.append_progress(folder, event)
             status = page.get_by_test_id("stMetric").filter(has_text="Status")
             status.filter(has_text="running").wait_for(timeout=30_000)  # the panel refreshed by itself
             assert page.get_by_role("combobox", name="Job").input_value().endswith("livenet · running")

@@ -6,19 +6,23 @@ runs; the page test draws a running job whose progress lines are written by the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from models import jobs
+from models import devices, job_launch, job_state
 from store.project import Project
 from tests.conftest import REPO
-from tests.models.test_jobs import FAST, holding_gpu_lock, make_project, stop_if_alive, wait_for
+from tests.models.test_jobs import holding_gpu_lock, make_project, stop_if_alive, wait_for
+from tests.models.tiny_configs import FAST
 
 
 @pytest.fixture(scope="module")
@@ -68,27 +72,36 @@ def _submit(at: AppTest) -> None:
     assert not at.exception, at.exception
 
 
+@contextlib.contextmanager
+def stand_in_job(project: Path, epochs: int, name: str | None, **fields: Any) -> Iterator[Path]:
+    """A training job marked running with ``fields``, owned by a live stand-in process (killed after)."""
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    config = job_launch.prepare_config(None, **{**FAST, "epochs": epochs})
+    folder = job_launch.create_job(project, "tr", "va", config, name)
+    pid_start = job_state.process_start_time(helper.pid)
+    job_state.update_job(
+        folder, status="running", phase="training", pid=helper.pid, pid_start=pid_start, **fields
+    )
+    try:
+        yield folder
+    finally:
+        helper.kill()
+        helper.wait()
+
+
 @pytest.fixture
 def running_job(project: Path):
     """A job in the middle of epoch 3 of 5, owned by a live stand-in process."""
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    folder = jobs.create_job(
-        project, "tr", "va", jobs.prepare_config(None, **{**FAST, "epochs": 5}), "pagenet"
-    )
-    jobs.update_job(
-        folder,
-        status="running",
-        phase="training",
-        started_at=time.time() - 65,
-        pid=helper.pid,
-        pid_start=jobs.process_start_time(helper.pid),
-        steps_per_epoch=2,
-    )
+    with stand_in_job(project, 5, "pagenet", started_at=time.time() - 65, steps_per_epoch=2) as folder:
+        yield _write_three_epochs_of_progress(folder)
+
+
+def _write_three_epochs_of_progress(folder: Path) -> Path:
     val = {t: {"AP": ap, "AP50": ap * 2} for t, ap in (("bbox", 0.1), ("segm", 0.05))}
     for epoch in (1, 2):
         for step in (1, 2):
             loss = 3.0 / (2 * epoch + step)
-            jobs.append_progress(
+            job_state.append_progress(
                 folder,
                 {
                     "event": "step",
@@ -103,7 +116,7 @@ def running_job(project: Path):
                 },
             )
         val = {t: {"AP": v["AP"] * epoch, "AP50": v["AP50"] * epoch} for t, v in val.items()}
-        jobs.append_progress(
+        job_state.append_progress(
             folder,
             {
                 "event": "epoch",
@@ -114,10 +127,8 @@ def running_job(project: Path):
                 "eta_s": 90.0,
             },
         )
-    (folder / jobs.LOG_FILE).write_text("INFO epoch 2: loss 0.5000\nINFO epoch 3 step 1: loss 0.4000\n")
-    yield folder
-    helper.kill()
-    helper.wait()
+    (folder / job_state.LOG_FILE).write_text("INFO epoch 2: loss 0.5000\nINFO epoch 3 step 1: loss 0.4000\n")
+    return folder
 
 
 def test_page_shows_a_running_job_live_and_again_after_a_reload(project, running_job):
@@ -145,14 +156,14 @@ def test_page_shows_a_running_job_live_and_again_after_a_reload(project, running
         assert {t["name"] for t in val_chart["data"]} == {"bbox AP", "bbox AP50", "segm AP", "segm AP50"}
         assert "epoch 3 step 1: loss 0.4000" in at.code[0].value
     at.button(key=f"cancel_{running_job.name}").click().run()
-    assert (running_job / jobs.CANCEL_FILE).exists()
-    assert jobs.read_job(running_job)["cancel_requested_at"]
+    assert (running_job / job_state.CANCEL_FILE).exists()
+    assert job_state.read_job(running_job)["cancel_requested_at"]
     assert any("Cancel asked for" in i.value for i in at.info)
 
 
 def test_failed_job_shows_its_error_and_traceback(project):
-    folder = jobs.create_job(project, "tr", "va", jobs.prepare_config(None, **FAST))
-    jobs.update_job(
+    folder = job_launch.create_job(project, "tr", "va", job_launch.prepare_config(None, **FAST))
+    job_state.update_job(
         folder,
         status="failed",
         pid=None,
@@ -187,7 +198,7 @@ def test_sidebar_form_starts_a_queued_job_the_page_lists_and_cancels(project):
         assert at.success[0].value == f"Job {job_id} started."
         folder = Project(project).jobs_dir / job_id
         try:
-            job = jobs.read_job(folder)
+            job = job_state.read_job(folder)
             assert job["name"] == "formnet" and job["status"] == "queued"
             assert {k: job["config"][k] for k in ("epochs", "max_side", "device", "overfit_images")} == {
                 "epochs": 1,
@@ -197,14 +208,14 @@ def test_sidebar_form_starts_a_queued_job_the_page_lists_and_cancels(project):
             }
             assert job["config"]["pretrained_backbone"] is False
             wait_for(
-                lambda: jobs.read_job(folder)["phase"] == "waiting for another job to finish", "queueing"
+                lambda: job_state.read_job(folder)["phase"] == "waiting for another job to finish", "queueing"
             )
             page = _training_page(project)
             assert page.selectbox(key="training_job").value == job_id
             assert {m.label: m.value for m in page.metric}["Status"] == "queued"
             page.button(key=f"cancel_{job_id}").click().run()
             ended = wait_for(
-                lambda: (j := jobs.read_job(folder))["status"] != "queued" and j, "the cancel", 60
+                lambda: (j := job_state.read_job(folder))["status"] != "queued" and j, "the cancel", 60
             )
             assert ended["status"] == "cancelled"
         finally:
@@ -240,37 +251,25 @@ def test_form_weights_field_reaches_the_config_and_a_missing_file_is_one_line(pr
 
 
 def test_form_folds_and_tile_options_reach_the_job(project, monkeypatch):
-    monkeypatch.setattr(jobs, "launch", lambda _folder: 0)  # the job is created, never run
+    monkeypatch.setattr(job_launch, "launch", lambda _folder: 0)  # the job is created, never run
     at = _form(project)
     at.text_input(key="tf_name").input("formfold")
     at.number_input(key="tf_folds").set_value(3)
     at.number_input(key="tf_tile_size").set_value(256)
     _submit(at)
     folder = Project(project).jobs_dir / at.session_state["tf_started"]
-    job = jobs.read_job(folder)
+    job = job_state.read_job(folder)
     assert job["config"]["folds"] == 3 and job["name"] == "formfold-oof3"
     assert job["config"]["tile_size"] == 256 and job["config"]["tile_overlap"] == 0.2
-    jobs.update_job(folder, status="cancelled", phase="cancelled", ended_at=time.time())
+    job_state.update_job(folder, status="cancelled", phase="cancelled", ended_at=time.time())
 
 
 @pytest.fixture
 def live_job(project: Path):
     """A job marked running and owned by a live stand-in process; the test writes its progress."""
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    folder = jobs.create_job(project, "tr", "va", jobs.prepare_config(None, **{**FAST, "epochs": 2}), None)
-    jobs.update_job(
-        folder,
-        status="running",
-        phase="training",
-        started_at=time.time() - 10,
-        pid=helper.pid,
-        pid_start=jobs.process_start_time(helper.pid),
-        steps_per_epoch=20,
-    )
-    yield folder
-    helper.kill()
-    helper.wait()
-    jobs.update_job(folder, status="cancelled")
+    with stand_in_job(project, 2, None, started_at=time.time() - 10, steps_per_epoch=20) as folder:
+        yield folder
+    job_state.update_job(folder, status="cancelled")
 
 
 def _metrics(at: AppTest) -> dict[str, str]:
@@ -279,16 +278,18 @@ def _metrics(at: AppTest) -> dict[str, str]:
 
 def test_no_eta_before_steps_are_timed_then_predict_phase_progress(project, live_job):
     step = {"event": "step", "epoch": 1, "step": 1, "global_step": 1, "loss": 2.0, "lr": 1e-4, "eta_s": 5.0}
-    jobs.append_progress(live_job, step)
+    job_state.append_progress(live_job, step)
     at = _training_page(project)
     at.selectbox(key="training_job").set_value(live_job.name).run()
     assert _metrics(at)["ETA (training)"] == "measuring…", "one step is no basis for an ETA"
     assert not at.get("progress")
 
-    jobs.update_job(live_job, phase="predicting on the val dataset")
+    job_state.update_job(live_job, phase="predicting on the val dataset")
     start = time.time() - 8
     for done in (2, 4, 6):
-        jobs.append_progress(live_job, {"event": "predict", "done": done, "total": 20, "time": start + done})
+        job_state.append_progress(
+            live_job, {"event": "predict", "done": done, "total": 20, "time": start + done}
+        )
     at.run()
     assert not at.exception, at.exception
     progress = at.get("progress")
@@ -301,15 +302,15 @@ def test_no_eta_before_steps_are_timed_then_predict_phase_progress(project, live
 def test_form_offers_loader_workers_defaulting_to_the_cores(project):
     at = _form(project)
     workers = at.number_input(key="tf_workers")
-    cores = jobs.available_cores()
+    cores = devices.available_cores()
     assert workers.value == cores
     assert workers.label == f"Loader workers ({cores} cores here)"
     assert f"({cores} here)" in workers.help
 
 
 def test_form_offers_each_cuda_device_torch_sees(project, monkeypatch):
-    jobs.available_devices.cache_clear()
-    monkeypatch.setattr(jobs, "_nvidia_present", lambda: True)
+    devices.available_devices.cache_clear()
+    monkeypatch.setattr(devices, "_nvidia_present", lambda: True)
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -318,15 +319,15 @@ def test_form_offers_each_cuda_device_torch_sees(project, monkeypatch):
         at = _form(project)
         assert at.radio(key="tf_device").options == ["auto", "cpu", "cuda", "cuda:0", "cuda:1"]
     finally:
-        jobs.available_devices.cache_clear()
+        devices.available_devices.cache_clear()
 
 
 def test_cancelled_job_checkpoint_can_be_used_from_the_page(project):
     """A cancelled job's kept best.pt: the page offers predict + import in the background and the
     command; a checkpoint that is not one fails with the CLI's one line, shown on the page."""
-    folder = jobs.create_job(project, "tr", "va", jobs.prepare_config(None, **FAST), "stopped")
-    jobs.update_job(folder, status="cancelled", phase="cancelled", pid=None, ended_at=time.time())
-    (folder / jobs.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    folder = job_launch.create_job(project, "tr", "va", job_launch.prepare_config(None, **FAST), "stopped")
+    job_state.update_job(folder, status="cancelled", phase="cancelled", pid=None, ended_at=time.time())
+    (folder / job_state.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     at.session_state["project"] = str(project)
     at.session_state["training_job"] = folder.name
@@ -336,14 +337,16 @@ def test_cancelled_job_checkpoint_can_be_used_from_the_page(project):
     assert "use it below" in at.warning[0].value
     command = next(c.value for c in at.code if c.value.startswith("cocolens predict"))
     assert (
-        f"--checkpoint {folder / jobs.CHECKPOINT_FILE}" in command
+        f"--checkpoint {folder / job_state.CHECKPOINT_FILE}" in command
         and "--dataset va --model stopped-best" in command
     )
     at.button(key=f"tr_ckpt_start_{folder.name}").click().run()
     assert not at.exception, at.exception
-    started = jobs.read_job(folder)["predict"]
+    started = job_state.read_job(folder)["predict"]
     assert started["model"] == "stopped-best" and started["dataset"] == "va"
-    wait_for(lambda: not jobs.process_alive(started["pid"], started["pid_start"]), "the predict process", 120)
+    wait_for(
+        lambda: not job_state.process_alive(started["pid"], started["pid_start"]), "the predict process", 120
+    )
     at.run()
     failure = next(e.value for e in at.error if "stopped-best" in e.value)
     assert "not a cocolens checkpoint" in failure
