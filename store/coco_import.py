@@ -336,7 +336,7 @@ def import_coco(
     if not remote_root and not images_root.is_dir():
         raise InputError(str(images_dir), "images folder not found (--images)")
     images_root = images_root if remote_root else images_root.resolve()
-    tables = read_coco(annotations, dataset)  # everything validated before the first write
+    tables = read_coco(annotations, dataset, workers)  # everything validated before the first write
     annotations_sha = file_sha256(annotations)
     started = time.time()
     project.check_folder()

@@ -29,6 +29,10 @@ MAX_ANNOTATION_BYTES = 4 * 1024**3
 # Files above this are streamed (ijson, two passes): json.load's ~10× would pass ~300 MB. Below it
 # json.load is faster and its memory is bounded anyway. Both paths share one validator.
 STREAM_ABOVE_BYTES = 32 * 1024**2
+# Files above this are read on several cores (store/coco_parallel_reader.py: the annotations array
+# cut at record boundaries, chunks parsed and validated in worker processes), falling back to the
+# streaming reader for anything unusual; same tables, same errors.
+PARALLEL_ABOVE_BYTES = 32 * 1024**2
 # COCO needs 5 levels (annotations → record → segmentation → ring → number); info/licences a few
 # more. Deeper documents are refused in one line: json.load's recursion and writing the
 # dataset's info back out failed with tracebacks on 100,000 levels, ijson built ever longer prefixes.
@@ -650,16 +654,25 @@ def _read_loaded(data: Any, path: Path, dataset: str) -> CocoTables:
     return validator.tables(info)
 
 
-def read_coco(path: str | Path, dataset: str) -> CocoTables:
+def read_coco(path: str | Path, dataset: str, workers: int | None = None) -> CocoTables:
     """Validate a COCO file completely, then return its tables (ids as in the file).
 
     Streams a large file (ijson) so that a 1M-annotation file needs the tables' memory, not
     json.load's ~10× the file size. Anything the streaming parser does not accept as a plain COCO object
     (invalid JSON, NaN/Infinity literals, a BOM, a top level that is not an object...) is read by
     json.load instead, which gives the one-line error or reads the file as it always did.
+    Above ``PARALLEL_ABOVE_BYTES`` the file is first read on ``workers`` cores (default: this
+    machine's, up to 8), which gives the streaming reader's tables and errors, or leaves the file
+    to it when anything is unusual.
     """
     path = Path(path)
     _check_file(path)
+    if path.stat().st_size > PARALLEL_ABOVE_BYTES:
+        from store.coco_parallel_reader import read_parallel
+
+        tables = read_parallel(path, dataset, workers)
+        if tables is not None:
+            return tables
     if path.stat().st_size > STREAM_ABOVE_BYTES:
         try:
             return _read_streaming(path, dataset)
