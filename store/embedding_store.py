@@ -40,6 +40,7 @@ from metrics.label_quality import (
 from store.commit_journal import commit_moves, discard_stage
 from store.metric_files import metric_frame, write_metric
 from store.project import Project, write_json_atomic, write_parquet_atomic
+from store.schemas import DUPLICATES, MAP_POINTS, empty_frame, pandas_dtypes
 
 Level = Literal["image", "object"]
 Progress = Callable[[str, int, int], None]  # (stage, done, total), as the CLI's progress bars take it
@@ -155,6 +156,10 @@ def _embed_object_crops(
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    return (lambda done, total: progress(stage, done, total)) if progress else None
+
+
 def _label_scores(vectors: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """annotation_quality (k nearest neighbours) and the cross-validated self-confidence per object."""
     from metrics.knn import knn
@@ -189,8 +194,8 @@ def _write_embedding_duplicates(
     """Write to ``out`` the dataset's duplicates.parquet with its 'embedding' groups replaced, the
     other kinds kept as they are."""
     path = folder / "duplicates.parquet"
-    columns = {"dataset": "string", "image_id": "int64", "kind": "string", "group_id": "int64"}
-    existing = pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=list(columns))
+    columns = pandas_dtypes(DUPLICATES)
+    existing = pd.read_parquet(path) if path.is_file() else empty_frame(DUPLICATES)
     kept = existing[existing["kind"] != "embedding"].astype(columns)
     grouped = groups >= 0
     new = pd.DataFrame(
@@ -212,27 +217,78 @@ def compute_dataset_embeddings(
     device: str | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    engine: str = "local",
+    workers: int = 2,
 ) -> dict[str, Any]:
     """Embed a dataset's images and object crops, then store vectors, label scores and duplicate groups.
 
     Skips the work (``{"skipped": True, ...}``) when the stored run used the same import, backbone
     and score versions, unless ``force``. Objects whose image is missing or unreadable get NaN
-    scores and no vector. Returns counts and timings for the CLI's JSON summary.
+    scores and no vector. ``engine="ray"`` embeds on Ray Data (:mod:`metrics.ray_embeddings`, GPU
+    actors where the cluster has GPUs), the vectors reaching this process as shard files and then
+    a memory map. Returns counts and timings for the CLI's JSON summary.
     """
-    from metrics.embeddings import CONTEXT_PAD, CROP_SIZE, IMAGE_SIZE, default_device
-    from metrics.weights import resolve_weights, weights_file_name
-
     project = _project(project)
-    folder = project.dataset_dir(dataset)
     meta = load_meta(project, dataset)
     if not force and meta and meta.get("fingerprint") == _fingerprint(project, dataset, backbone):
         return {"skipped": True, "images": meta["images"], "objects": meta["objects"]}
 
+    if engine == "ray":
+        scratch = project.staging_dir / "embeddings-ray" / dataset
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            return _compute(project, dataset, backbone, device, progress, _RayEmbedding(scratch, workers))
+        finally:
+            discard_stage(scratch, project.staging_dir)
+    return _compute(project, dataset, backbone, device, progress, None)
+
+
+class _RayEmbedding:
+    """The Ray engine's two passes, their vectors memory-mapped from ``scratch``."""
+
+    def __init__(self, scratch: Path, workers: int):
+        self.scratch, self.workers, self.device = scratch, workers, "cpu"
+
+    def run(
+        self, items: pd.DataFrame, whole_images: bool, backbone: str, device: str | None, report: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(positions of the items embedded, their vectors)."""
+        from metrics.ray_embeddings import embed_on_ray
+
+        name = "images" if whole_images else "objects"
+        rows, vectors, self.device = embed_on_ray(
+            items, self.scratch / name, whole_images, backbone, device, self.workers, report
+        )
+        return rows, vectors
+
+
+def _compute(
+    project: Project,
+    dataset: str,
+    backbone: str,
+    device: str | None,
+    progress: Progress | None,
+    ray: _RayEmbedding | None,
+) -> dict[str, Any]:
+    from metrics.embeddings import CONTEXT_PAD, CROP_SIZE, IMAGE_SIZE, default_device
+    from metrics.weights import resolve_weights, weights_file_name
+
+    folder = project.dataset_dir(dataset)
     started = time.perf_counter()
     images = pd.read_parquet(folder / "images.parquet")
     objects = pd.read_parquet(folder / "objects.parquet")
     readable = images[images["status"] == "ok"].reset_index(drop=True)
-    image_vectors, ok = _embed_images_skipping_bad(readable["path"].tolist(), backbone, device, progress)
+    if ray is None:
+        image_vectors, ok = _embed_images_skipping_bad(readable["path"].tolist(), backbone, device, progress)
+    else:
+        rows, image_vectors = ray.run(
+            readable[["path"]].assign(apply_exif=True),
+            True,
+            backbone,
+            device,
+            _stage(progress, "embed images"),
+        )
+        ok = np.isin(np.arange(len(readable)), rows)
     embedded = readable[ok].reset_index(drop=True)
 
     exif = embedded["exif_orientation"].astype("Float64").fillna(1).to_numpy()
@@ -240,7 +296,11 @@ def compute_dataset_embeddings(
     frames = embedded.assign(apply_exif=(exif == 1) | applied)[["image_id", "path", "apply_exif"]]
     crops = objects.merge(frames, on="image_id", how="inner", sort=False)
     crops = crops.sort_values(["image_id", "object_id"], kind="stable").reset_index(drop=True)
-    object_vectors = _embed_object_crops(crops, backbone, device, progress)
+    if ray is None:
+        object_vectors = _embed_object_crops(crops, backbone, device, progress)
+    else:
+        rows, object_vectors = ray.run(crops, False, backbone, device, _stage(progress, "embed objects"))
+        crops = crops.iloc[rows].reset_index(drop=True)
     weights = resolve_weights(backbone)
     info = {
         "backbone": backbone,
@@ -249,7 +309,8 @@ def compute_dataset_embeddings(
         "image_size": IMAGE_SIZE,
         "crop_size": CROP_SIZE,
         "crop_pad": CONTEXT_PAD,
-        "device": device or default_device(),
+        "device": ray.device if ray else device or default_device(),
+        "engine": "ray" if ray else "local",
         "embed_seconds": round(time.perf_counter() - started, 2),
     }
     return store_embeddings(
@@ -460,7 +521,7 @@ def map_points(
     project = _project(project)
     datasets = sorted(datasets_with_embeddings(project, datasets))
     if not datasets:
-        return pd.DataFrame(columns=["dataset", "image_id", "object_id", "x", "y"]), 0
+        return empty_frame(MAP_POINTS), 0
     loaded = [load_vectors(project, d, level) for d in datasets]
     total = sum(len(keys) for _, keys in loaded)
     cache = _map_cache_path(project, datasets, level, method, max_points)

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from store.errors import InputError
+from store.schemas import LABEL_DECISIONS, empty_frame, sqlite_columns
 from store.tags import _connect, _with_retry, _write, add_tags, remove_tags
 
 ACCEPTED_TAG = "label-fix:accepted"
@@ -28,22 +29,12 @@ REJECTED_TAG = "label-fix:rejected"
 DECISIONS = ("accepted", "rejected")
 FIXES = ("relabel", "replace_box", "delete", "add", "review")
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS label_decisions (
-    dataset     TEXT    NOT NULL,
-    finding     TEXT    NOT NULL,   -- 'object' | 'candidate'
-    image_id    INTEGER NOT NULL,
-    item_id     INTEGER NOT NULL,   -- object id, or the proposing prediction's id
-    decision    TEXT    NOT NULL,   -- 'accepted' | 'rejected'
-    fix         TEXT    NOT NULL,
-    category_id INTEGER,
-    bbox_x REAL, bbox_y REAL, bbox_w REAL, bbox_h REAL,
-    decided     REAL    NOT NULL,
+    {sqlite_columns(LABEL_DECISIONS)},
     PRIMARY KEY (dataset, finding, image_id, item_id)
 );
 """
-COLUMNS = ["dataset", "finding", "image_id", "item_id", "decision", "fix", "category_id",
-           "bbox_x", "bbox_y", "bbox_w", "bbox_h", "decided"]  # fmt: skip
 
 
 def _run(project_root: str | Path, sql: str, rows: list[tuple]) -> int:
@@ -83,7 +74,9 @@ def decide(project_root: str | Path, dataset: str, findings: Iterable[dict[str, 
         for r in rows
     ]  # fmt: skip
     changed = _run(
-        project_root, f"INSERT OR REPLACE INTO label_decisions VALUES ({', '.join('?' * 12)})", values
+        project_root,
+        f"INSERT OR REPLACE INTO label_decisions VALUES ({', '.join('?' * len(LABEL_DECISIONS))})",
+        values,
     )
     _retag(project_root, dataset, rows, decision)
     return changed
@@ -127,7 +120,7 @@ def decisions(project_root: str | Path, dataset: str | None = None) -> pd.DataFr
     """Every stored decision (optionally of one dataset), newest first."""
     path = Path(project_root).expanduser().resolve() / "tags.sqlite"
     if not path.is_file():
-        return pd.DataFrame(columns=COLUMNS)
+        return empty_frame(LABEL_DECISIONS)
 
     def query() -> pd.DataFrame:
         with _connect(project_root) as con:
