@@ -72,6 +72,7 @@ class Embedder:
     runner: Callable[[np.ndarray], np.ndarray] | None = (
         None  # ONNX Runtime on the CPU (metrics.onnx_backbone)
     )
+    threads: int | None = None  # CPU threads it runs on; None = every core this process may use
 
     def __call__(self, batch_hwc: np.ndarray) -> np.ndarray:
         """``batch_hwc``: (N, H, W, 3) uint8 RGB, all the same size → (N, dim) float32, L2-normalised."""
@@ -121,8 +122,12 @@ def _strip_head(model: Any) -> Any:
 
 
 @lru_cache(maxsize=4)
-def get_embedder(backbone: str = "mobilenet_v2", device: str | None = None) -> Embedder:
-    """Pretrained feature extractor, loaded once per (backbone, device).
+def get_embedder(
+    backbone: str = "mobilenet_v2", device: str | None = None, threads: int | None = None
+) -> Embedder:
+    """Pretrained feature extractor, loaded once per (backbone, device, threads).
+
+    ``threads`` caps the CPU threads (a Ray actor given one CPU of a shared node); None = all cores.
 
     On the CPU the backbone runs in ONNX Runtime when it is installed (~8× less CPU than PyTorch on an
     AVX2 2-vCPU machine, see metrics/onnx_backbone.py); ``COCOLENS_EMBED_RUNTIME=torch`` keeps
@@ -139,8 +144,9 @@ def get_embedder(backbone: str = "mobilenet_v2", device: str | None = None) -> E
         dim = int(model(torch.zeros(1, 3, 64, 64, device=device)).flatten(1).shape[1])
     runner = None
     if str(device) == "cpu" and onnx_backbone.wanted():
-        runner = onnx_backbone.onnx_runner(model, backbone, cpu_cores(), Path(checkpoints_dir()) / "onnx")
-    return Embedder(model=model, device=device, dim=dim, runner=runner)
+        cores = threads or cpu_cores()
+        runner = onnx_backbone.onnx_runner(model, backbone, cores, Path(checkpoints_dir()) / "onnx")
+    return Embedder(model=model, device=device, dim=dim, runner=runner, threads=threads)
 
 
 def read_rgb(path: str | Path, apply_exif: bool = True) -> np.ndarray:
@@ -193,7 +199,7 @@ def _run_batches(
     out = np.empty((total, embedder.dim), dtype=np.float32)
     done = 0
     batch: list[np.ndarray] = []
-    with torch_threads():
+    with torch_threads(embedder.threads):
         for tile in tiles:
             batch.append(tile)
             if len(batch) == batch_size:
@@ -217,12 +223,14 @@ def embed_images(
     device: str | None = None,
     progress: Progress | None = None,
     size: int = IMAGE_SIZE,
+    embedder: Embedder | None = None,
 ) -> np.ndarray:
     """One embedding per whole image (squashed to ``size``²), shape (N, dim) float32.
 
     Files that cannot be decoded raise ValueError naming the file; callers skip missing images first.
+    ``embedder`` (already loaded, e.g. by a Ray actor) replaces ``backbone`` / ``device``.
     """
-    embedder = get_embedder(backbone, device)
+    embedder = embedder or get_embedder(backbone, device)
 
     def tiles() -> Iterator[np.ndarray]:
         for item in paths_or_arrays:
@@ -242,11 +250,13 @@ def embed_objects(
     size: int = CROP_SIZE,
     pad: float = CONTEXT_PAD,
     apply_exif: bool = True,
+    embedder: Embedder | None = None,
 ) -> np.ndarray:
     """Embeddings of many object crops, shape (N, dim), rows in input order.
 
     ``image_paths[i]`` is the image of object ``i`` (repeat the path for each object of an image) and
     ``boxes_xywh[i]`` its COCO box. Each image is decoded once: objects are grouped by image.
+    ``embedder`` (already loaded, e.g. by a Ray actor) replaces ``backbone`` / ``device``.
     """
     boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     if len(image_paths) != len(boxes):
@@ -258,7 +268,7 @@ def embed_objects(
         first_of.setdefault(key, index)
         groups.setdefault(key, []).append(index)
     order = [i for key in groups for i in groups[key]]  # objects of one image together
-    embedder = get_embedder(backbone, device)
+    embedder = embedder or get_embedder(backbone, device)
 
     def tiles() -> Iterator[np.ndarray]:
         for key, members in groups.items():

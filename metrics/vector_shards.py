@@ -21,10 +21,10 @@ SHARD_ROWS = 65_536  # rows per shard file: 320 MB at 1280-d, 32 MB at 128-d
 class ShardWriter:
     """Buffers (rows, vectors) batches and writes a shard whenever ``rows_per_shard`` rows are held."""
 
-    def __init__(self, folder: str | Path, rows_per_shard: int = SHARD_ROWS):
+    def __init__(self, folder: str | Path, rows_per_shard: int | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.rows_per_shard = max(1, int(rows_per_shard))
+        self.rows_per_shard = max(1, int(rows_per_shard or SHARD_ROWS))
         self._rows: list[np.ndarray] = []
         self._vectors: list[np.ndarray] = []
         self._held = 0

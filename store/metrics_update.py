@@ -116,7 +116,11 @@ def update_metrics(
 
                 for dataset in project.datasets():
                     summary[dataset]["embeddings"] = compute_dataset_embeddings(
-                        project, dataset, progress=_for_dataset(progress, dataset)
+                        project,
+                        dataset,
+                        progress=_for_dataset(progress, dataset),
+                        engine=engine,
+                        workers=workers,
                     )
             if label_issues:
                 from store.label_issues import compute_label_issues
