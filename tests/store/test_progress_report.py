@@ -56,3 +56,23 @@ def test_a_terminal_bar_starts_at_what_was_already_done():
     assert bar.format_dict["initial"] == 5_000 and bar.n == 5_001  # the resumed half is no progress
     report("images", 10_000, 10_000)
     assert "images" not in report._bars and "10000/10000" in out.getvalue()
+
+
+def test_a_postfix_follows_the_count_and_a_final_call_with_one_still_prints():
+    out, clock = io.StringIO(), Clock()
+    report = ProgressReport(stream=out, interval=5.0, clock=clock, tty=False)
+    report("train", 2, 2, epoch=1, loss="0.500")  # the last training step ends the stage
+    report("train", 2, 2)  # the same final call without news: nothing
+    report("train", 2, 2, epoch=1, bbox_AP="0.250")  # the epoch's evaluation comes after it
+    assert out.getvalue().splitlines() == [
+        "train: 2/2 (100%), epoch 1, loss 0.500",
+        "train: 2/2 (100%), epoch 1, bbox_AP 0.250",
+    ]
+
+
+def test_a_terminal_bar_shows_the_postfix():
+    out = io.StringIO()
+    report = ProgressReport(stream=out, tty=True)
+    report("train", 0, 4)
+    report("train", 1, 4, loss="0.900")
+    assert report._bars["train"].postfix == "loss=0.900"
