@@ -30,9 +30,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_project(tmp_path_factory.mktemp("training_page"))
 
 
-def _training_page(project: Path) -> AppTest:
+def _training_page(project: Path, job: Path | None = None) -> AppTest:
+    """The Training page in a new browser session, showing ``job`` when given."""
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     at.session_state["project"] = str(project)
+    if job is not None:
+        at.session_state["training_job"] = job.name
     at.run()
     assert not at.exception, at.exception
     at.switch_page("pages/training.py").run()
@@ -170,12 +173,7 @@ def test_failed_job_shows_its_error_and_traceback(project):
         error="Traceback (most recent call last):\n  ...\nFileNotFoundError: img_0.jpg",
         error_line="FileNotFoundError: img_0.jpg",
     )
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.session_state["project"] = str(project)
-    at.session_state["training_job"] = folder.name
-    at.run()
-    at.switch_page("pages/training.py").run()
-    assert not at.exception, at.exception
+    at = _training_page(project, folder)
     assert at.error[0].value == "Failed: FileNotFoundError: img_0.jpg"
     assert "Traceback (most recent call last)" in at.code[0].value
 
@@ -328,12 +326,7 @@ def test_cancelled_job_checkpoint_can_be_used_from_the_page(project):
     folder = job_launch.create_job(project, "tr", "va", job_launch.prepare_config(None, **FAST), "stopped")
     job_state.update_job(folder, status="cancelled", phase="cancelled", pid=None, ended_at=time.time())
     (folder / job_state.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    at.session_state["project"] = str(project)
-    at.session_state["training_job"] = folder.name
-    at.run()
-    at.switch_page("pages/training.py").run()
-    assert not at.exception, at.exception
+    at = _training_page(project, folder)
     assert "use it below" in at.warning[0].value
     command = next(c.value for c in at.code if c.value.startswith("cocolens predict"))
     assert (
