@@ -10,7 +10,12 @@ commit), the CPU seconds of the importer and the children it reaped (less sensit
 to other load on the machine; Ray's own daemons are not included) and the peak RSS of the
 importer process alone and of the tree.
 
+``--reader streaming`` imports with the one-process streaming COCO reader instead of the parallel
+one (issue 16 item 4), for before/after figures; ``--reader-only`` times ``read_coco`` alone on the
+generated file with both readers (no images are written, nothing is imported).
+
 Run:  .venv/bin/python bench/scale_bench.py --images 10000 [--engines local ray] [--keep DIR]
+      .venv/bin/python bench/scale_bench.py --images 100000 --reader-only [--keep DIR]
 Prints one JSON line per run; docs/BENCHMARKS.md ("Scale") records the figures.
 """
 
@@ -105,26 +110,29 @@ def _tree_rss(root: int) -> tuple[int, int]:
     return rss.get(root, 0), total
 
 
-def run_import(images: Path, ann: Path, project: Path, engine: str, workers: int) -> dict:
-    command = [
-        sys.executable,
-        str(REPO / "cli.py"),
-        "import",
-        "coco",
-        "--images",
-        str(images),
-        "--annotations",
-        str(ann),
-        "--project",
-        str(project),
-        "--dataset",
-        f"bench_{engine}",
-        "--workers",
-        str(workers),
-        "--engine",
-        engine,
-        "--quiet",
-    ]
+# Runs the CLI (or the reader alone) with the parallel COCO reader switched off when asked.
+_LAUNCHER = """
+import sys
+sys.path.insert(0, {repo!r})
+from store import coco_reader
+if {streaming!r}:
+    coco_reader.PARALLEL_ABOVE_BYTES = 1 << 62
+if sys.argv[1] == "read":
+    tables = coco_reader.read_coco(sys.argv[2], "bench", workers=int(sys.argv[3]))
+    print(len(tables.objects))
+else:
+    import cli
+    sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _launcher(reader: str) -> list[str]:
+    return [sys.executable, "-c", _LAUNCHER.format(repo=str(REPO), streaming=reader == "streaming")]
+
+
+def _measured(command: list[str]) -> dict:
+    """Run ``command``: wall and CPU seconds (it and the children it reaped), peak RSS of it and of
+    its process tree (sampled every 0.1 s), its stdout."""
     peak = {"main": 0, "tree": 0}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -144,26 +152,62 @@ def run_import(images: Path, ann: Path, project: Path, engine: str, workers: int
     seconds = time.perf_counter() - started
     stop.set()
     sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the importer and the children it reaped
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the process and the children it reaped
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if process.returncode != 0:
-        raise SystemExit(f"import failed ({process.returncode}): {err[-2000:]}")
-    summary = json.loads(out.strip().splitlines()[-1])
+        raise SystemExit(f"{command[-1]} failed ({process.returncode}): {err[-2000:]}")
+    return {
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "peak_rss_importer_mb": round(peak["main"] / 2**20),
+        "peak_rss_tree_mb": round(peak["tree"] / 2**20),
+        "load_average": [round(v, 1) for v in os.getloadavg()],
+        "stdout": out,
+    }
+
+
+def run_reader(ann: Path, reader: str, workers: int) -> dict:
+    """``read_coco`` alone on the file, with the parallel or the streaming reader."""
+    run = _measured([*_launcher(reader), "read", str(ann), str(workers)])
+    objects = int(run.pop("stdout").strip().splitlines()[-1])
+    return {"reader": reader, "workers": workers, "objects": objects, **run}
+
+
+def run_import(images: Path, ann: Path, project: Path, engine: str, workers: int, reader: str) -> dict:
+    command = [
+        *_launcher(reader),
+        "import",
+        "coco",
+        "--images",
+        str(images),
+        "--annotations",
+        str(ann),
+        "--project",
+        str(project),
+        "--dataset",
+        f"bench_{engine}",
+        "--workers",
+        str(workers),
+        "--engine",
+        engine,
+        "--quiet",
+    ]
+    run = _measured(command)
+    summary = json.loads(run.pop("stdout").strip().splitlines()[-1])
+    seconds = run["seconds"]
     meta = json.loads((project / "datasets" / f"bench_{engine}" / "dataset.json").read_text())
     image_pass = meta.get("image_pass_seconds") or float("nan")
     return {
         "engine": engine,
+        "reader": reader,
         "workers": workers,
         "images": summary["images"],
         "objects": summary["objects"],
-        "seconds": round(seconds, 1),
-        "cpu_seconds": round(cpu, 1),
+        **run,
         "images_per_s": round(summary["images"] / seconds, 1),
         "objects_per_s": round(summary["objects"] / seconds, 1),
         "image_pass_seconds": image_pass,
         "image_pass_images_per_s": round(summary["images"] / image_pass, 1),
-        "peak_rss_importer_mb": round(peak["main"] / 2**20),
-        "peak_rss_tree_mb": round(peak["tree"] / 2**20),
     }
 
 
@@ -174,12 +218,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--engines", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     parser.add_argument("--keep", help="folder for the generated data (reused when run again)")
+    parser.add_argument("--reader", default="parallel", choices=["parallel", "streaming"])
+    parser.add_argument("--reader-only", action="store_true", help="time read_coco alone, both readers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cocolens-scale-") as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
         data = base / f"data_{args.images}"
         started = time.perf_counter()
-        make_images(data / "images", args.images)
+        data.mkdir(parents=True, exist_ok=True)
+        if not args.reader_only:
+            make_images(data / "images", args.images)
         ann = data / "annotations.json"
         if not ann.is_file():
             write_coco(ann, args.images, args.objects)
@@ -193,9 +241,14 @@ def main() -> None:
             ),
             flush=True,
         )
+        if args.reader_only:
+            for reader in ("streaming", "parallel"):
+                print(json.dumps(run_reader(ann, reader, args.workers)), flush=True)
+            return
         for engine in args.engines:
-            project = base / f"project_{args.images}_{engine}"
-            print(json.dumps(run_import(data / "images", ann, project, engine, args.workers)), flush=True)
+            project = base / f"project_{args.images}_{engine}_{args.reader}"
+            run = run_import(data / "images", ann, project, engine, args.workers, args.reader)
+            print(json.dumps(run), flush=True)
 
 
 if __name__ == "__main__":

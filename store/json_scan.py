@@ -3,7 +3,8 @@
 A 1.4 GB COCO file is one object whose ``annotations`` array holds ~10M records. To parse it on many
 cores it is cut at record boundaries: commas at the array's own depth, outside any string. Finding
 those needs the string/escape state and the bracket depth from the first byte on, a sequential scan;
-compiled with numba it runs at ~1 GB/s over fixed-size blocks (the file is never held whole).
+compiled with numba it takes ~0.3 CPU-s for 137 MB (~0.5 GB/s), over fixed-size blocks (the file is
+never held whole).
 
 The scan only locates: the top-level braces, the ``:`` and ``,`` between its members, where each
 member's container value opens and closes, and commas between records every ``step`` bytes. What lies
