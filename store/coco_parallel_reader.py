@@ -72,15 +72,19 @@ def _loads(raw: bytes, wrap: bool = False) -> Any:
         raise _Unreadable(str(exc)) from exc
 
 
+def _run(raw: bytes, sole: bool) -> list[Any]:
+    """The records of one run of an array's records (``sole``: the array's only run)."""
+    if not raw.strip(_WHITESPACE):
+        if not sole:
+            raise _Unreadable("empty record")  # [1,,2]: json.loads of the whole would refuse it
+        return []
+    return _loads(raw, wrap=True)
+
+
 def _records(handle, ranges: list[tuple[int, int]]) -> Iterator[list[Any]]:
     """The records of an array member, one run at a time."""
     for start, stop in ranges:
-        raw = _read_range(handle, start, stop)
-        if not raw.strip(_WHITESPACE):
-            if len(ranges) > 1:
-                raise _Unreadable("empty record")  # [1,,2]: json.loads of the whole would refuse it
-            return
-        yield _loads(raw, wrap=True)
+        yield _run(_read_range(handle, start, stop), sole=len(ranges) == 1)
 
 
 # Per worker process: the file and the header's image sizes and category ids (sent once).
@@ -97,8 +101,8 @@ def _start_worker(
     _worker["categories"] = set(cats)
 
 
-def _read_chunk(span: tuple[int, int]) -> dict[str, Any] | None:
-    """Parse and validate one run of annotation records; None when it cannot be parsed.
+def _read_chunk(task: tuple[int, int, bool]) -> dict[str, Any] | None:
+    """Parse and validate one run (start, stop, sole) of annotation records; None when it cannot be parsed.
 
     ``error`` is True when a record is invalid (the driver words it, in file order); otherwise
     the validated columns come back.
@@ -106,9 +110,10 @@ def _read_chunk(span: tuple[int, int]) -> dict[str, Any] | None:
     path = _worker["path"]
     validator = coco_reader._Validator(path, "")
     validator.sizes, validator.seen_cat = _worker["sizes"], _worker["categories"]
+    start, stop, sole = task
     try:
         with open(path, "rb") as handle:
-            records = [record for run in _records(handle, [span]) for record in run]
+            records = _run(_read_range(handle, start, stop), sole)
     except _Unreadable:
         return None
     try:
@@ -146,10 +151,11 @@ def _chunk_results(path: Path, ranges: list, header: coco_reader._Validator, wor
         np.fromiter((h for _, h in sizes.values()), dtype=np.int64, count=len(sizes)),
         sorted(header.seen_cat),
     )
+    tasks = [(start, stop, len(ranges) == 1) for start, stop in ranges]
     if workers == 1 or len(ranges) == 1:
         _start_worker(*initargs)
         try:
-            yield from map(_read_chunk, ranges)
+            yield from map(_read_chunk, tasks)
         finally:
             _worker.clear()
         return
@@ -161,7 +167,7 @@ def _chunk_results(path: Path, ranges: list, header: coco_reader._Validator, wor
         initializer=_start_worker,
         initargs=initargs,
     ) as pool:
-        yield from pool.map(_read_chunk, ranges)
+        yield from pool.map(_read_chunk, tasks)
 
 
 def _member_map(handle, layout: Layout) -> dict[str, Member]:

@@ -224,3 +224,14 @@ def test_invalid_json_after_a_bad_record_wins_as_with_json_load(tmp_path, monkey
     path.write_text(text[:cut] + '"id": 1,, ' + text[cut:])
     parallel, _ = _read(path, monkeypatch, parallel=True, chunk=300)
     assert parallel == _read(path, monkeypatch, parallel=False)[0] and "invalid JSON" in parallel
+
+
+@pytest.mark.parametrize("gap", [",,", ", ,", ",\n" + " " * 300 + ","])
+def test_an_empty_record_between_two_cuts_is_invalid_json(tmp_path, monkeypatch, gap):
+    text = json.dumps(rich_document(seed=6))
+    at = text.index("}, {", text.index('"annotations"') + 2000)
+    path = tmp_path / "bad.json"
+    path.write_text(text[: at + 1] + gap + text[at + 2 :])
+    for chunk in (1, 100):
+        parallel, _ = _read(path, monkeypatch, parallel=True, chunk=chunk)
+        assert parallel == _read(path, monkeypatch, parallel=False)[0] and "invalid JSON" in parallel
