@@ -211,33 +211,19 @@ def predict_to_file(
             )
     threshold = loaded.meta["config"]["score_threshold"] if score_threshold is None else score_threshold
     tile = int(loaded.meta["config"].get("tile_size", 0) if tile_size is None else tile_size)
+    common = dict(
+        score_threshold=float(threshold),
+        max_side=int(loaded.meta["image_size"]),
+        progress=progress,
+        label_to_category=loaded.label_to_category,
+    )
     if tile:  # a checkpoint trained on tiles predicts with them unless told otherwise
         from models.tiles import predict_tiled
 
         overlap = loaded.meta["config"].get("tile_overlap", 0.2) if tile_overlap is None else tile_overlap
-        results = predict_tiled(
-            loaded.model,
-            images,
-            torch_device,
-            tile,
-            float(overlap),
-            score_threshold=float(threshold),
-            max_side=int(loaded.meta["image_size"]),
-            progress=progress,
-            label_to_category=loaded.label_to_category,
-        )
-        write_json_atomic(out_file, results)
-        return len(results)
-    results = predict(
-        loaded.model,
-        images,
-        torch_device,
-        score_threshold=float(threshold),
-        max_side=int(loaded.meta["image_size"]),
-        batch_size=batch_size,
-        progress=progress,
-        label_to_category=loaded.label_to_category,
-    )
+        results = predict_tiled(loaded.model, images, torch_device, tile, float(overlap), **common)
+    else:
+        results = predict(loaded.model, images, torch_device, batch_size=batch_size, **common)
     write_json_atomic(out_file, results)
     return len(results)
 
