@@ -77,6 +77,9 @@ def active_action(project: Project, action: str) -> dict[str, Any] | None:
 def start_action(project: str | Path | Project, action: str, **options: Any) -> dict[str, Any]:
     """Create the job folder of ``action`` and start its process; returns its job.json (with 'dir').
 
+    action: a key of ACTIONS; options: its options (unknown ones raise InputError; missing ones take
+    their defaults).
+
     While a job of the same action is queued or running, that job is returned and nothing new starts
     (two clicks, or two browser sessions, must not compute the same thing twice).
     """

@@ -157,7 +157,8 @@ def launch(job_dir: str | Path, runner: str = "models.job_runner") -> int:
 def start_job(
     project: ProjectLike, train: str, val: str, config: TrainConfig, name: str | None = None
 ) -> str:
-    """Create a job and start its background process; returns the job id."""
+    """Create a job (see create_job for the parameters) and start its background process; returns the
+    job id. The call returns at once: the job queues on the GPU lock and trains in its own session."""
     folder = create_job(project, train, val, config, name)
     launch(folder)
     return folder.name
@@ -186,7 +187,11 @@ def predict_argv(job: dict[str, Any], dataset: str, model: str) -> list[str]:
 
 def start_predict(job: dict[str, Any], dataset: str, model: str) -> int:
     """Predict with a job's best checkpoint and import the results as ``model``, in a background process
-    of its own session (like a training job: closing the browser does not stop it); returns its pid."""
+    of its own session (like a training job: closing the browser does not stop it); returns its pid.
+
+    job: a listed job (with 'dir' and 'project'); dataset: the project's dataset to predict on. A job
+    without a checkpoint, or a model name already taken, raises InputError. predict_state follows it.
+    """
     job_dir = Path(job["dir"])
     if best_checkpoint(job_dir) is None:
         raise InputError(
@@ -212,8 +217,9 @@ def start_predict(job: dict[str, Any], dataset: str, model: str) -> int:
 
 
 def predict_state(job: dict[str, Any]) -> dict[str, Any] | None:
-    """The background prediction of a job's checkpoint: its model, dataset and status (running,
-    imported, failed with the log's last line); None when none was started."""
+    """The background prediction of a job's checkpoint (start_predict): its 'model', 'dataset', 'pid',
+    'started_at' (Unix seconds), 'log' (the last 5 lines of predict.log) and 'status': 'running',
+    'imported' (the model exists) or 'failed'; None when none was started for this job."""
     info = job.get("predict")
     if not info:
         return None
