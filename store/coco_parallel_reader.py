@@ -1,11 +1,12 @@
 """Read a large COCO file on several cores: the annotations array cut into runs of whole records.
 
 The streaming reader (ijson, two passes) keeps one core busy for ~26 CPU-s per 1M objects, ~4 min
-for a 10M-object file. Here a compiled scan (store/json_scan.py) finds the top-level members and
-cuts the ``annotations`` array at record boundaries every ~``CHUNK_BYTES``; worker processes read
-their byte range, ``json.loads`` it and validate it with the very validator of the other readers
-(column-wise when plain, store/coco_fast_annotations.py), and the driver joins the columns in file
-order. Memory: the tables, plus one chunk's parse per worker; the file is never held whole.
+for a 10M-object file. Here a compiled scan (store/json_scan.py, in a child process) finds the
+top-level members and cuts the ``annotations`` array at record boundaries every ~``CHUNK_BYTES``;
+worker processes read their byte range, ``json.loads`` it and validate it with the very validator
+of the other readers (column-wise when plain, store/coco_fast_annotations.py), and the driver joins
+the columns in file order. Memory: the tables, plus one chunk's parse per worker; the file is never
+held whole.
 
 The contract: :func:`read_parallel` returns exactly the tables the streaming reader returns, raises
 exactly its one-line error, or returns None and the caller reads the file as before. None is for
@@ -30,7 +31,7 @@ import numpy as np
 from store import coco_reader
 from store.coco_fast_annotations import append_plain_annotations
 from store.errors import InputError
-from store.json_scan import Layout, Member, record_ranges, scan_layout
+from store.json_layout import Layout, Member, record_ranges
 
 # Bytes of annotations per worker task: parsed, ~10x this in Python objects while validated.
 CHUNK_BYTES = 8 * 1024**2
@@ -257,8 +258,24 @@ def read_parallel(path: Path, dataset: str, workers: int | None = None) -> coco_
             return None
 
 
+def _scan(path: str, step: int) -> Layout | None:
+    from store.json_scan import scan_layout
+
+    with open(path, "rb") as handle:
+        return scan_layout(handle, step)
+
+
+def _scan_in_child(path: Path, step: int) -> Layout | None:
+    """The layout scanned in a child process: numba and its compiled scan (~130 MB) stay out of the
+    importer, whose peak is later, with the tables and the label metrics."""
+    import multiprocessing
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_scan, str(path), CHUNK_BYTES).result()
+
+
 def _read(handle, path: Path, dataset: str, workers: int) -> coco_reader.CocoTables:
-    layout = scan_layout(handle, CHUNK_BYTES)
+    layout = _scan(str(path), CHUNK_BYTES) if workers == 1 else _scan_in_child(path, CHUNK_BYTES)
     if layout is None or layout.deepest >= coco_reader.MAX_JSON_DEPTH - 1:
         raise _Unreadable("layout")
     members = _member_map(handle, layout)

@@ -13,10 +13,10 @@ between is parsed by ``json.loads``, which validates it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numba import njit
+
+from store.json_layout import Layout, Member
 
 # Event kinds.
 TOP_OPEN, TOP_CLOSE, MEMBER_COMMA, MEMBER_COLON = 1, 2, 3, 4
@@ -98,23 +98,6 @@ def _scan_block(
     return count, i
 
 
-@dataclass(frozen=True)
-class Member:
-    """One top-level ``"key": value``: byte spans of the key and the value (whitespace included)."""
-
-    key: tuple[int, int]
-    value: tuple[int, int]
-    container: tuple[int, int] | None  # offsets of the value's own [ or { and its closing bracket
-    is_array: bool
-    cuts: list[int]  # record-boundary commas inside an array value, ~step bytes apart
-
-
-@dataclass(frozen=True)
-class Layout:
-    members: list[Member]
-    deepest: int  # deepest nesting in the document (the top-level object is 1)
-
-
 def scan_layout(handle, step: int, block_bytes: int = BLOCK_BYTES) -> Layout | None:
     """The top-level members of the JSON object in the open binary file ``handle``; None when the
     bytes are not one object with only whitespace around it (and balanced brackets inside)."""
@@ -178,11 +161,3 @@ def _members(positions: np.ndarray, kinds: np.ndarray, deepest: int) -> Layout |
             )
         )
     return Layout(members, deepest)
-
-
-def record_ranges(member: Member) -> list[tuple[int, int]]:
-    """Byte ranges of runs of whole records of an array member: ``b"[" + file[a:b] + b"]"`` parses as
-    a list of those records, and the runs in order are the array's records in order."""
-    assert member.container is not None and member.is_array
-    bounds = [member.container[0], *member.cuts, member.container[1]]
-    return [(bounds[k] + 1, bounds[k + 1]) for k in range(len(bounds) - 1)]

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from store.json_scan import record_ranges, scan_layout
+from store.json_layout import record_ranges
+from store.json_scan import scan_layout
 
 TRICKY = ["a,b", "}", "]", '"', "\\", "\\\\", '\\"],[{', "\u00e9\U0001f600", ""]
 
