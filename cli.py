@@ -25,18 +25,25 @@ def _progress_printer() -> Callable[[str, int, int], None]:
 
 
 def cmd_import_coco(args: argparse.Namespace) -> int:
-    from store.coco_import import import_coco
+    from metrics import pipeline
 
-    summary = import_coco(
-        args.images,
-        args.annotations,
-        args.project,
-        dataset=args.dataset,
-        workers=args.workers,
-        progress=None if args.quiet else _progress_printer(),
-        engine=args.engine,
-        prewarm=not args.embeddings,
-    )
+    if args.engine in (None, "local"):  # their imports overlap ours (a project set to Ray drops them)
+        pipeline.start_workers_early(args.workers)
+    try:
+        from store.coco_import import import_coco
+
+        summary = import_coco(
+            args.images,
+            args.annotations,
+            args.project,
+            dataset=args.dataset,
+            workers=args.workers,
+            progress=None if args.quiet else _progress_printer(),
+            engine=args.engine,
+            prewarm=not args.embeddings,
+        )
+    finally:
+        pipeline.discard_early_workers()
     if args.embeddings:
         from store import page_summaries
         from store.embedding_store import compute_dataset_embeddings

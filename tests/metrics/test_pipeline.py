@@ -65,3 +65,27 @@ def test_workers_load_plugins_and_stream_results(tmp_path: Path) -> None:
         assert all(r["metrics"]["test_plugin_mean_red"] == 100.0 for r in results.values())
     finally:
         registry._REGISTRY.pop("test_plugin_mean_red", None)
+
+
+def test_workers_started_early_serve_the_next_pass_and_a_mismatch_gets_its_own(tmp_path: Path) -> None:
+    from metrics import pipeline
+
+    records = fruit_records()[:6]
+    pipeline.start_workers_early(2)
+    try:
+        early = pipeline._early_pool
+        assert early is not None and len(early[0]._processes) == 2  # spawned now, not at the pass
+        results = dict(run_image_pass(records, workers=2, chunk_size=2))
+        assert pipeline._early_pool is None  # taken by the pass (and shut down by it)
+        assert results[5] == compute_image(records[5])
+
+        pipeline.start_workers_early(2)
+        pool = pipeline._early_pool[0]
+        plugin = tmp_path / "my_metrics.py"
+        plugin.write_text(PLUGIN)
+        with_plugin = dict(run_image_pass(records, workers=2, chunk_size=2, plugins=[str(plugin)]))
+        assert pipeline._early_pool is None and pool._shutdown_thread  # stopped, not used
+        assert with_plugin[0]["metrics"]["test_plugin_mean_red"] is not None
+    finally:
+        pipeline.discard_early_workers()
+        registry._REGISTRY.pop("test_plugin_mean_red", None)
