@@ -672,34 +672,26 @@ def _channel_fraction(ctx: ImageContext, channel: int) -> float:
     return float(means[channel] / total) if total > 0 else 1.0 / 3.0
 
 
-@image_metric(
-    group="colour",
-    low=0,
-    high=1,
-    description=f"Share of red in the mean colour: mean R / (mean R + G + B); 1/3 for grey. {_REDUCED}",
-)
-def red_fraction(ctx: ImageContext) -> float:
-    return _channel_fraction(ctx, 0)
+def _declare_channel_fraction(channel: int, colour: str) -> None:
+    """Register ``<colour>_fraction``: the share of one channel in the mean colour."""
+    letter = colour[0].upper()
+
+    def fraction(ctx: ImageContext) -> float:
+        return _channel_fraction(ctx, channel)
+
+    image_metric(
+        name=f"{colour}_fraction",
+        group="colour",
+        low=0,
+        high=1,
+        description=(
+            f"Share of {colour} in the mean colour: mean {letter} / (mean R + G + B); 1/3 for grey. {_REDUCED}"
+        ),
+    )(fraction)
 
 
-@image_metric(
-    group="colour",
-    low=0,
-    high=1,
-    description=f"Share of green in the mean colour: mean G / (mean R + G + B); 1/3 for grey. {_REDUCED}",
-)
-def green_fraction(ctx: ImageContext) -> float:
-    return _channel_fraction(ctx, 1)
-
-
-@image_metric(
-    group="colour",
-    low=0,
-    high=1,
-    description=f"Share of blue in the mean colour: mean B / (mean R + G + B); 1/3 for grey. {_REDUCED}",
-)
-def blue_fraction(ctx: ImageContext) -> float:
-    return _channel_fraction(ctx, 2)
+for _channel, _colour in enumerate(("red", "green", "blue")):
+    _declare_channel_fraction(_channel, _colour)
 
 
 @image_metric(
