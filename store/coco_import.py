@@ -30,7 +30,14 @@ from metrics.image import SIZE_MISMATCH
 from store.coco_reader import CocoTables, read_coco
 from store.errors import InputError
 from store.metric_runner import compute_table_metrics, write_pixel_metrics
-from store.project import Project, check_name, replace_dir_atomic, write_json_atomic, write_parquet_atomic
+from store.project import (
+    Project,
+    check_name,
+    fsyncs_at_end,
+    replace_dir_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 
 CHUNK = int(
     os.environ.get("COCOLENS_IMPORT_CHUNK", "128")
@@ -371,54 +378,57 @@ def import_coco(
         )
         image_pass_seconds = round(time.time() - pass_started, 2)
         del records
-        images = _image_table(tables.images, paths, results)
-        for i, (_, err) in enumerate(resolved):
-            if err:
-                images.loc[i, "status"] = "unreadable"
-                images.loc[i, "error"] = err
+        # Every file of the stage is made durable at once before the rename publishes it
+        # (store.project.fsyncs_at_end): ~30 files, one journal commit instead of 60 fsyncs.
+        with fsyncs_at_end():
+            images = _image_table(tables.images, paths, results)
+            for i, (_, err) in enumerate(resolved):
+                if err:
+                    images.loc[i, "status"] = "unreadable"
+                    images.loc[i, "error"] = err
 
-        if progress:
-            progress("label metrics", 0, 1)
-        write_parquet_atomic(out / "categories.parquet", tables.categories)
-        write_parquet_atomic(out / "images.parquet", images)
-        write_parquet_atomic(out / "objects.parquet", tables.objects)
-        metric_dicts = [
-            json.loads(text) for text in results.set_index("image_id").reindex(image_ids)["metrics_json"]
-        ]
-        write_pixel_metrics(dataset, out, image_ids, metric_dicts)
-        if label_metrics is not None:
-            label_metrics.result()  # raises what the thread raised
-        else:
-            compute_table_metrics(dataset, out, tables.objects, images, engine=engine, workers=workers)
-        write_parquet_atomic(out / "duplicates.parquet", _duplicates(dataset, images))
-        size_mismatch = int(images["error"].str.startswith(SIZE_MISMATCH).sum())
-        if size_mismatch:
-            tables.warnings["images_whose_file_size_differs_from_the_record"] = size_mismatch
-        counts = {
-            "images": len(images),
-            "objects": len(tables.objects),
-            "categories": len(tables.categories),
-            "categories_used": int(tables.objects["category_id"].nunique()),
-            "missing_images": int((images["status"] == "missing").sum()),
-            "unreadable_images": int((images["status"] == "unreadable").sum()),
-        }
-        write_json_atomic(
-            out / "dataset.json",
-            {
-                "name": dataset,
-                "annotations_file": str(annotations.resolve()),
-                "annotations_sha256": annotations_sha,
-                "images_dir": remote_root or str(images_root),
-                "engine": engine,
-                "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "import_seconds": round(time.time() - started, 2),
-                "image_pass_seconds": image_pass_seconds,
-                "resumed_images": resumed,
-                "counts": counts,
-                "info": tables.info,
-                "warnings": tables.warnings,
-            },
-        )
+            if progress:
+                progress("label metrics", 0, 1)
+            write_parquet_atomic(out / "categories.parquet", tables.categories)
+            write_parquet_atomic(out / "images.parquet", images)
+            write_parquet_atomic(out / "objects.parquet", tables.objects)
+            metric_dicts = [
+                json.loads(text) for text in results.set_index("image_id").reindex(image_ids)["metrics_json"]
+            ]
+            write_pixel_metrics(dataset, out, image_ids, metric_dicts)
+            if label_metrics is not None:
+                label_metrics.result()  # raises what the thread raised
+            else:
+                compute_table_metrics(dataset, out, tables.objects, images, engine=engine, workers=workers)
+            write_parquet_atomic(out / "duplicates.parquet", _duplicates(dataset, images))
+            size_mismatch = int(images["error"].str.startswith(SIZE_MISMATCH).sum())
+            if size_mismatch:
+                tables.warnings["images_whose_file_size_differs_from_the_record"] = size_mismatch
+            counts = {
+                "images": len(images),
+                "objects": len(tables.objects),
+                "categories": len(tables.categories),
+                "categories_used": int(tables.objects["category_id"].nunique()),
+                "missing_images": int((images["status"] == "missing").sum()),
+                "unreadable_images": int((images["status"] == "unreadable").sum()),
+            }
+            write_json_atomic(
+                out / "dataset.json",
+                {
+                    "name": dataset,
+                    "annotations_file": str(annotations.resolve()),
+                    "annotations_sha256": annotations_sha,
+                    "images_dir": remote_root or str(images_root),
+                    "engine": engine,
+                    "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "import_seconds": round(time.time() - started, 2),
+                    "image_pass_seconds": image_pass_seconds,
+                    "resumed_images": resumed,
+                    "counts": counts,
+                    "info": tables.info,
+                    "warnings": tables.warnings,
+                },
+            )
         if progress:
             progress("label metrics", 1, 1)
         replace_dir_atomic(out, project.dataset_dir(dataset))

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -277,15 +278,72 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Paths written while fsyncs_at_end() is open (None when it is not): their fsyncs are owed.
+_owed_fsyncs: set[Path] | None = None
+_owed_lock = threading.Lock()
+
+# fsyncs in flight at once when the owed ones are paid: the filesystem folds concurrent fsyncs
+# into a few journal commits (30 files: ~15 ms together, ~200 ms one after another here).
+_FSYNC_THREADS = 16
+
+
+@contextlib.contextmanager
+def fsyncs_at_end() -> Iterator[None]:
+    """Within the block, atomic writes skip their two fsyncs each and owe them until the block ends.
+
+    For a staging folder that is published by one rename after the block: every file and folder
+    written in it is made durable before that rename, as with per-file fsyncs, but all at once
+    (an import writes ~30 files; their 60 serial fsyncs were ~0.2–0.5 s of its wall time). Files
+    are still replaced atomically, so readers see whole files throughout. Process-wide: writes
+    from other threads inside the block (the import's label-metrics thread) owe theirs too.
+    Not nested. On an exception nothing is synced (nothing will be published).
+    """
+    global _owed_fsyncs
+    with _owed_lock:
+        if _owed_fsyncs is not None:
+            raise RuntimeError("fsyncs_at_end() is already open")
+        _owed_fsyncs = set()
+    try:
+        yield
+        with _owed_lock:
+            owed = sorted(_owed_fsyncs)
+        _fsync_all([p for p in owed if p.is_file()])
+        _fsync_all(sorted({p.parent for p in owed}))
+    finally:
+        with _owed_lock:
+            _owed_fsyncs = None
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    if not paths:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(_FSYNC_THREADS, len(paths))) as pool:
+        list(pool.map(_fsync_dir, paths))  # os.open + fsync: files and folders alike
+
+
+def _owe_fsync(path: Path) -> bool:
+    """Record ``path`` as owing its fsyncs when fsyncs_at_end() is open; False when it is not."""
+    with _owed_lock:
+        if _owed_fsyncs is None:
+            return False
+        _owed_fsyncs.add(path)
+        return True
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = _tmp_beside(path)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            deferred = _owe_fsync(path)
+            if not deferred:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if not deferred:
+            _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -299,10 +357,13 @@ def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
     tmp = _tmp_beside(path)
     try:
         frame.to_parquet(tmp, index=False)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        deferred = _owe_fsync(path)
+        if not deferred:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if not deferred:
+            _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
