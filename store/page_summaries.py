@@ -17,6 +17,7 @@ from typing import Any
 from store import gallery_queries as gq
 from store import summary_cache
 from store.dataset_compare import comparison
+from store.project import fsyncs_at_end
 from store.queries import ProjectReader
 from store.report import issue_counts
 
@@ -97,12 +98,13 @@ def prewarm(project_dir: str | Path) -> dict[str, float]:
     """
     reader = ProjectReader(project_dir, memory_limit=PREWARM_MEMORY_LIMIT)
     seconds: dict[str, float] = {}
-    for name, *args in default_requests(reader):
-        started = time.perf_counter()
-        try:
-            summary(reader, name, *args)
-        except Exception as error:  # noqa: BLE001 - a cache fill must not fail a committed write
-            log.warning("summary %s not pre-computed: %s", name, error)
-            continue
-        seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 3)
+    with fsyncs_at_end():  # ~10 cache files: synced together, not 20 fsyncs one after another
+        for name, *args in default_requests(reader):
+            started = time.perf_counter()
+            try:
+                summary(reader, name, *args)
+            except Exception as error:  # noqa: BLE001 - a cache fill must not fail a committed write
+                log.warning("summary %s not pre-computed: %s", name, error)
+                continue
+            seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 3)
     return seconds

@@ -296,13 +296,19 @@ def fsyncs_at_end() -> Iterator[None]:
     (an import writes ~30 files; their 60 serial fsyncs were ~0.2–0.5 s of its wall time). Files
     are still replaced atomically, so readers see whole files throughout. Process-wide: writes
     from other threads inside the block (the import's label-metrics thread) owe theirs too.
-    Not nested. On an exception nothing is synced (nothing will be published).
+    A block opened inside another joins it (the outer one pays). On an exception nothing is
+    synced (nothing will be published).
     """
     global _owed_fsyncs
     with _owed_lock:
         if _owed_fsyncs is not None:
-            raise RuntimeError("fsyncs_at_end() is already open")
-        _owed_fsyncs = set()
+            joined = True
+        else:
+            joined = False
+            _owed_fsyncs = set()
+    if joined:
+        yield
+        return
     try:
         yield
         with _owed_lock:

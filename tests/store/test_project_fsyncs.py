@@ -63,5 +63,8 @@ def test_an_exception_pays_nothing_and_closes_the_block(tmp_path: Path, fsync_ca
         write_json_atomic(tmp_path / "meta.json", {"k": 1})
         raise ValueError("import failed")
     assert fsync_calls == [] and project_module._owed_fsyncs is None
-    with fsyncs_at_end(), pytest.raises(RuntimeError, match="already open"), fsyncs_at_end():
-        pass
+    with fsyncs_at_end():
+        with fsyncs_at_end():  # joins the outer block
+            write_json_atomic(tmp_path / "inner.json", {"k": 2})
+        assert fsync_calls == []
+    assert sorted(fsync_calls) == sorted([str(tmp_path / "inner.json"), str(tmp_path)])
