@@ -18,7 +18,7 @@ from pages.embedding_cards import CARD_SIDE, LEVELS, PREFIX, cards, selection_se
 from pages.embedding_map import like_text, map_figure, parse_like, selected_rows
 from pages.job_progress import action_panel, running_panel
 from pages.mislabelled import embeddings_command, picture_paths
-from pages.state import query_value, reader, require_datasets, set_query
+from pages.state import init_choice, query_value, reader, require_datasets, set_query
 from store import embedding_store as es
 from store import gallery_queries as gq
 from store import thumbnails
@@ -79,9 +79,7 @@ method = controls[1].selectbox(
 )
 metric_names = gq.metric_level_names(project_reader, level)
 colour_options = (["class"] if level == "object" else []) + ["dataset", *metric_names]
-gallery.init_state(f"{PREFIX}_colour", "colour", str, colour_options[0])
-if st.session_state[f"{PREFIX}_colour"] not in colour_options:
-    st.session_state[f"{PREFIX}_colour"] = colour_options[0]
+init_choice(f"{PREFIX}_colour", "colour", str, colour_options, colour_options[0])
 colour_by = controls[2].selectbox(
     "Colour by",
     colour_options,

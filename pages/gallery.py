@@ -26,6 +26,7 @@ from pages import sample_view
 from pages.state import (
     DEFAULT_PAGE_SIZE,
     PAGE_SIZES,
+    init_choice,
     init_state,
     query_value,
     reader,
@@ -152,9 +153,7 @@ def metric_picker(
     label: str, names: list[str], key: str, default: str | None, on_change: Callable | None = None
 ) -> str:
     """A selectbox of metrics; its help and the caption under it give meaning, range and direction."""
-    init_state(key, "metric", str, default if default in names else names[0])
-    if st.session_state[key] not in names:
-        st.session_state[key] = default if default in names else names[0]
+    init_choice(key, "metric", str, names, default if default in names else names[0])
     chosen = st.selectbox(
         label,
         names,
@@ -431,9 +430,7 @@ def distribution_section(
 
 def sort_controls(prefix: str, names: list[str], default_metric: str) -> tuple[str, bool]:
     """Sort metric and direction (URL: sort, order)."""
-    init_state(f"{prefix}_sort", "sort", str, default_metric)
-    if st.session_state[f"{prefix}_sort"] not in names:
-        st.session_state[f"{prefix}_sort"] = default_metric
+    init_choice(f"{prefix}_sort", "sort", str, names, default_metric)
     init_state(
         f"{prefix}_order",
         "order",
@@ -464,9 +461,7 @@ def sort_controls(prefix: str, names: list[str], default_metric: str) -> tuple[s
 
 def page_controls(prefix: str, total: int) -> tuple[int, int]:
     """Page size and 1-based page number (URL: page, size); returns (0-based page, page size)."""
-    init_state(f"{prefix}_size", "size", int, DEFAULT_PAGE_SIZE)
-    if st.session_state[f"{prefix}_size"] not in PAGE_SIZES:
-        st.session_state[f"{prefix}_size"] = DEFAULT_PAGE_SIZE
+    init_choice(f"{prefix}_size", "size", int, PAGE_SIZES, DEFAULT_PAGE_SIZE)
     size = int(st.session_state[f"{prefix}_size"])
     pages = gq.page_count(total, size)
     init_state(f"{prefix}_page", "page", int, 1)
@@ -504,9 +499,7 @@ def page_controls(prefix: str, total: int) -> tuple[int, int]:
 def tag_controls(prefix: str, project_root: str) -> tuple[str, pd.DataFrame | None, str | None]:
     """Tag name for the card buttons, and a filter by an existing tag (URL: tag)."""
     existing = tag_store.all_tags(project_root)
-    init_state(f"{prefix}_tag_filter", "tag", str, "")
-    if st.session_state[f"{prefix}_tag_filter"] not in ["", *existing]:
-        st.session_state[f"{prefix}_tag_filter"] = ""
+    init_choice(f"{prefix}_tag_filter", "tag", str, ["", *existing], "")
     left, right = st.columns(2)
     with left:
         tag_name = (

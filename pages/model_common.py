@@ -12,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from metrics.error_reasons import OVERLAP_MIN_IOU
-from pages.state import init_state, reader, selected_datasets, set_query
+from metrics.registry import finite_or_none
+from pages.state import init_choice, reader, selected_datasets, set_query
 from store import model_queries as mq
 from store.queries import ProjectReader
 
@@ -45,9 +46,7 @@ def pick_model(prefix: str, with_threshold: bool = True) -> ModelChoice | None:
         )
         return None
     names = shown["model"].tolist()
-    init_state(f"{prefix}_model", "model", str, names[0])
-    if st.session_state[f"{prefix}_model"] not in names:
-        st.session_state[f"{prefix}_model"] = names[0]
+    init_choice(f"{prefix}_model", "model", str, names, names[0])
     columns = st.columns([3, 1, 2] if with_threshold else [3, 1])
     by_name = shown.set_index("model")
     model = columns[0].selectbox(
@@ -67,9 +66,7 @@ def pick_model(prefix: str, with_threshold: bool = True) -> ModelChoice | None:
             icon=":material/warning:",
         )
     iou_types = list(by_name.loc[model, "iou_types"])
-    init_state(f"{prefix}_iou", "iou", str, iou_types[0])
-    if st.session_state[f"{prefix}_iou"] not in iou_types:
-        st.session_state[f"{prefix}_iou"] = iou_types[0]
+    init_choice(f"{prefix}_iou", "iou", str, iou_types, iou_types[0])
     iou_type = columns[1].radio(
         "IoU type",
         iou_types,
@@ -79,9 +76,7 @@ def pick_model(prefix: str, with_threshold: bool = True) -> ModelChoice | None:
     )
     tag = "50"
     if with_threshold:
-        init_state(f"{prefix}_thr", "thr", lambda raw: int(raw) / 100, 0.5)
-        if st.session_state[f"{prefix}_thr"] not in THRESHOLDS:
-            st.session_state[f"{prefix}_thr"] = 0.5
+        init_choice(f"{prefix}_thr", "thr", lambda raw: int(raw) / 100, THRESHOLDS, 0.5)
         threshold = columns[2].select_slider(
             "IoU threshold",
             THRESHOLDS,
@@ -96,19 +91,9 @@ def pick_model(prefix: str, with_threshold: bool = True) -> ModelChoice | None:
     return ModelChoice(model, str(by_name.loc[model, "dataset"]), iou_type, tag)
 
 
-def _number(value: Any) -> float | None:
-    if value is None or value is pd.NA:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 def outcome_text(row: Any, outcome: str, threshold: float) -> str:
     """Why a card is where it is, in one line (e.g. "class confusion: overlaps a 'fig' label, IoU 0.62")."""
-    iou = _number(getattr(row, "iou", None))
+    iou = finite_or_none(getattr(row, "iou", None))
     iou_text = f"{iou:.2f}" if iou is not None else "—"
     other = getattr(row, "related_category", None)
     other = (
@@ -117,7 +102,7 @@ def outcome_text(row: Any, outcome: str, threshold: float) -> str:
         else str(other)
     )
     category = str(getattr(row, "category", ""))
-    score = _number(getattr(row, "score", None))
+    score = finite_or_none(getattr(row, "score", None))
     if outcome == "tp":
         return f"true positive: IoU {iou_text} with its '{category}' label, score {score:.2f}"
     reason = str(getattr(row, "reason", "") or "")

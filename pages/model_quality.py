@@ -12,7 +12,7 @@ import streamlit as st
 from metrics.error_reasons import FN_MEANINGS, FP_MEANINGS
 from pages.gallery import DATASET_COLOURS
 from pages.model_common import ModelChoice, pick_model
-from pages.state import init_state, reader, set_query
+from pages.state import init_choice, init_state, reader, set_query
 from store import model_queries as mq
 from store.model_tables import compare_tables, per_class_table
 
@@ -137,9 +137,7 @@ def _compare_section(choice: ModelChoice, evaluation: dict) -> None:
     if not others:
         st.info(f"Only one model on {choice.dataset} ({choice.iou_type}): import another one to compare.")
         return
-    init_state("mq_other", "vs", str, others[0])
-    if st.session_state["mq_other"] not in others:
-        st.session_state["mq_other"] = others[0]
+    init_choice("mq_other", "vs", str, others, others[0])
     other = st.selectbox(
         f"Compare {choice.model} (A) with (B)", others, key="mq_other", help="Models on the same dataset."
     )

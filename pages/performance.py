@@ -20,7 +20,7 @@ from metrics import registry
 from metrics.importance import N_PERMUTATIONS, SIGNIFICANCE_LEVEL
 from pages.gallery import init_state, metric_help
 from pages.model_common import ModelChoice, pick_model
-from pages.state import reader, set_query
+from pages.state import init_choice, reader, set_query
 from store import model_queries as mq
 from store import performance_tables as pt
 from store.queries import ProjectReader
@@ -156,9 +156,7 @@ def _importance_section(choice: ModelChoice, tables: dict[str, pd.DataFrame]) ->
     )
     left, right = st.columns(2)
     with left:
-        init_state("pf_side", "side", str, "tp")
-        if st.session_state["pf_side"] not in ("tp", "iou_tp"):
-            st.session_state["pf_side"] = "tp"
+        init_choice("pf_side", "side", str, ("tp", "iou_tp"), "tp")
         side = st.radio(
             "Precision outcome",
             ["tp", "iou_tp"],
@@ -255,15 +253,11 @@ def _bins_section(choice: ModelChoice, predictions: pd.DataFrame, objects: pd.Da
         st.info("No metrics stored for this dataset.")
         return
     default = "object:object_area" if "object:object_area" in columns else columns[0]
-    init_state("pf_metric", "metric", str, default)
-    if st.session_state["pf_metric"] not in columns:
-        st.session_state["pf_metric"] = default
+    init_choice("pf_metric", "metric", str, columns, default)
     categories = mq.categories_of(reader(), choice.dataset)
     names = dict(zip(categories["category_id"].astype(int), categories["name"], strict=True))
     init_state("pf_bins", "bins", int, 10)
-    init_state("pf_class", "cls", int, 0)
-    if st.session_state["pf_class"] not in (0, *names):
-        st.session_state["pf_class"] = 0
+    init_choice("pf_class", "cls", int, (0, *names), 0)
     left, middle, right = st.columns([3, 1, 2])
     column = left.selectbox(
         "Metric",

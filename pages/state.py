@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,16 @@ def init_state(key: str, query_key: str, parse: Callable[[str], Any], default: A
     try:
         st.session_state[key] = parse(raw) if raw is not None else default
     except (TypeError, ValueError):
+        st.session_state[key] = default
+
+
+def init_choice(
+    key: str, query_key: str, parse: Callable[[str], Any], options: Collection[Any], default: Any
+) -> None:
+    """:func:`init_state` for a pick among ``options``: a value the options no longer hold (an old link,
+    a model or metric since removed) falls back to ``default`` instead of breaking the widget."""
+    init_state(key, query_key, parse, default)
+    if st.session_state[key] not in options:
         st.session_state[key] = default
 
 
