@@ -77,6 +77,17 @@ def _ids(table: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
     return np.where(rows >= 0, values[np.maximum(rows, 0)], -1) if len(values) else np.full(rows.shape, -1)
 
 
+def _threshold_and_counted(
+    result: MatchResult, iou_threshold: float, score_threshold: float
+) -> tuple[int, float, np.ndarray]:
+    """What both reason tables start from: the IoU threshold's index in ``result``, its value (kept just
+    below 1), and which predictions count (evaluated, score ≥ ``score_threshold``)."""
+    t = result.threshold_index(iou_threshold)
+    thr = min(float(result.iou_thresholds[t]), 1 - 1e-10)
+    counted = result.pred_evaluated & (result.predictions["score"].to_numpy(float) >= score_threshold)
+    return t, thr, counted
+
+
 def false_positive_reasons(
     result: MatchResult, iou_threshold: float = 0.5, score_threshold: float = 0.0
 ) -> pd.DataFrame:
@@ -85,11 +96,9 @@ def false_positive_reasons(
     ``related_object_id`` / ``related_category_id`` / ``related_iou`` name the object behind the
     reason (for class_confusion: the object of the other category).
     """
-    t = result.threshold_index(iou_threshold)
-    thr = min(float(result.iou_thresholds[t]), 1 - 1e-10)
+    t, thr, counted = _threshold_and_counted(result, iou_threshold, score_threshold)
     preds, gt, pairs = result.predictions, result.gt, result.pairs
     n = len(preds)
-    counted = result.pred_evaluated & (preds["score"].to_numpy(float) >= score_threshold)
     match = result.pred_match[0, t]
     ignored = result.pred_ignored[0, t]
     outcome = np.where(
@@ -130,11 +139,9 @@ def false_negative_reasons(
 
     Only predictions with score >= ``score_threshold`` count, as found or as explanation.
     """
-    t = result.threshold_index(iou_threshold)
-    thr = min(float(result.iou_thresholds[t]), 1 - 1e-10)
+    t, thr, counted = _threshold_and_counted(result, iou_threshold, score_threshold)
     preds, gt, pairs = result.predictions, result.gt, result.pairs
     n = len(gt)
-    counted = result.pred_evaluated & (preds["score"].to_numpy(float) >= score_threshold)
     match = result.gt_match[0, t]
     found = (match >= 0) & counted[np.maximum(match, 0)] if len(preds) else np.zeros(n, bool)
     ignored = result.gt_ignored[0]
