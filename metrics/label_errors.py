@@ -46,7 +46,7 @@ from metrics.label_error_features import (
     model_features,
 )
 from metrics.label_error_planting import BOX, KINDS, LABEL_COLUMNS, PLANT_RATES, box_iou, plant_errors
-from metrics.registry import describe_only
+from metrics.registry import describe_score
 
 EmbedBoxes = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (image_ids, xywh boxes) -> vectors
 
@@ -63,31 +63,23 @@ DROP_MATCH_IOU = 0.5  # a prediction overlapping a dropped label this much is th
 ERROR_KINDS = KINDS[1:]
 FIXES = {"class": "relabel", "location": "replace_box", "spurious": "delete", "duplicate": "delete"}
 
-LABEL_ISSUE = describe_only(
-    name="label_issue",
-    level="object",
-    low=0.0,
-    high=1.0,
-    direction="lower_better",
-    group="label_quality",
-    description=(
-        "How likely the label is wrong (1 − P(clean)) from a classifier trained on errors planted into "
-        "copies of this dataset: combines crop-embedding neighbours, out-of-fold class probability, the "
-        "model's predictions and geometry. 0 = looks right, 1 = almost surely wrong; see its kind and fix."
-    ),
+LABEL_ISSUE = describe_score(
+    "label_issue",
+    "object",
+    "label_quality",
+    "lower_better",
+    "How likely the label is wrong (1 − P(clean)) from a classifier trained on errors planted into "
+    "copies of this dataset: combines crop-embedding neighbours, out-of-fold class probability, the "
+    "model's predictions and geometry. 0 = looks right, 1 = almost surely wrong; see its kind and fix.",
 )
-MISSING_LABEL = describe_only(
-    name="missing_label",
-    level="image",
-    low=0.0,
-    high=1.0,
-    direction="lower_better",
-    group="label_quality",
-    description=(
-        "How likely the image has an object nobody labelled: the highest probability among the model's "
-        "predictions that no label accounts for (learned from labels dropped from copies of this "
-        "dataset). Needs a model's predictions; 0 = nothing missing, 1 = almost surely missing one."
-    ),
+MISSING_LABEL = describe_score(
+    "missing_label",
+    "image",
+    "label_quality",
+    "lower_better",
+    "How likely the image has an object nobody labelled: the highest probability among the model's "
+    "predictions that no label accounts for (learned from labels dropped from copies of this "
+    "dataset). Needs a model's predictions; 0 = nothing missing, 1 = almost surely missing one.",
 )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metrics.registry import describe_only
+from metrics.registry import describe_score
 
 DEFAULT_K = 10  # Encord Active's neighbourhood size for annotation quality
 DEFAULT_SPLITS = 5
@@ -24,41 +24,29 @@ LOGREG_C = 0.1  # on standardised features; stronger regularisation ranked label
 MAX_CV_DIMS = 256  # wider embeddings are PCA-reduced first: 5-fold fits stay seconds, not minutes
 EMBEDDING_COSINE_RADIUS = 0.02  # cosine distance; augmented copies of one photo fall well inside
 
-ANNOTATION_QUALITY = describe_only(
-    name="annotation_quality",
-    level="object",
-    low=0.0,
-    high=1.0,
-    direction="higher_better",
-    group="label_quality",
-    description=(
-        f"Share of the object's {DEFAULT_K} nearest neighbours (MobileNetV2 crop embeddings, cosine) that carry "
-        "the same class; low values suggest a wrong label."
-    ),
+ANNOTATION_QUALITY = describe_score(
+    "annotation_quality",
+    "object",
+    "label_quality",
+    "higher_better",
+    f"Share of the object's {DEFAULT_K} nearest neighbours (MobileNetV2 crop embeddings, cosine) that carry "
+    "the same class; low values suggest a wrong label.",
 )
-LABEL_CONFIDENCE = describe_only(
-    name="label_confidence",
-    level="object",
-    low=0.0,
-    high=1.0,
-    direction="higher_better",
-    group="label_quality",
-    description=(
-        "Out-of-fold probability of the given class from a logistic regression cross-validated on crop "
-        "embeddings (self-confidence); low values suggest a wrong label."
-    ),
+LABEL_CONFIDENCE = describe_score(
+    "label_confidence",
+    "object",
+    "label_quality",
+    "higher_better",
+    "Out-of-fold probability of the given class from a logistic regression cross-validated on crop "
+    "embeddings (self-confidence); low values suggest a wrong label.",
 )
-IMAGE_UNIQUENESS = describe_only(
-    name="image_uniqueness",
-    level="image",
-    low=0.0,
-    high=1.0,
-    direction="neutral",
-    group="embeddings",
-    description=(
-        "1 − cosine similarity of the image's embedding to its most similar other image: near 0 for "
-        "near duplicates, high for images unlike any other."
-    ),
+IMAGE_UNIQUENESS = describe_score(
+    "image_uniqueness",
+    "image",
+    "embeddings",
+    "neutral",
+    "1 − cosine similarity of the image's embedding to its most similar other image: near 0 for "
+    "near duplicates, high for images unlike any other.",
 )
 
 

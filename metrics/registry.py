@@ -113,6 +113,13 @@ def describe_only(**spec_kwargs: Any) -> MetricSpec:
     return register(MetricSpec(**spec_kwargs))
 
 
+def describe_score(name: str, level: Level, group: str, direction: Direction, description: str) -> MetricSpec:
+    """:func:`describe_only` for a score in [0, 1], what every embedding, label-error and matching value is."""
+    return describe_only(
+        name=name, level=level, low=0.0, high=1.0, direction=direction, group=group, description=description
+    )
+
+
 def get(name: str) -> MetricSpec:
     ensure_builtin_loaded()
     return _REGISTRY[name]
