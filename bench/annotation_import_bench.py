@@ -16,17 +16,15 @@ Target (issue 17): ≤ 7 s whole process (10× FiftyOne).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import counts_parser, import_coco_args, run_timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -51,30 +49,16 @@ def make_set(folder: Path, images: int, objects: int, boxes_only: bool) -> Path:
 
 def timed_import(code: Path, folder: Path, ann: Path, project: Path) -> dict:
     shutil.rmtree(project, ignore_errors=True)
-    command = [sys.executable, str(code / "cli.py"), "import", "coco", "--images", str(folder / "images")]
-    command += ["--annotations", str(ann), "--project", str(project), "--dataset", "d", "--quiet"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=code, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    args = import_coco_args(folder / "images", ann, project, "d")
+    done, times = run_timed([sys.executable, str(code / "cli.py"), *args, "--quiet"], code)
     if done.returncode:
         raise SystemExit(f"import failed: {done.stderr[-2000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
-        "wall": wall,
-        "user": after.ru_utime - before.ru_utime,
-        "sys": after.ru_stime - before.ru_stime,
-        "objects": summary["objects"],
-        "load": os.getloadavg()[0],
-    }
+    return {**times, "objects": summary["objects"], "load": os.getloadavg()[0]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20_000)
-    parser.add_argument("--objects", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = counts_parser(__doc__.splitlines()[0], images=20_000, objects=10, repeats=3)
     parser.add_argument(
         "--boxes-only", action="store_true", help="no polygons: boxes only, like FiftyOne's run"
     )

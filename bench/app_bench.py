@@ -25,7 +25,6 @@ Prints one JSON line; docs/BENCHMARKS.md ("App") records the figures.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import counts_parser
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -242,9 +242,7 @@ def time_pages(project: Path) -> dict[str, float | str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--objects", type=int, default=1_000_000)
+    parser = counts_parser(__doc__.split("\n\n")[0], images=100_000, objects=1_000_000)
     parser.add_argument("--keep", help="build (or reuse) the project in this folder and keep it")
     args = parser.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="cocolens_app_bench_"))

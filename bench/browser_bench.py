@@ -24,7 +24,6 @@ Prints one JSON line; docs/BENCHMARKS.md ("App in a browser") records the figure
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import counts_parser
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -219,10 +220,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--objects", type=int, default=41000)
-    parser.add_argument("--reloads", type=int, default=3)
+    parser = counts_parser(__doc__.split("\n\n")[0], images=5000, objects=41000, reloads=3)
     parser.add_argument("--keep", help="build (or reuse) the project in this folder and keep it")
     parser.add_argument("--pages", help="comma-separated page names (e.g. data_quality,compare); default all")
     parser.add_argument("--screenshots", help="save a full-page PNG of each page after its reloads here")

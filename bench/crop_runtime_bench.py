@@ -12,7 +12,6 @@ Target (issue 17): ≥ 100 crops/s on the 2-vCPU AMD EPYC (AVX2) workspace.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import counts_parser
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,11 +50,7 @@ def run(runtime: str, paths: list[str], boxes: np.ndarray, batch: int) -> tuple[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--crops", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=32)
-    args = parser.parse_args()
+    args = counts_parser(__doc__.splitlines()[0], crops=1024, repeats=3, batch=32).parse_args()
     if not (DATA / "annotations.json").is_file():
         raise SystemExit(f"real data not found: {DATA.resolve()}")
     paths, boxes = blood_cell_crops(args.crops)

@@ -13,12 +13,13 @@ Target: (b) ≥ 0.8 × the images/s of (a).
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import counts_parser
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -77,11 +78,7 @@ def rate_image_pass(records: list[dict], workers: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=24)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = counts_parser(__doc__.splitlines()[0], images=24, workers=2, repeats=3).parse_args()
     with tempfile.TemporaryDirectory(prefix="cocolens_bench_") as tmp:
         records = make_images(Path(tmp), args.images)
         paths = [r["path"] for r in records]

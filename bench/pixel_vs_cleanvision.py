@@ -22,17 +22,15 @@ Target (issue 17): cocolens ≥ 3× faster than cleanvision (wall, median).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import counts_parser, import_coco_args, run_timed
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / ".." / "shared" / "data"
@@ -90,18 +88,10 @@ def make_folder(folder: Path, count: int) -> Path:
 
 def timed(command: list[str]) -> dict:
     """Run a command to completion; wall seconds and CPU seconds of it and its children."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done, times = run_timed(command, REPO)
     if done.returncode:
         raise SystemExit(f"{command[:4]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return {
-        "wall": wall,
-        "user": after.ru_utime - before.ru_utime,
-        "sys": after.ru_stime - before.ru_stime,
-    }
+    return times
 
 
 def cocolens_command(images: Path, ann: Path, project: Path) -> list[str]:
@@ -109,16 +99,7 @@ def cocolens_command(images: Path, ann: Path, project: Path) -> list[str]:
     return [
         sys.executable,
         str(REPO / "cli.py"),
-        "import",
-        "coco",
-        "--images",
-        str(images),
-        "--annotations",
-        str(ann),
-        "--project",
-        str(project),
-        "--dataset",
-        "photos",
+        *import_coco_args(images, ann, project, "photos"),
         "--quiet",
     ]
 
@@ -134,9 +115,7 @@ def cleanvision_command(images: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = counts_parser(__doc__.splitlines()[0], images=200, repeats=3)
     parser.add_argument("--keep", help="folder for the generated photos (reused when run again)")
     args = parser.parse_args()
     try:
