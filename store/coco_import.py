@@ -241,6 +241,9 @@ def _reset_chunks_if_changed(chunks_dir: Path, pixel_ids: np.ndarray) -> None:
         os.replace(tmp, manifest)
 
 
+# Images + objects above which the importer frees its tables' memory before the prewarm.
+RELEASE_MEMORY_ABOVE_ROWS = 100_000
+
 # Above this many objects the label metrics wait for the image pass: their working set (~400 MB
 # per million objects) would then add to the pass's peak instead of following it.
 ALONGSIDE_MAX_OBJECTS = 250_000
@@ -441,9 +444,12 @@ def import_coco(
             from store.memory import release_freed_memory
 
             # the committed tables are on disk: free them first, so the prewarm's DuckDB memory
-            # does not stack on top (1M objects: importer peak 2.36 GB with both alive)
+            # does not stack on top (1M objects: importer peak 2.36 GB with both alive); a
+            # small import holds little, and the full garbage collection costs ~0.1 s
+            large = counts["images"] + counts["objects"] >= RELEASE_MEMORY_ABOVE_ROWS
             del tables, images, results, metric_dicts, resolved, paths
-            release_freed_memory()
+            if large:
+                release_freed_memory()
             page_summaries.prewarm(project.root)
     summary: dict[str, Any] = {"dataset": dataset, **counts}
     if warnings:

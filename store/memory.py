@@ -7,19 +7,14 @@ peak is the sum. ``malloc_trim`` returns the free heap pages, so the peak is the
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
+
+from metrics.malloc_tuning import libc_function
 
 
 def release_freed_memory() -> None:
     """Collect garbage and trim glibc's heap (a no-op where libc has no ``malloc_trim``)."""
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # musl, macOS: nothing to trim
-        return
-    trim(0)
+    trim = libc_function("malloc_trim")
+    if trim is not None:
+        trim(0)
