@@ -15,6 +15,7 @@ one (issue 16 item 4), for before/after figures; ``--reader-only`` times ``read_
 generated file with both readers (no images are written, nothing is imported).
 
 Run:  .venv/bin/python bench/scale_bench.py --images 10000 [--engines local ray] [--keep DIR]
+      .venv/bin/python bench/scale_bench.py --images 1000000 --engines local --missing-images [--keep DIR]
       .venv/bin/python bench/scale_bench.py --images 100000 --reader-only [--keep DIR]
 Prints one JSON line per run; docs/BENCHMARKS.md ("Scale") records the figures.
 """
@@ -220,13 +221,20 @@ def main() -> None:
     parser.add_argument("--keep", help="folder for the generated data (reused when run again)")
     parser.add_argument("--reader", default="parallel", choices=["parallel", "streaming"])
     parser.add_argument("--reader-only", action="store_true", help="time read_coco alone, both readers")
+    parser.add_argument(
+        "--missing-images",
+        action="store_true",
+        help="write no JPEGs: every image is missing (annotation-only import, as for Open Images at 1M)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cocolens-scale-") as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
         data = base / f"data_{args.images}"
         started = time.perf_counter()
         data.mkdir(parents=True, exist_ok=True)
-        if not args.reader_only:
+        if args.missing_images:
+            (data / "images").mkdir(exist_ok=True)
+        elif not args.reader_only:
             make_images(data / "images", args.images)
         ann = data / "annotations.json"
         if not ann.is_file():
