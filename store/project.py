@@ -37,6 +37,23 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+class _InRoot:
+    """A fixed path inside the project folder, read like an attribute: ``project.models_dir``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, project: Project, owner: type | None = None) -> Path:
+        return project.root / self.name
+
+
+def _folders_with(parent: Path, marker: str) -> list[str]:
+    """Sorted names of the folders in ``parent`` that hold ``marker`` (a dataset's or a model's JSON)."""
+    if not parent.is_dir():
+        return []
+    return sorted(p.name for p in parent.iterdir() if (p / marker).is_file())
+
+
 class Project:
     """Paths and safe writes inside one project folder."""
 
@@ -44,33 +61,13 @@ class Project:
         self.root = Path(root).expanduser().resolve()
 
     # ----- layout -------------------------------------------------------------------------
-    @property
-    def datasets_dir(self) -> Path:
-        return self.root / "datasets"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def staging_dir(self) -> Path:
-        return self.root / ".staging"
-
-    @property
-    def jobs_dir(self) -> Path:
-        return self.root / "jobs"
-
-    @property
-    def thumbs_dir(self) -> Path:
-        return self.root / "thumbs"
-
-    @property
-    def tags_db(self) -> Path:
-        return self.root / "tags.sqlite"
-
-    @property
-    def meta_path(self) -> Path:
-        return self.root / "project.json"
+    datasets_dir = _InRoot("datasets")
+    models_dir = _InRoot("models")
+    staging_dir = _InRoot(".staging")
+    jobs_dir = _InRoot("jobs")
+    thumbs_dir = _InRoot("thumbs")
+    tags_db = _InRoot("tags.sqlite")
+    meta_path = _InRoot("project.json")
 
     def dataset_dir(self, name: str) -> Path:
         return self.datasets_dir / check_name("dataset", name)
@@ -82,16 +79,10 @@ class Project:
         return self.meta_path.is_file()
 
     def datasets(self) -> list[str]:
-        if not self.datasets_dir.is_dir():
-            return []
-        return sorted(
-            p.name for p in self.datasets_dir.iterdir() if (p / "dataset.json").is_file() and p.is_dir()
-        )
+        return _folders_with(self.datasets_dir, "dataset.json")
 
     def models(self) -> list[str]:
-        if not self.models_dir.is_dir():
-            return []
-        return sorted(p.name for p in self.models_dir.iterdir() if (p / "model.json").is_file())
+        return _folders_with(self.models_dir, "model.json")
 
     # ----- metadata -----------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
