@@ -342,7 +342,7 @@ def gallery(
     total = (
         int(frame["total"].iloc[0])
         if len(frame)
-        else _count(reader, base, where, [model, iou_type, *filter_params])
+        else gallery_total(reader, model, iou_type, tag, outcome, categories, reasons)
     )
     return frame.drop(columns=["total"]), total
 
