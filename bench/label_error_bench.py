@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import import_coco_args
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 YARDSTICK = SHARED / "tools" / "label_errors"
@@ -49,16 +51,7 @@ def prepare(
         )
         run(
             str(ROOT / "cli.py"),
-            "import",
-            "coco",
-            "--images",
-            str(source / "images"),
-            "--annotations",
-            str(corrupted),
-            "--project",
-            str(project),
-            "--dataset",
-            name,
+            *import_coco_args(source / "images", corrupted, project, name),
             "--quiet",
             "--embeddings",
         )
