@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -22,7 +24,7 @@ from pages.gallery import (
     show_detail_from_url,
 )
 from pages.model_common import ModelChoice, outcome_text, pick_model
-from pages.state import query_list, reader, set_query
+from pages.state import init_choice, query_list, reader, set_query
 from store import gallery_queries as gq
 from store import model_queries as mq
 from store import prediction_thumbnails as pt
@@ -118,9 +120,7 @@ def _outcome_gallery(choice: ModelChoice, view: str) -> None:
         st.session_state["px_classes"] = [
             int(c) for c in query_list("cls") if c.isdigit() and int(c) in names
         ]
-    init_state("px_sort", "sort", str, "score")
-    if st.session_state["px_sort"] not in sorts:
-        st.session_state["px_sort"] = "score"
+    init_choice("px_sort", "sort", str, sorts, "score")
     init_state("px_order", "order", lambda raw: "ascending" if raw == "asc" else "descending", "descending")
     key_reasons = f"px_reasons_{view}"
     if key_reasons not in st.session_state:
@@ -186,27 +186,43 @@ def _outcome_gallery(choice: ModelChoice, view: str) -> None:
         "Solid: labels (the card's label bolder). Dashed: predictions with their score (the card's prediction bold, "
         f"others from score {OTHER_PREDICTIONS_MIN_SCORE} thin). Crops keep context around the prediction and label."
     )
-    root = str(project_reader.project.root)
-    tag = _tag_input()
-    tagged = tag_store.tagged_keys(root, tag)
+    tag = _tag_input(st)
+
+    def describe(row: Any, object_id: int | None) -> tuple[str, str]:
+        ident = f"prediction {int(row.prediction_id)}" if view != "fn" else f"label {int(row.object_id)}"
+        st.markdown(f"**{html.escape(str(row.category))}** · {html.escape(str(row.file_name))} · {ident}")
+        st.caption(f"{outcome_text(row, view, choice.threshold)}  \n{sort} = {_value(row.sort_value)}")
+        card = f"{view}_{row.image_id}_{'' if pd.isna(row.prediction_id) else int(row.prediction_id)}_{object_id}"
+        return card, "image (a false positive has no label)"
+
     paths = _pictures(project_reader, choice.model, choice.dataset, items)
+    _card_grid(str(project_reader.project.root), items, paths, tag, describe)
+
+
+def _card_grid(
+    root: str,
+    items: pd.DataFrame,
+    paths: list[str],
+    tag: str,
+    describe: Callable[[Any, int | None], tuple[str, str]],
+) -> None:
+    """Both galleries' cards: the picture, the text ``describe`` writes, and the two buttons. ``describe``
+    returns the card's widget-key part and what the tag goes on when the card has no label."""
+    tagged = tag_store.tagged_keys(root, tag)
     grid = st.columns(COLUMNS)
     for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
         object_id = None if pd.isna(row.object_id) else int(row.object_id)
         with grid[index % COLUMNS].container(border=True):
             st.image(path, width="stretch")
-            ident = f"prediction {int(row.prediction_id)}" if view != "fn" else f"label {int(row.object_id)}"
-            st.markdown(f"**{html.escape(str(row.category))}** · {html.escape(str(row.file_name))} · {ident}")
-            st.caption(f"{outcome_text(row, view, choice.threshold)}  \n{sort} = {_value(row.sort_value)}")
-            card = f"{view}_{row.image_id}_{'' if pd.isna(row.prediction_id) else int(row.prediction_id)}_{object_id}"
-            no_label = "image (a false positive has no label)"
+            card, no_label = describe(row, object_id)
             _card_buttons(root, card, str(row.dataset), int(row.image_id), object_id, tag, tagged, no_label)
 
 
-def _tag_input() -> str:
+def _tag_input(place: Any) -> str:
+    """The "Tag to apply" box, drawn in ``place`` (the page or a column)."""
     init_state("px_tag", "tag", str, DEFAULT_TAG)
     return (
-        st.text_input(
+        place.text_input(
             "Tag to apply",
             key="px_tag",
             help="The tag buttons add or remove this tag; tags are shared by every page and the export.",
@@ -254,7 +270,6 @@ def _errors_gallery(choice: ModelChoice) -> None:
     kinds = list(mq.LABEL_ERROR_KINDS)
     if "px_kinds" not in st.session_state:
         st.session_state["px_kinds"] = [k for k in query_list("kind") if k in kinds]
-    init_state("px_tag", "tag", str, DEFAULT_TAG)
     left, right = st.columns([3, 2])
     chosen = left.multiselect(
         "Kinds",
@@ -264,14 +279,7 @@ def _errors_gallery(choice: ModelChoice) -> None:
         placeholder="all kinds",
         help=" · ".join(KIND_TEXT.values()),
     )
-    tag = (
-        right.text_input(
-            "Tag to apply",
-            key="px_tag",
-            help="The tag buttons add or remove this tag; tags are shared by every page and the export.",
-        ).strip()
-        or DEFAULT_TAG
-    )
+    tag = _tag_input(right)
     st.caption(
         "Candidates from the model's confident predictions (score ≥ 0.5), most likely first. Overlooked: "
         "the image is tagged (there is no label to tag). Swapped / badly located: the label is tagged."
@@ -287,19 +295,16 @@ def _errors_gallery(choice: ModelChoice) -> None:
         return
     categories = mq.categories_of(project_reader, choice.dataset)
     legend(categories.rename(columns={"name": "category"}))
-    tagged = tag_store.tagged_keys(root, tag)
+
+    def describe(row: Any, object_id: int | None) -> tuple[str, str]:
+        what = f"label {object_id} ({row.category})" if object_id is not None else "no label"
+        suggestion = f" → '{row.suggested_category}'" if row.kind == "swapped" else ""
+        st.markdown(f"**{row.kind}** · score {row.score:.2f} · {html.escape(str(row.file_name))}")
+        st.caption(f"{KIND_TEXT[row.kind]}  \n{what}{suggestion}, prediction IoU {float(row.iou):.2f}")
+        return f"{row.kind}_{row.image_id}_{row.prediction_id}_{object_id}", "image"
+
     paths = _pictures(project_reader, choice.model, choice.dataset, items)
-    grid = st.columns(COLUMNS)
-    for index, (row, path) in enumerate(zip(items.itertuples(index=False), paths, strict=True)):
-        object_id = None if pd.isna(row.object_id) else int(row.object_id)
-        with grid[index % COLUMNS].container(border=True):
-            st.image(path, width="stretch")
-            what = f"label {object_id} ({row.category})" if object_id is not None else "no label"
-            suggestion = f" → '{row.suggested_category}'" if row.kind == "swapped" else ""
-            st.markdown(f"**{row.kind}** · score {row.score:.2f} · {html.escape(str(row.file_name))}")
-            st.caption(f"{KIND_TEXT[row.kind]}  \n{what}{suggestion}, prediction IoU {float(row.iou):.2f}")
-            card = f"{row.kind}_{row.image_id}_{row.prediction_id}_{object_id}"
-            _card_buttons(root, card, str(row.dataset), int(row.image_id), object_id, tag, tagged, "image")
+    _card_grid(root, items, paths, tag, describe)
 
 
 def main() -> None:
@@ -307,9 +312,7 @@ def main() -> None:
     choice = pick_model("px")
     if choice is None:
         return
-    init_state("px_view", "view", str, "fp")
-    if st.session_state["px_view"] not in VIEWS:
-        st.session_state["px_view"] = "fp"
+    init_choice("px_view", "view", str, VIEWS, "fp")
     view = st.radio(
         "Show", list(VIEWS), key="px_view", horizontal=True, format_func=VIEWS.get, on_change=_reset_page
     )
