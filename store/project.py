@@ -329,31 +329,14 @@ def _owe_fsync(path: Path) -> bool:
         return True
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the caller to write; then it is made durable (now, or owed
+    to :func:`fsyncs_at_end`) and renamed over ``path``: readers see the old file or the new one, never
+    a torn one. On an error the temporary file is removed and ``path`` is left as it was."""
     tmp = _tmp_beside(path)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            deferred = _owe_fsync(path)
-            if not deferred:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        if not deferred:
-            _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-
-
-def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
-    """Readers see the old file or the new one, never a torn one."""
-    tmp = _tmp_beside(path)
-    try:
-        frame.to_parquet(tmp, index=False)
+        yield tmp
         deferred = _owe_fsync(path)
         if not deferred:
             with open(tmp, "rb") as handle:
@@ -363,6 +346,21 @@ def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
             _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with _replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def write_parquet_atomic(path: Path, frame: pd.DataFrame) -> None:
+    """Readers see the old file or the new one, never a torn one."""
+    with _replacing(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def replace_dir_atomic(staged: Path, final: Path) -> None:
