@@ -52,6 +52,15 @@ def _is_number(value: Any) -> bool:
     return kind is int or (kind is float and -math.inf < value < math.inf)
 
 
+def _integer(value: Any, file: str, where: str, field: str) -> int:
+    """``value`` when it is a JSON integer (not a bool), else the one-line error naming the field."""
+    if not (isinstance(value, int) and not isinstance(value, bool)):
+        raise InputError(
+            file, f"expected an integer, got {json.dumps(value)[:40]}", record=where, field=field
+        )
+    return value
+
+
 def _pick_dataset(project: Project, dataset: str | None, file: str) -> str:
     datasets = project.datasets()
     if dataset is not None:
@@ -197,14 +206,7 @@ def read_predictions(path: Path, images: pd.DataFrame, categories: pd.DataFrame)
         if not isinstance(rec, dict):
             raise InputError(file, "expected an object", record=where)
         if "image_id" in rec:
-            image_id = rec["image_id"]
-            if not (isinstance(image_id, int) and not isinstance(image_id, bool)):
-                raise InputError(
-                    file,
-                    f"expected an integer, got {json.dumps(image_id)[:40]}",
-                    record=where,
-                    field="image_id",
-                )
+            image_id = _integer(rec["image_id"], file, where, "image_id")
             if image_id not in by_id:
                 raise InputError(
                     file, f"no image has id {image_id} in this dataset", record=where, field="image_id"
@@ -226,14 +228,7 @@ def read_predictions(path: Path, images: pd.DataFrame, categories: pd.DataFrame)
                 record=where,
                 field="image_id",
             )
-        category_id = rec.get("category_id")
-        if not (isinstance(category_id, int) and not isinstance(category_id, bool)):
-            raise InputError(
-                file,
-                f"expected an integer, got {json.dumps(category_id)[:40]}",
-                record=where,
-                field="category_id",
-            )
+        category_id = _integer(rec.get("category_id"), file, where, "category_id")
         if category_id not in known_categories:
             raise InputError(file, f"no category has id {category_id}", record=where, field="category_id")
         score = rec.get("score")
