@@ -10,17 +10,14 @@ the focus and the size (never of description text).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from store import thumbnails
 
@@ -87,13 +84,6 @@ def _dashed_rectangle(
             )
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:
-        return ImageFont.load_default()
-
-
 def render(
     record: Mapping[str, Any],
     objects: pd.DataFrame,
@@ -117,7 +107,7 @@ def render(
     out_size = (max(1, round((region[2] - region[0]) * fit)), max(1, round((region[3] - region[1]) * fit)))
     canvas = base.resize(out_size, Image.Resampling.BILINEAR, box=tuple(v * k for v in region))
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(SCORE_FONT_MIN_PX, min(out_size) // 12))
+    font = thumbnails.label_font(max(SCORE_FONT_MIN_PX, min(out_size) // 12))
     if focus_object is not None:
         for row in objects[objects["object_id"] == focus_object].itertuples(index=False):
             box = [
@@ -160,14 +150,16 @@ def render(
     return canvas
 
 
-def _predictions_signature(predictions: pd.DataFrame) -> str:
-    digest = hashlib.sha1()
-    for row in predictions.itertuples(index=False):
-        digest.update(
-            f"{row.prediction_id}|{row.category_id}|{getattr(row, 'colour_id', '')}|{row.score}|{row.bbox_x}"
-            f"|{row.bbox_y}|{row.bbox_w}|{row.bbox_h}|".encode()
-        )
-    return digest.hexdigest()
+PREDICTION_FIELDS = (
+    "prediction_id",
+    "category_id",
+    "colour_id",
+    "score",
+    "bbox_x",
+    "bbox_y",
+    "bbox_w",
+    "bbox_h",
+)
 
 
 def picture_path(
@@ -186,7 +178,7 @@ def picture_path(
         "labels": thumbnails.cache_key(
             record, objects, thumbnails.DrawOptions(highlight_object=focus_object)
         ),
-        "predictions": _predictions_signature(predictions),
+        "predictions": thumbnails.rows_signature(predictions, PREDICTION_FIELDS),
         "focus": [list(map(float, b)) for b in focus] if focus else None,
         "focus_prediction": focus_prediction,
         "side": max_side,
@@ -196,15 +188,5 @@ def picture_path(
     if path.is_file():
         return path
     picture = render(record, objects, predictions, focus, focus_prediction, focus_object, max_side)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=thumbnails.JPEG_QUALITY)
-    fd, tmp = tempfile.mkstemp(prefix=".thumb.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    thumbnails.save_jpeg(picture, path)
     return path

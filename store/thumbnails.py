@@ -20,7 +20,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -113,15 +113,22 @@ def row_colour(row: Any) -> tuple[int, int, int]:
 # ----- cache ------------------------------------------------------------------------------------------------
 
 
-def _objects_signature(objects: pd.DataFrame) -> str:
+def rows_signature(rows: pd.DataFrame, fields: Sequence[str], free_text: str | None = None) -> str:
+    """sha1 over every row's ``fields`` (each followed by ``|``; '' where the row lacks one), then its
+    ``free_text`` field as is: the part of a picture's cache key that its labels or predictions make."""
     digest = hashlib.sha1()
-    for row in objects.itertuples(index=False):
-        digest.update(
-            f"{row.object_id}|{row.category_id}|{getattr(row, 'colour_id', '')}|{row.bbox_x}|{row.bbox_y}"
-            f"|{row.bbox_w}|{row.bbox_h}|".encode()
-        )
-        digest.update(str(getattr(row, "segmentation", "") or "").encode())
+    for row in rows.itertuples(index=False):
+        digest.update("".join(f"{getattr(row, name, '')}|" for name in fields).encode())
+        if free_text is not None:
+            digest.update(str(getattr(row, free_text, "") or "").encode())
     return digest.hexdigest()
+
+
+OBJECT_FIELDS = ("object_id", "category_id", "colour_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h")
+
+
+def _objects_signature(objects: pd.DataFrame) -> str:
+    return rows_signature(objects, OBJECT_FIELDS, free_text="segmentation")
 
 
 def cache_key(record: Mapping[str, Any], objects: pd.DataFrame, options: DrawOptions) -> str:
@@ -155,7 +162,13 @@ def thumbnail_path(
     path = thumbs / key[:2] / f"{key}.jpg"
     if path.is_file():
         return path
-    picture = render(record, objects, options)
+    save_jpeg(render(record, objects, options), path)
+    return path
+
+
+def save_jpeg(picture: Image.Image, path: Path) -> None:
+    """Write a cached picture atomically (temporary file, then rename): a reader never sees half a JPEG,
+    and another session drawing the same picture writes the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
@@ -163,11 +176,10 @@ def thumbnail_path(
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(buffer.getvalue())
-        os.replace(tmp, path)  # another session drawing the same picture writes the same bytes
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def thumbnail_paths(
@@ -247,7 +259,7 @@ def _load(record: Mapping[str, Any], region_scale: float) -> Image.Image | str:
         return f"unreadable: {type(exc).__name__}"
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without scalable default font
@@ -265,7 +277,7 @@ def _placeholder(size: tuple[int, int], reason: str) -> Image.Image:
 
 def _caption(canvas: Image.Image, text: str) -> None:
     draw = ImageDraw.Draw(canvas)
-    font = _font(max(12, canvas.size[0] // 22))
+    font = label_font(max(12, canvas.size[0] // 22))
     box = draw.textbbox((0, 0), text, font=font)
     height = box[3] - box[1] + 10
     top = 0  # along the top edge: the annotations below stay visible
@@ -364,7 +376,7 @@ def _draw_objects(
                 draw.line([tuple(p) for p in ring] + [tuple(ring[0])], fill=colour, width=width)
     if options.highlight_object is not None:
         _ring(draw, objects, options.highlight_object, offset, scale)
-    font = _font(max(11, min(canvas.size) // 40))
+    font = label_font(max(11, min(canvas.size) // 40))
     for box, colour, width, name in boxes:
         x0, y0, x1, y1 = box
         draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], outline=colour, width=width)
@@ -397,7 +409,7 @@ def _legend_strip(canvas: Image.Image, objects: pd.DataFrame) -> Image.Image:
     classes = objects[columns].drop_duplicates().sort_values("category_id")
     if classes.empty:
         return canvas
-    font = _font(13)
+    font = label_font(13)
     row_height, pad = 20, 6
     draw_probe = ImageDraw.Draw(canvas)
     x, rows = pad, 1
