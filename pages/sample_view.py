@@ -399,31 +399,39 @@ def _findings_section(
 
     st.markdown(f"**Label errors on this image** ({len(findings)} flagged, {len(missing)} possibly missing)")
     for row in findings.itertuples():
-        decision = "" if row.decision == "open" else f" · **{row.decision}**"
-        text, buttons = st.columns([3, 2])
-        text.markdown(
+        summary = (
             f":red[**object {int(row.object_id)}**] ({html.escape(str(row.category))}) · "
             f"{KIND_TEXT.get(row.label_issue_kind, row.label_issue_kind)} · label_issue **{row.label_issue:.2f}**"
-            f"{decision}  \nFix: {fix_text(row)}"
         )
-        text.caption(evidence_text(row, {}))
-        with buttons:
-            decision_buttons(
-                project_reader, row, findings, "object", f"sv|{row.dataset}_{row.image_id}_{row.object_id}"
-            )
+        key = f"sv|{row.dataset}_{row.image_id}_{row.object_id}"
+        _finding_line(
+            project_reader, row, findings, "object", key, summary, fix_text(row), evidence_text(row, {})
+        )
     for row in missing.itertuples():
-        decision = "" if row.decision == "open" else f" · **{row.decision}**"
-        text, buttons = st.columns([3, 2])
-        text.markdown(
+        summary = (
             f":violet[**missing {html.escape(str(row.category))}?**] P(overlooked) **{row.missing_probability:.2f}** · "
-            f"model `{row.model}` score {row.score:.2f} · prediction {int(row.prediction_id)}{decision}  \n"
-            "Fix: add this box"
+            f"model `{row.model}` score {row.score:.2f} · prediction {int(row.prediction_id)}"
         )
-        with buttons:
-            decision_buttons(
-                project_reader,
-                row,
-                missing,
-                "candidate",
-                f"sv|c_{row.dataset}_{row.image_id}_{row.prediction_id}",
-            )
+        key = f"sv|c_{row.dataset}_{row.image_id}_{row.prediction_id}"
+        _finding_line(project_reader, row, missing, "candidate", key, summary, "add this box")
+
+
+def _finding_line(
+    project_reader: ProjectReader,
+    row: Any,
+    frame: pd.DataFrame,
+    finding: str,
+    key: str,
+    summary: str,
+    fix: str,
+    evidence: str | None = None,
+) -> None:
+    """One finding or candidate: its summary (and the decision taken), fix and evidence beside
+    accept / reject / undo (``finding``, ``key``: as :func:`decision_buttons` takes them)."""
+    decision = "" if row.decision == "open" else f" · **{row.decision}**"
+    text, buttons = st.columns([3, 2])
+    text.markdown(f"{summary}{decision}  \nFix: {fix}")
+    if evidence is not None:
+        text.caption(evidence)
+    with buttons:
+        decision_buttons(project_reader, row, frame, finding, key)
