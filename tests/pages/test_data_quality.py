@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from store import gallery_queries as gq
 from store import tags
 from store.coco_import import import_coco
 from tests.conftest import shared
-from tests.pages.app_page import run_page
+from tests.pages.app_page import card_keys, run_page, stated_count, stored_metric
 from tests.pages.browser_slider import browser_range
 from tests.store.test_gallery_queries import build_quality_project
 
@@ -28,22 +29,12 @@ def _page(project: Path, **query: str) -> AppTest:
     return run_page(project, "data_quality", **query)
 
 
-def _shown(at: AppTest) -> int:
-    """The gallery's item count as the page states it."""
-    for markdown in at.markdown:
-        found = re.match(r"\*\*([\d,]+) images\*\*", markdown.value)
-        if found:
-            return int(found.group(1).replace(",", ""))
-    raise AssertionError("no image count on the page")
-
-
-def _cards(at: AppTest) -> list[str]:
-    return [b.key for b in at.button if b.key and b.key.startswith("dq_detail_")]
+_shown = partial(stated_count, noun="images")
+_cards = partial(card_keys, prefix="dq_detail_")
 
 
 def _values(project: Path, metric: str) -> pd.Series:
-    files = sorted((project / "datasets").glob(f"*/metrics/image__{metric}.parquet"))
-    return pd.concat([pd.read_parquet(f) for f in files])["value"]
+    return stored_metric(project, metric, "image")["value"]
 
 
 def test_default_view_histogram_slider_and_gallery(project):

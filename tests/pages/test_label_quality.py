@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
+from functools import partial
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -13,7 +12,7 @@ from metrics import registry
 from store import tags
 from store.coco_import import import_coco
 from tests.conftest import shared
-from tests.pages.app_page import run_page
+from tests.pages.app_page import card_keys, run_page, stated_count, stored_metric
 from tests.pages.browser_slider import browser_range
 from tests.store.test_gallery_queries import build_quality_project
 
@@ -27,21 +26,9 @@ def _page(project: Path, **query: str) -> AppTest:
     return run_page(project, "label_quality", **query)
 
 
-def _shown(at: AppTest) -> int:
-    for markdown in at.markdown:
-        found = re.match(r"\*\*([\d,]+) objects\*\*", markdown.value)
-        if found:
-            return int(found.group(1).replace(",", ""))
-    raise AssertionError("no object count on the page")
-
-
-def _crops(at: AppTest) -> list[str]:
-    return [b.key for b in at.button if b.key and b.key.startswith("lq_detail_")]
-
-
-def _values(project: Path, metric: str) -> pd.DataFrame:
-    files = sorted((project / "datasets").glob(f"*/metrics/object__{metric}.parquet"))
-    return pd.concat([pd.read_parquet(f) for f in files])
+_shown = partial(stated_count, noun="objects")
+_crops = partial(card_keys, prefix="lq_detail_")
+_values = partial(stored_metric, level="object")
 
 
 def test_class_distribution_imbalance_and_default_crop_gallery(project):
