@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -111,18 +112,22 @@ def run(examples: int) -> int:
         suppress_health_check=list(HealthCheck),
     )
 
+    def attempt(kind: str, document: Any, path: Path, argv: list[str]) -> int:
+        """Write the drawn ``document`` to ``path``, run the CLI on it, require exit 0 or one line."""
+        seen[kind] += 1
+        path.write_text(json.dumps(document))
+        code, _, err = _cli(argv)
+        _check(code, err, json.dumps(document))
+        seen["imported" if code == 0 else "refused"] += 1
+        return code
+
     @common
     @given(coco_documents())
     def annotations(coco: dict) -> None:
-        seen["annotations"] += 1
-        ann = folder / "ann.json"
-        ann.write_text(json.dumps(coco))
-        project = folder / "p"
+        ann, project = folder / "ann.json", folder / "p"
         shutil.rmtree(project, ignore_errors=True)
-        code, _, err = _cli(import_argv(images, ann, project, "d", "--quiet", "--workers", "1"))
-        _check(code, err, json.dumps(coco))
-        seen["imported" if code == 0 else "refused"] += 1
-        if code == 0:
+        argv = import_argv(images, ann, project, "d", "--quiet", "--workers", "1")
+        if attempt("annotations", coco, ann, argv) == 0:
             code, out, err = _cli(["report", "--project", str(project), "--json"])
             assert code == 0, err
             json.loads(out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
@@ -130,14 +135,9 @@ def run(examples: int) -> int:
     @common
     @given(prediction_files())
     def predictions(results: list) -> None:
-        seen["predictions"] += 1
         path = folder / "results.json"
-        path.write_text(json.dumps(results))
-        code, _, err = _cli(
-            ["import", "predictions", str(path), "--project", str(base), "--model", "m", "--quiet"]
-        )
-        _check(code, err, json.dumps(results))
-        seen["imported" if code == 0 else "refused"] += 1
+        argv = ["import", "predictions", str(path), "--project", str(base), "--model", "m", "--quiet"]
+        attempt("predictions", results, path, argv)
 
     annotations()
     predictions()

@@ -44,6 +44,13 @@ def _import(tmp_path: Path, coco: dict | str, project: Path | None = None, **kwa
     return run_guarded(argv, **kwargs)
 
 
+def _imported(tmp_path: Path, coco: dict | str, **kwargs) -> Path:
+    """Import ``coco`` as :func:`_import` does and require it to succeed; the project folder."""
+    code, _, err = _import(tmp_path, coco, **kwargs)
+    assert code == 0, (code, err[-2000:])
+    return tmp_path / "project"
+
+
 def _metric(project: Path, level: str, name: str) -> pd.DataFrame:
     return pd.read_parquet(project / "datasets" / "d" / "metrics" / f"{level}__{name}.parquet")
 
@@ -69,8 +76,7 @@ HUGE_GEOMETRY = {
 @pytest.mark.parametrize("case", list(HUGE_GEOMETRY))
 def test_huge_coordinates_are_flagged_not_rasterised(tmp_path: Path, case: str):
     images, annotations = HUGE_GEOMETRY[case]
-    code, out, err = _import(tmp_path, _coco(images, annotations))
-    assert code == 0, (code, err[-2000:])
+    _imported(tmp_path, _coco(images, annotations))
     flags = _metric(tmp_path / "project", "object", "invalid_geometry")
     assert flags["value"].tolist() == [1.0]
     code, out, err = run_guarded(["report", "--project", str(tmp_path / "project"), "--json"])
@@ -86,8 +92,7 @@ def test_small_object_on_a_100000_square_record_keeps_its_area(tmp_path: Path):
         [{"id": 1, "file_name": "missing.jpg", "width": 100000, "height": 100000}],
         [_ann(1, 1, [x, y, 10, 10], segmentation=[ring], area=100)],
     )
-    code, _, err = _import(tmp_path, coco)
-    assert code == 0, (code, err[-2000:])
+    _imported(tmp_path, coco)
     assert _metric(tmp_path / "project", "object", "object_area")["value"].tolist() == [100.0]
     assert _metric(tmp_path / "project", "object", "invalid_geometry")["value"].tolist() == [0.0]
 
@@ -102,8 +107,7 @@ def test_two_small_squares_on_a_45000_square_record(tmp_path: Path):
             _ann(2, 1, [40, 40, 10, 10], segmentation=[second], area=100),
         ],
     )
-    code, _, err = _import(tmp_path, coco)
-    assert code == 0, (code, err[-2000:])
+    _imported(tmp_path, coco)
     project = tmp_path / "project"
     assert _metric(project, "object", "object_area")["value"].tolist() == [100.0, 100.0]
     density = _metric(project, "image", "frame_object_density")["value"].tolist()
@@ -201,8 +205,7 @@ def test_symlink_loop_in_the_images_folder_is_flagged(tmp_path: Path):
         ],
         [],
     )
-    code, _, err = _import(tmp_path, coco)
-    assert code == 0, (code, err[-2000:])
+    _imported(tmp_path, coco)
     table = pd.read_parquet(tmp_path / "project" / "datasets" / "d" / "images.parquet")
     status = dict(zip(table["image_id"], table["status"], strict=True))
     assert status[1] == "ok"
@@ -224,8 +227,7 @@ def test_a_100_gb_sparse_image_file_is_flagged_without_reading_it(tmp_path: Path
         ],
         [],
     )
-    code, _, err = _import(tmp_path, coco, timeout=90)
-    assert code == 0, (code, err[-2000:])
+    _imported(tmp_path, coco, timeout=90)
     table = pd.read_parquet(tmp_path / "project" / "datasets" / "d" / "images.parquet")
     row = table.set_index("image_id").loc[2]
     assert row["status"] == "unreadable"
@@ -288,8 +290,7 @@ def test_a_200000_vertex_zigzag_polygon_is_flagged_not_traced(tmp_path: Path):
             _ann(2, 1, [10, 10, 10, 10], segmentation=[SQUARE], area=100),
         ],
     )
-    code, _, err = _import(tmp_path, coco)
-    assert code == 0, (code, err[-2000:])
+    _imported(tmp_path, coco)
     flags = _metric(tmp_path / "project", "object", "invalid_geometry").sort_values("object_id")
     assert flags["value"].tolist() == [1.0, 0.0]
 
