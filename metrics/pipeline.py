@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -23,10 +24,12 @@ from metrics.malloc_tuning import keep_freed_memory
 DEFAULT_CHUNK_SIZE = 16
 
 
-def _init_worker(plugins: Sequence[str]) -> None:
+def _init_worker(plugins: Sequence[str], parent: int | None = None) -> None:
     # Ctrl-C reaches every process of the terminal's group: the parent stops the pool and says so
     # in one line; workers printing their own KeyboardInterrupt tracebacks only buried it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        _exit_with_parent(parent)
     import cv2
 
     cv2.setNumThreads(1)  # the pool is the parallelism: OpenCV's own threads only oversubscribed the cores
@@ -36,6 +39,25 @@ def _init_worker(plugins: Sequence[str]) -> None:
         registry.load_plugin(plugin)
 
 
+# prctl(2) option: the signal this process gets when the thread that created it exits.
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Have the kernel stop this worker when its parent dies (Linux; elsewhere nothing changes).
+
+    A worker waits for chunks on a queue whose write end every worker also holds, so a parent
+    killed with SIGKILL (an OOM kill, a cancelled job) left its idle workers waiting forever.
+    """
+    from metrics.malloc_tuning import libc_function
+
+    prctl = libc_function("prctl")
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _new_pool(workers: int, plugins: Sequence[str]) -> Any:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -43,7 +65,7 @@ def _new_pool(workers: int, plugins: Sequence[str]) -> Any:
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(list(plugins),),
+        initargs=(list(plugins), os.getpid()),
     )
 
 

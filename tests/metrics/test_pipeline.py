@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from metrics import registry
@@ -89,3 +93,44 @@ def test_workers_started_early_serve_the_next_pass_and_a_mismatch_gets_its_own(t
     finally:
         pipeline.discard_early_workers()
         registry._REGISTRY.pop("test_plugin_mean_red", None)
+
+
+_POOL_THEN_WAIT = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from metrics import pipeline
+pipeline.start_workers_early(2)
+pool = pipeline._early_pool[0]
+pool.submit(int).result()  # both workers have run their initializer by the time this returns
+pool.submit(int).result()
+print(*pool._processes, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_workers_exit_when_their_parent_is_killed() -> None:
+    """A SIGKILLed importer (OOM kill, cancelled job) must not leave its workers waiting forever."""
+    repo = str(Path(__file__).resolve().parents[2])
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _POOL_THEN_WAIT.format(repo=repo)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
