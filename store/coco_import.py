@@ -202,7 +202,11 @@ def _run_image_pass(
     todo_indices = [
         i for c in todo_chunks for i in range(c * CHUNK, min((c + 1) * CHUNK, len(pixel_records)))
     ]
-    if todo_indices:
+    if not todo_indices:  # nothing to decode: workers started early (cli) would idle to the end
+        from metrics.pipeline import discard_early_workers
+
+        discard_early_workers()
+    else:
         sub_records = [pixel_records[i] for i in todo_indices]
         sub_ids = [int(pixel_ids[i]) for i in todo_indices]
         for sub_index, row in image_rows(sub_records, sub_ids, engine, workers, plugins):
