@@ -18,10 +18,12 @@ from tests.conftest import REPO, cli_import, shared
 YARDSTICK = REPO.parent / "shared" / "tools" / "label_errors"
 
 
-def yardstick(script: str, *args: str) -> dict:
+def yardstick(script: str, **options: object) -> dict:
+    """Run one of the yardstick's scripts with ``--name value`` per option; its last line of JSON."""
     path = YARDSTICK / script
     if not path.is_file():
         pytest.skip(f"label-error yardstick not available: {path}")
+    args = [part for name, value in options.items() for part in (f"--{name}", str(value))]
     out = subprocess.run([sys.executable, str(path), *args], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -35,18 +37,8 @@ def planted_project(
     source = shared(dataset)
     corrupted, truth, preds = work / "corrupted.json", work / "truth.json", work / "preds.json"
     coco = str(source / "annotations.json")
-    yardstick(
-        "inject_errors.py",
-        "--coco",
-        coco,
-        "--out",
-        str(corrupted),
-        "--truth",
-        str(truth),
-        "--seed",
-        str(seed),
-    )
-    yardstick("fake_predictions.py", "--coco", coco, "--out", str(preds), "--seed", str(seed))
+    yardstick("inject_errors.py", coco=coco, out=corrupted, truth=truth, seed=seed)
+    yardstick("fake_predictions.py", coco=coco, out=preds, seed=seed)
     project = cli_import(source / "images", corrupted, work / "project", name, *extra)
     if predictions:
         assert (

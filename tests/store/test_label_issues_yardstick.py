@@ -44,7 +44,7 @@ def test_label_issue_beats_the_floors_on_planted_errors(dataset: str, tmp_path: 
         _scores(tmp_path / "objects.json", "annotation", "id", objects, "label_issue"),
         _scores(tmp_path / "images.json", "image", "image_id", images, "missing_label"),
     ):
-        result = yardstick("label_error_auc.py", "--scores", str(path), "--truth", str(truth))
+        result = yardstick("label_error_auc.py", scores=path, truth=truth)
         for kinds in result["metrics"].values():
             for kind, values in kinds.items():
                 if path.name == "objects.json" or kind == "drop":
