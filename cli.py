@@ -176,7 +176,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.jobs import train_foreground
+    from models.job_run import train_foreground
 
     overrides: dict[str, Any] = {"weights": args.weights} if args.weights is not None else {}
     if args.folds is not None:
@@ -189,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from models.jobs import predict_and_import
+    from models.predict import predict_and_import
 
     dataset = args.dataset
     imported = None

@@ -66,14 +66,9 @@ def train_out_of_fold(
     `val` is None when the job's val dataset is its train dataset (then each fold validates on
     its held-out images).
     """
-    from models.jobs import (
-        RESULTS_FILE,
-        JobCancelled,
-        append_progress,
-        predict_to_file,
-        steps_per_epoch,
-        update_job,
-    )
+    from models.job_run import steps_per_epoch
+    from models.job_state import RESULTS_FILE, JobCancelled, append_progress, update_job
+    from models.predict import predict_to_file
     from models.train import fit
     from store.project import write_json_atomic
 

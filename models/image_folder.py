@@ -79,7 +79,7 @@ def import_image_folder(
 
 def checkpoint_categories(checkpoint: str | Path) -> list[dict[str, Any]]:
     """The COCO categories a cocolens checkpoint predicts (ids and names from its metadata)."""
-    from models.jobs import load_checkpoint_checked
+    from models.predict import load_checkpoint_checked
 
     meta = load_checkpoint_checked(checkpoint, "cpu").meta
     names = meta.get("category_names") or {}

@@ -1,6 +1,6 @@
 """The 'Train a model' form: shown in the sidebar on every page, starts a background training job.
 
-The job runs in its own process (models.jobs.start_job), so it keeps going when the page reloads
+The job runs in its own process (models.job_launch.start_job), so it keeps going when the page reloads
 or the browser closes; its progress is on the Training page.
 """
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from models import jobs
 from models.config import MODEL_NAMES, default_values
+from models.devices import available_cores, available_devices
 from store.errors import InputError
 
 TRAINING_PAGE = Path(__file__).resolve().parent / "training.py"
@@ -86,7 +86,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 key="tf_max_side",
                 help="Longest image side in pixels, for training and for inference.",
             )
-            cores = jobs.available_cores()
+            cores = available_cores()
             asked = int(defaults["workers"])
             workers = left.number_input(
                 f"Loader workers ({cores} cores here)",
@@ -97,7 +97,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
                 help=f"Data-loader processes decoding images while the model trains. Default: one per "
                 f"core this process may use ({cores} here); more only adds contention, and is lowered to it.",
             )
-            devices = list(jobs.available_devices())
+            devices = list(available_devices())
             device = st.radio(
                 "Device",
                 devices,
@@ -174,7 +174,7 @@ def render_training_form(project_root: str | Path, datasets: list[str], in_sideb
 
 
 def _start(project_root: str | Path, name: str, train: str, val: str, overrides: dict[str, Any]) -> None:
-    from models.jobs import prepare_config, start_job
+    from models.job_launch import prepare_config, start_job
 
     try:
         config = prepare_config(None, **overrides)

@@ -122,7 +122,7 @@ def test_two_processes_tagging_at_once_lose_nothing(project):
 @pytest.mark.slow
 def test_training_job_import_and_readers_at_once(tmp_path):
     """A background job writes job.json, progress and its model while an import commits a dataset."""
-    from models import jobs
+    from models import job_launch, job_state
     from store.project import Project
 
     root = tmp_path / "project"
@@ -132,16 +132,16 @@ def test_training_job_import_and_readers_at_once(tmp_path):
         assert done.returncode == 0, done.stderr
     from tests.models.test_jobs import FAST  # the smallest CPU training config the job tests use
 
-    config = jobs.prepare_config(None, **FAST)
-    job_dir = Project(root).jobs_dir / jobs.start_job(root, "tr", "va", config)
+    config = job_launch.prepare_config(None, **FAST)
+    job_dir = Project(root).jobs_dir / job_launch.start_job(root, "tr", "va", config)
     try:
         images, ann = _big_dataset(tmp_path / "big_src", n_images=12)
         importer = _start_import(images, ann, root, "big")
         reader = ProjectReader(root)
         states = set()
-        while importer.poll() is None or jobs.read_job(job_dir)["status"] in jobs.ACTIVE:
-            job = jobs.read_job(job_dir)  # the Training page's reads
-            jobs.read_progress(job_dir)
+        while importer.poll() is None or job_state.read_job(job_dir)["status"] in job_state.ACTIVE:
+            job = job_state.read_job(job_dir)  # the Training page's reads
+            job_state.read_progress(job_dir)
             states.add(job["status"])
             assert set(reader.datasets()) in ({"tr", "va"}, {"tr", "va", "big"})
             reader.dataset_counts()
@@ -149,19 +149,20 @@ def test_training_job_import_and_readers_at_once(tmp_path):
             time.sleep(0.1)  # poll like the Training page, leaving the 2 cores to the writers
         out, err = importer.communicate()
         assert importer.returncode == 0, err
-        job = jobs.read_job(job_dir)
+        job = job_state.read_job(job_dir)
         assert job["status"] == "succeeded", job.get("error")
         assert "running" in states
         assert reader.datasets() == ["big", "tr", "va"] and reader.models() == [job["model"]]
         assert reader.scalar("SELECT count(*) FROM predictions") == job["predictions"]
-        log = (job_dir / jobs.LOG_FILE).read_text()
+        log = (job_dir / job_state.LOG_FILE).read_text()
         assert not any(text in out + err + log for text in LOCK_ERRORS), log[-2000:]
         assert (
-            json.loads((job_dir / jobs.JOB_FILE).read_text())["imported"]["predictions"] == job["predictions"]
+            json.loads((job_dir / job_state.JOB_FILE).read_text())["imported"]["predictions"]
+            == job["predictions"]
         )
     finally:
-        pid = jobs.read_job(job_dir).get("pid")
-        if pid and jobs.process_alive(pid):
+        pid = job_state.read_job(job_dir).get("pid")
+        if pid and job_state.process_alive(pid):
             import os
             import signal
 

@@ -69,7 +69,7 @@ def test_dataset_and_model_names_cannot_leave_the_project(name, tmp_path):
 
 
 def test_job_ids_from_urls_cannot_leave_the_jobs_folder(tmp_path):
-    from models.jobs import job_path
+    from models.job_state import job_path
 
     for job_id in ("../../etc", "20250101-120000-ab12/../../x", ""):
         with pytest.raises(InputError, match="is not a job id"):
