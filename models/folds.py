@@ -66,8 +66,8 @@ def train_out_of_fold(
     `val` is None when the job's val dataset is its train dataset (then each fold validates on
     its held-out images).
     """
-    from models.job_run import steps_per_epoch
-    from models.job_state import RESULTS_FILE, JobCancelled, append_progress, update_job
+    from models.job_run import event_recorder, steps_per_epoch
+    from models.job_state import RESULTS_FILE, JobCancelled, update_job
     from models.predict import predict_to_file
     from models.train import fit
     from store.project import write_json_atomic
@@ -95,20 +95,12 @@ def train_out_of_fold(
         fold_dir = job_dir / f"fold_{fold}"
         per_epoch = steps_per_epoch(len(seen), fold_config)
         update_job(job_dir, phase=f"training fold {fold + 1} of {k}", steps_per_epoch=per_epoch)
-
-        def on_progress(event: dict[str, Any], _fold: int = fold, _per_epoch: int = per_epoch) -> None:
-            event = {**event, "fold": _fold, "folds": k}
-            if event.get("event") == "step":
-                event["global_step"] = (int(event["epoch"]) - 1) * _per_epoch + int(event["step"])
-            append_progress(job_dir, event)
-            on_event({**event, "steps_per_epoch": _per_epoch})
-
         summary = fit(
             fold_config,
             subset(train, seen),
             val if val is not None else subset(train, held),
             fold_dir,
-            on_progress=on_progress,
+            on_progress=event_recorder(job_dir, per_epoch, on_event, {"fold": fold, "folds": k}),
             should_stop=should_stop,
         )
         if summary["stopped"] or should_stop():

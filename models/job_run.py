@@ -44,6 +44,29 @@ def steps_per_epoch(images_ok: int, config: TrainConfig) -> int:
     return max(1, math.ceil(count / config.batch_size))
 
 
+def event_recorder(
+    job_dir: Path,
+    per_epoch: int,
+    on_event: Callable[[dict[str, Any]], None],
+    extra: dict[str, Any] | None = None,
+) -> Callable[[ProgressEvent], None]:
+    """The on_progress callback of models.train.fit in a job: stamps step events with 'global_step'
+    (so the ETA and the bars count across epochs), appends each event to progress.jsonl and passes
+    it on to on_event with 'steps_per_epoch'.
+
+    extra: fields every event gets (a ``--folds K`` job: {'fold': i, 'folds': K}).
+    """
+
+    def on_progress(event: ProgressEvent) -> None:
+        event = {**event, **(extra or {})}
+        if event.get("event") == "step":
+            event["global_step"] = (int(event["epoch"]) - 1) * per_epoch + int(event["step"])
+        append_progress(job_dir, event)
+        on_event({**event, "steps_per_epoch": per_epoch})
+
+    return on_progress
+
+
 def _summary_of(fit_summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fit_summary.items() if k != "history"}
 
@@ -133,13 +156,7 @@ def _train_and_predict(
         return train_out_of_fold(job_dir, job, config, train, None if same else val, should_stop, on_event)
     per_epoch = steps_per_epoch(usable_images(train), config)
     update_job(job_dir, phase="training", steps_per_epoch=per_epoch)
-
-    def on_progress(event: ProgressEvent) -> None:
-        if event.get("event") == "step":
-            event = {**event, "global_step": (int(event["epoch"]) - 1) * per_epoch + int(event["step"])}
-        append_progress(job_dir, event)
-        on_event({**event, "steps_per_epoch": per_epoch})
-
+    on_progress = event_recorder(job_dir, per_epoch, on_event)
     summary = fit(config, train, val, job_dir, on_progress=on_progress, should_stop=should_stop)
     update_job(job_dir, summary=_summary_of(summary))
     if summary["stopped"] or should_stop():
