@@ -105,25 +105,21 @@ def _resnet50_fpn_v2(num_classes: int, pretrained: bool, image_size: int, load_w
     from torchvision.models import ResNet50_Weights
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
-    weights_backbone = ResNet50_Weights.IMAGENET1K_V1 if (pretrained and load_weights) else None
-    try:
-        model = maskrcnn_resnet50_fpn_v2(
+    def build(weights_backbone: ResNet50_Weights | None) -> nn.Module:
+        return maskrcnn_resnet50_fpn_v2(
             weights=None,
             weights_backbone=weights_backbone,
             num_classes=num_classes,
             min_size=image_size,
             max_size=image_size,
         )
-    except Exception as error:
+
+    try:
+        model = build(ResNet50_Weights.IMAGENET1K_V1 if (pretrained and load_weights) else None)
+    except Exception as error:  # offline: the download fails fast; the same model from scratch
         log.warning("ResNet50 ImageNet weights unavailable (%s); backbone starts from scratch", error)
         pretrained = False
-        model = maskrcnn_resnet50_fpn_v2(
-            weights=None,
-            weights_backbone=None,
-            num_classes=num_classes,
-            min_size=image_size,
-            max_size=image_size,
-        )
+        model = build(None)
     model.backbone_pretrained = pretrained
     return model
 
