@@ -41,8 +41,10 @@ def time_steps(
     amp: bool,
     pretrained: bool = True,
 ) -> dict:
-    """Mean and median seconds per optimiser step (forward + backward + Adam), after warm-up."""
+    """Mean and median seconds per optimiser step (models.train.train_step: forward + backward + Adam),
+    after warm-up."""
     from models.detectors import build_model
+    from models.train import train_step
 
     dataset = CocoDetectionDataset(*frames, max_side=side, train=True)
     samples = [dataset[i % len(dataset)] for i in range(batch)]
@@ -59,16 +61,7 @@ def time_steps(
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device_type=device.type, enabled=use_amp):
-            loss = sum(model(images, targets).values())
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        train_step(model, optimizer, images, targets, scaler)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

@@ -43,6 +43,39 @@ def _to_device(targets: Iterable[dict[str, Any]], device: torch.device) -> list[
     return [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
 
 
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: list[torch.Tensor],
+    targets: list[dict[str, Any]],
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One optimiser step on a batch already on its device; returns each loss component and 'loss'
+    (their sum). One function for train_one_epoch and bench/train_step_bench.py, so the bench times
+    the step training runs.
+
+    AMP is used when a GradScaler is given (CUDA). A non-finite loss raises FloatingPointError before
+    the update, as in the references, instead of silently corrupting the weights.
+    """
+    with torch.autocast(device_type=images[0].device.type, enabled=scaler is not None):
+        loss_dict = model(images, targets)
+        loss = sum(loss_dict.values())
+    loss_value = float(loss.detach())
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(f"loss is {loss_value}: { ({k: float(v) for k, v in loss_dict.items()}) }")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    values = {k: float(v.detach()) for k, v in loss_dict.items()}
+    values["loss"] = loss_value
+    return values
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -62,32 +95,13 @@ def train_one_epoch(
     totals: dict[str, float] = {}
     steps = 0
     stopped = False
-    use_amp = scaler is not None
     for images, targets in loader:
         if should_stop is not None and should_stop():
             stopped = True
             break
         images = [im.to(device, non_blocking=True) for im in images]
-        targets = _to_device(targets, device)
-        with torch.autocast(device_type=device.type, enabled=use_amp):
-            loss_dict = model(images, targets)
-            loss = sum(loss_dict.values())
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(
-                f"loss is {loss_value}: { ({k: float(v) for k, v in loss_dict.items()}) }"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        values = train_step(model, optimizer, images, _to_device(targets, device), scaler)
         steps += 1
-        values = {k: float(v.detach()) for k, v in loss_dict.items()}
-        values["loss"] = loss_value
         for key, value in values.items():
             totals[key] = totals.get(key, 0.0) + value
         if on_step is not None and (steps % log_every == 0 or steps == 1):
