@@ -285,6 +285,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_visualise(args)
 
 
+Subparsers = Any  # argparse's _SubParsersAction (private)
+
+
+def _project_command(
+    sub: Subparsers, name: str, func: Callable[[argparse.Namespace], int], **parser_options: Any
+) -> argparse.ArgumentParser:
+    """A subcommand that works on an existing project: every one takes --project and runs `func`."""
+    command = sub.add_parser(name, **parser_options)
+    command.add_argument("--project", required=True)
+    command.set_defaults(func=func)
+    return command
+
+
+def _export_command(
+    sub: Subparsers,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help: str,
+    out_help: str | None = None,
+) -> argparse.ArgumentParser:
+    """An ``export`` subcommand: each writes what --project holds to --out."""
+    command = _project_command(sub, name, func, help=help)
+    command.add_argument("--out", required=True, help=out_help)
+    return command
+
+
+def _add_engine_option(command: argparse.ArgumentParser, help: str) -> None:
+    """--engine: where the per-image pass runs (the choices are metrics.engines.ENGINES)."""
+    from metrics.engines import ENGINES
+
+    command.add_argument("--engine", choices=list(ENGINES), help=help)
+
+
+def _add_server_options(command: argparse.ArgumentParser, project_default: str | None = None) -> None:
+    """--project, --port and --address: visualise and demo serve the app the same way."""
+    command.add_argument("--project", default=project_default, help="project folder")
+    command.add_argument("--port", type=int, default=DEFAULT_PORT)
+    command.add_argument(
+        "--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocolens", description="Data-centric explorer for COCO datasets.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -297,10 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     coco.add_argument("--project", required=True, help="project folder (created if absent)")
     coco.add_argument("--dataset", help="dataset name (default: the annotations file name)")
     coco.add_argument("--workers", type=int, default=2, help="processes for the image pass (default 2)")
-    coco.add_argument(
-        "--engine",
-        choices=["local", "ray"],
-        help="image pass engine (default: project.json settings.engine, else local); "
+    _add_engine_option(
+        coco,
+        "image pass engine (default: project.json settings.engine, else local); "
         "ray: Ray Data on RAY_ADDRESS or a local Ray with --workers CPUs; --images may be s3://...",
     )
     coco.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -310,9 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also embed images and object crops (annotation quality, label suggestions, similarity search)",
     )
     coco.set_defaults(func=cmd_import_coco)
-    preds = imp_sub.add_parser("predictions", help="import COCO results JSON as a model")
+    preds = _project_command(
+        imp_sub, "predictions", cmd_import_predictions, help="import COCO results JSON as a model"
+    )
     preds.add_argument("file", help="COCO results JSON (list of {image_id, category_id, score, bbox, ...})")
-    preds.add_argument("--project", required=True)
     preds.add_argument("--model", required=True, help="model name")
     preds.add_argument("--dataset", help="dataset the predictions are for (default: the only one)")
     preds.add_argument("--quiet", action="store_true")
@@ -321,18 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip re-scoring the dataset's labels with this model (cocolens metrics does it later)",
     )
-    preds.set_defaults(func=cmd_import_predictions)
 
-    rep = sub.add_parser("report", help="summary of a project")
-    rep.add_argument("--project", required=True)
+    rep = _project_command(sub, "report", cmd_report, help="summary of a project")
     rep.add_argument("--json", action="store_true", help="machine-readable JSON")
-    rep.set_defaults(func=cmd_report)
 
     exp = sub.add_parser("export", help="export COCO or CSV")
     exp_sub = exp.add_subparsers(dest="what", required=True)
-    ecoco = exp_sub.add_parser("coco", help="export (a filtered subset of) a dataset as COCO JSON")
-    ecoco.add_argument("--project", required=True)
-    ecoco.add_argument("--out", required=True)
+    ecoco = _export_command(
+        exp_sub, "coco", cmd_export_coco, "export (a filtered subset of) a dataset as COCO JSON"
+    )
     ecoco.add_argument("--dataset")
     ecoco.add_argument(
         "--where",
@@ -346,20 +385,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply the label-error fixes accepted on the Label errors page (ids kept, added boxes get new ids)",
     )
-    ecoco.set_defaults(func=cmd_export_coco)
-    ecsv = exp_sub.add_parser("csv", help="one row per image / object / prediction with every metric")
-    ecsv.add_argument("--project", required=True)
-    ecsv.add_argument("--out", required=True)
+    ecsv = _export_command(
+        exp_sub, "csv", cmd_export_csv, "one row per image / object / prediction with every metric"
+    )
     ecsv.add_argument("--level", required=True, choices=["image", "object", "prediction"])
     ecsv.add_argument("--dataset")
-    ecsv.set_defaults(func=cmd_export_csv)
-    epq = exp_sub.add_parser("parquet", help="every table as one Parquet file (DuckDB, Spark, pandas)")
-    epq.add_argument("--project", required=True)
-    epq.add_argument("--out", required=True, help="folder for the .parquet files (outside the project)")
-    epq.set_defaults(func=cmd_export_parquet)
+    _export_command(
+        exp_sub,
+        "parquet",
+        cmd_export_parquet,
+        "every table as one Parquet file (DuckDB, Spark, pandas)",
+        out_help="folder for the .parquet files (outside the project)",
+    )
 
-    met = sub.add_parser("metrics", help="compute new or changed metrics (custom ones with --add)")
-    met.add_argument("--project", required=True)
+    met = _project_command(
+        sub, "metrics", cmd_metrics, help="compute new or changed metrics (custom ones with --add)"
+    )
     met.add_argument(
         "--add", action="append", help="module path or .py file with custom metrics (repeatable)"
     )
@@ -372,29 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the label-error pass (label_issue, missing_label; skipped anyway when nothing changed)",
     )
-    met.add_argument(
-        "--engine",
-        choices=["local", "ray"],
-        help="where the image pass runs (default: project setting, else local)",
-    )
-    met.set_defaults(func=cmd_metrics)
+    _add_engine_option(met, "where the image pass runs (default: project setting, else local)")
 
     for command in ("tag", "untag"):
-        tag = sub.add_parser(
+        tag = _project_command(
+            sub,
             command,
+            cmd_tag,
             help=f"{'add a tag to' if command == 'tag' else 'remove a tag from'} the images/objects matching --where",
         )
-        tag.add_argument("--project", required=True)
         tag.add_argument("--name", required=True, help="the tag")
         tag.add_argument("--where", required=True, help="SQL condition as for export coco --where")
         tag.add_argument("--dataset", help="only this dataset")
         tag.add_argument(
             "--level", choices=["image", "object"], default="image", help="tag images (default) or objects"
         )
-        tag.set_defaults(func=cmd_tag)
 
-    tr = sub.add_parser("train", help="train Mask R-CNN in the foreground")
-    tr.add_argument("--project", required=True)
+    tr = _project_command(sub, "train", cmd_train, help="train Mask R-CNN in the foreground")
     tr.add_argument("--train", required=True, help="training dataset name")
     tr.add_argument("--val", required=True, help="validation dataset name")
     tr.add_argument("--config", help="TOML config (defaults: models/default_config.toml)")
@@ -408,10 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--weights", help="fine-tune from a torchvision weights name or a local .pth (overrides the config)"
     )
-    tr.set_defaults(func=cmd_train)
 
-    pr = sub.add_parser("predict", help="run a checkpoint on a dataset and import its predictions")
-    pr.add_argument("--project", required=True)
+    pr = _project_command(
+        sub, "predict", cmd_predict, help="run a checkpoint on a dataset and import its predictions"
+    )
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument("--dataset", help="dataset to predict (with --images: the name the folder gets)")
     pr.add_argument(
@@ -426,21 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a folder of images that is no dataset yet: imported first (images only), then predicted",
     )
     pr.add_argument("--model", required=True)
-    pr.set_defaults(func=cmd_predict)
 
     for name in ("visualise", "visualize"):
         vis = sub.add_parser(name, help="open the app" if name == "visualise" else argparse.SUPPRESS)
-        vis.add_argument("--project", help="project folder")
-        vis.add_argument("--port", type=int, default=DEFAULT_PORT)
-        vis.add_argument(
-            "--address", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)"
-        )
+        _add_server_options(vis)
         vis.set_defaults(func=cmd_visualise)
 
     demo = sub.add_parser("demo", help="build a generated demo project and open the app")
-    demo.add_argument("--project", default=os.path.join(os.getcwd(), "demo_project"))
-    demo.add_argument("--port", type=int, default=DEFAULT_PORT)
-    demo.add_argument("--address", default="127.0.0.1")
+    _add_server_options(demo, project_default=os.path.join(os.getcwd(), "demo_project"))
     demo.add_argument("--no-open", action="store_true", help="build only")
     demo.set_defaults(func=cmd_demo)
     return parser
