@@ -19,15 +19,18 @@ import time
 
 import numpy as np
 
-from metrics.knn import PCA_DIM, _drop_self, _fitted_pca, normalise_rows, rerank_by_inner_product
+from metrics.knn import _drop_self, _fitted_pca, normalise_rows, rerank_by_inner_product
 from metrics.vector_shards import Shards
 
 log = logging.getLogger(__name__)
 
 NPROBE = 8  # inverted lists visited per query: 16 gained nothing on a 50k × 128 Gaussian mixture
-# candidates per wanted neighbour, re-ranked by exact cosine: the 4-bit codes lose the order within a
-# cluster, so recall@10 comes from here (same 50k set: 4 → 0.54, 8 → 0.77, 16 → 0.97)
-RERANK_FACTOR = 16
+# Candidates per wanted neighbour, re-ranked by exact cosine, and the dimensions the codes keep: 4-bit
+# codes lose the order within a dense cluster, so recall@10 comes from these two. 1M × 128 rows in
+# 100 clusters (as dense as 10M in 1,000): PCA 64 + 16 → 0.65, 128 dims + 16 → 0.72, 64 + 32 → 0.79,
+# 128 + 32 → 0.83 at 1.5× the search CPU of the first (docs/BENCHMARKS.md figures).
+RERANK_FACTOR = 32
+PCA_DIM = 128
 LISTS_PER_SQRT_ROW = 4  # nlist = 4·√n: ~4k lists at 1M, ~12.6k at 10M (lists of ~250–800 rows)
 TRAIN_ROWS_PER_LIST = 39  # faiss' k-means wants ≥ 39 points per centroid
 MAX_TRAIN_ROWS = 500_000  # the sample the index is trained on (256 MB at 128-d)
