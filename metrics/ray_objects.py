@@ -11,7 +11,6 @@ dataset-wide statistics) are left to the caller, which computes them on the whol
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,6 +69,21 @@ def image_partitions(
     return partitions
 
 
+def frame_to_ipc(frame: pd.DataFrame) -> bytes:
+    """A partition's frame as Arrow IPC stream bytes: typed columns, no pickle (its dtypes come back
+    through the pandas metadata Arrow keeps)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def frame_from_ipc(data: bytes) -> pd.DataFrame:
+    """The frame :func:`frame_to_ipc` wrote."""
+    return pa.ipc.open_stream(data).read_all().to_pandas()
+
+
 def partition_values(batch: pa.Table, names: Sequence[str]) -> pa.Table:
     """Ray Data task: every named metric on each partition of the batch (one row per metric)."""
     from metrics import registry
@@ -77,8 +91,10 @@ def partition_values(batch: pa.Table, names: Sequence[str]) -> pa.Table:
     registry.ensure_builtin_loaded()
     specs = registry.specs_by_name()
     rows = []
-    for part, payload in zip(batch["part"].to_pylist(), batch["payload"].to_pylist(), strict=True):
-        objects, images = pickle.loads(payload)
+    for part, objects_ipc, images_ipc in zip(
+        batch["part"].to_pylist(), batch["objects"].to_pylist(), batch["images"].to_pylist(), strict=True
+    ):
+        objects, images = frame_from_ipc(objects_ipc), frame_from_ipc(images_ipc)
         for name in names:
             values = np.asarray(specs[name].func(objects, images), dtype="float64")
             rows.append({"part": part, "name": name, "values": values.tobytes()})
@@ -114,13 +130,8 @@ def ray_table_values(
         items = [
             {
                 "part": part,
-                "payload": pickle.dumps(
-                    (
-                        objects.iloc[object_rows].reset_index(drop=True),
-                        images.iloc[image_rows].reset_index(drop=True),
-                    ),
-                    protocol=5,
-                ),
+                "objects": frame_to_ipc(objects.iloc[object_rows].reset_index(drop=True)),
+                "images": frame_to_ipc(images.iloc[image_rows].reset_index(drop=True)),
             }
             for part, (object_rows, image_rows) in enumerate(partitions)
         ]

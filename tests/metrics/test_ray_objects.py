@@ -6,15 +6,20 @@ function over an Arrow batch); tests/metrics/test_ray_engine.py runs the same se
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from metrics import geometry, registry
-from metrics.ray_objects import PER_IMAGE_METRICS, image_partitions, partition_values, partitionable
+from metrics.ray_objects import (
+    PER_IMAGE_METRICS,
+    frame_from_ipc,
+    frame_to_ipc,
+    image_partitions,
+    partition_values,
+    partitionable,
+)
 from tests.metrics.test_objects import EDGE_SEGMENTATIONS, frames, run_all
 
 
@@ -65,10 +70,8 @@ def partitioned_values(objects: pd.DataFrame, images: pd.DataFrame, parts: int) 
     batch = pa.table(
         {
             "part": list(range(len(partitions))),
-            "payload": [
-                pickle.dumps((objects.iloc[o].reset_index(drop=True), images.iloc[i].reset_index(drop=True)))
-                for o, i in partitions
-            ],
+            "objects": [frame_to_ipc(objects.iloc[o].reset_index(drop=True)) for o, _ in partitions],
+            "images": [frame_to_ipc(images.iloc[i].reset_index(drop=True)) for _, i in partitions],
         }
     )
     result = partition_values(batch, names)
@@ -126,3 +129,10 @@ def test_only_built_in_per_image_metrics_are_partitioned():
     assert partitionable("object_area", "metrics.objects")
     assert not partitionable("object_area", "my_plugin")
     assert not partitionable("dataset_zscore", "metrics.objects")
+
+
+def test_partition_frames_cross_as_arrow_with_their_dtypes():
+    objects, images = generated_tables()
+    images = images.assign(status=pd.array(["ok"] * len(images), dtype="string"))
+    for frame in (objects, images):
+        pd.testing.assert_frame_equal(frame_from_ipc(frame_to_ipc(frame)), frame)
