@@ -77,8 +77,10 @@ def test_ray_engine_vectors_and_scores_equal_the_local_engine(local_ray, tmp_pat
     folders = {name: tmp_path / name / "datasets/d/embeddings" for name in ("local", "ray")}
     assert json.loads((folders["ray"] / "meta.json").read_text())["engine"] == "ray"
     for level in ("images", "objects"):
-        expected = np.load(folders["local"] / f"{level}.npy")
-        np.testing.assert_allclose(np.load(folders["ray"] / f"{level}.npy"), expected, atol=1e-5)
+        expected = np.load(folders["local"] / f"{level}.npy", allow_pickle=False)
+        np.testing.assert_allclose(
+            np.load(folders["ray"] / f"{level}.npy", allow_pickle=False), expected, atol=1e-5
+        )
         pd.testing.assert_frame_equal(
             pd.read_parquet(folders["ray"] / f"{level}_ids.parquet"),
             pd.read_parquet(folders["local"] / f"{level}_ids.parquet"),
