@@ -135,11 +135,9 @@ def run_image_pass(
     ]
     done = 0
     if workers <= 1 or total <= chunk_size:
-        registry.ensure_builtin_loaded()
-        for plugin in plugins:
-            registry.load_plugin(plugin)
+        _load_here(plugins)
         for chunk in chunks:
-            yield from _compute_chunk(chunk)
+            yield from _compute_chunk_here(chunk)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
