@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import metrics.passive_openmp  # noqa: F401  (before any page loads torch or faiss: OpenMP threads sleep, not spin)
 from pages.state import default_project, reader, set_query
 from pages.training_form import render_training_form
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import metrics.passive_openmp  # noqa: F401  (before any command loads torch or faiss: OpenMP threads sleep, not spin)
+
 DEFAULT_PORT = 8501
 
 
@@ -413,7 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the label-error pass (label_issue, missing_label; skipped anyway when nothing changed)",
     )
-    _add_engine_option(met, "where the image pass runs (default: project setting, else local)")
+    _add_engine_option(
+        met, "where the image pass and --embeddings run (default: project setting, else local)"
+    )
 
     for command in ("tag", "untag"):
         tag = _project_command(

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import metrics.passive_openmp  # noqa: F401  (before torch loads: OpenMP threads sleep, not spin)
 from models.job_state import raise_cancelled
 
 
