@@ -6,7 +6,8 @@ object/class counts, union density. So the tables are cut into partitions of who
 partition runs the very functions of the local engine in a Ray task, and the driver puts the values
 back in row order. Relative row order inside a partition is kept, so the per-image arithmetic (and
 its floats) is the local engine's. Metrics not known to be per-image (custom plugins may use
-dataset-wide statistics) are left to the caller, which computes them on the whole tables.
+dataset-wide statistics) are left to the caller, which computes them on the whole tables. The
+partitions are metrics/label_partitions.py's, which the local engine uses too.
 """
 
 from __future__ import annotations
@@ -17,56 +18,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-# The built-in metrics whose value for a row depends on that row's image alone.
-PER_IMAGE_METRICS = frozenset(
-    {
-        "object_area",
-        "object_area_relative",
-        "object_aspect_ratio",
-        "border_closeness",
-        "annotation_duplicate_iou",
-        "invalid_geometry",
-        "object_count",
-        "class_count",
-        "frame_object_density",
-    }
-)
-PER_IMAGE_MODULE = "metrics.objects"
+from metrics.label_partitions import image_partitions, nan_values, put_back
 
 # Objects per partition: ~1-2 s of work each (object_geometry ~11 µs an object), enough to amortise
 # a Ray task's overhead, small enough that 10M objects make ~200 tasks to spread over a cluster.
 OBJECTS_PER_PARTITION = 50_000
 
 RESULT_SCHEMA = pa.schema([("part", pa.int64()), ("name", pa.string()), ("values", pa.binary())])
-
-
-def partitionable(name: str, module: str) -> bool:
-    """True for a metric this module may compute per partition (a built-in per-image one)."""
-    return name in PER_IMAGE_METRICS and module == PER_IMAGE_MODULE
-
-
-def image_partitions(
-    objects: pd.DataFrame, images: pd.DataFrame, parts: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(object rows, image rows) of each partition: whole images, ~equal object counts, row order kept.
-
-    Keyed by image id over both tables, so an image's records and objects (and objects whose image
-    has no record) always travel together.
-    """
-    object_ids = objects["image_id"].to_numpy(dtype=np.int64)
-    image_ids = images["image_id"].to_numpy(dtype=np.int64)
-    keys, inverse = np.unique(np.concatenate([image_ids, object_ids]), return_inverse=True)
-    image_keys, object_keys = inverse[: len(image_ids)], inverse[len(image_ids) :]
-    weight = np.bincount(object_keys, minlength=len(keys)) + 1  # +1: images without objects cost too
-    parts = max(1, min(parts, len(keys)))
-    part_of_key = np.minimum((np.cumsum(weight) - weight) * parts // max(1, int(weight.sum())), parts - 1)
-    object_part, image_part = part_of_key[object_keys], part_of_key[image_keys]
-    partitions = []
-    for part in range(parts):
-        object_rows, image_rows = np.flatnonzero(object_part == part), np.flatnonzero(image_part == part)
-        if len(object_rows) or len(image_rows):
-            partitions.append((object_rows, image_rows))
-    return partitions
 
 
 def frame_to_ipc(frame: pd.DataFrame) -> bytes:
@@ -117,8 +75,7 @@ def ray_table_values(
 
     from metrics.ray_engine import _quiet_ray_data, start_ray
 
-    level_rows = {name: len(images) if _image_level(name) else len(objects) for name in names}
-    out = {name: np.full(rows, np.nan) for name, rows in level_rows.items()}
+    out = nan_values(objects, images, names)
     if not len(objects) and not len(images):
         return out
     started = start_ray(workers)
@@ -147,17 +104,8 @@ def ray_table_values(
             for part, name, values in zip(
                 batch["part"].to_pylist(), batch["name"].to_pylist(), batch["values"].to_pylist(), strict=True
             ):
-                object_rows, image_rows = partitions[part]
-                rows = image_rows if _image_level(name) else object_rows
-                out[name][rows] = np.frombuffer(values, dtype="float64")
+                put_back(out, name, partitions[part], np.frombuffer(values, dtype="float64"))
     finally:
         if started:
             ray.shutdown()
     return out
-
-
-def _image_level(name: str) -> bool:
-    from metrics import registry
-
-    registry.ensure_builtin_loaded()
-    return registry.get(name).level == "image"

@@ -51,7 +51,7 @@ def compute_table_metrics(
     specs = [s for s in table_specs() if s.func is not None and (wanted is None or s.name in wanted)]
     partitioned: dict[str, np.ndarray] = {}
     if engine == "ray" or len(objects) > PARTITION_ABOVE_OBJECTS:
-        from metrics.ray_objects import partitionable
+        from metrics.label_partitions import partitionable
 
         names = [s.name for s in specs if partitionable(s.name, s.func.__module__)]
         if engine == "ray":

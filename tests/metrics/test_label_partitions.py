@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from metrics import label_partitions
-from metrics.label_partitions import table_values_by_partition
-from metrics.ray_objects import PER_IMAGE_METRICS
+from metrics.label_partitions import PER_IMAGE_METRICS, table_values_by_partition
 from store import metric_runner
 from tests.metrics.test_objects import run_all
 from tests.metrics.test_ray_objects import generated_tables

@@ -118,7 +118,8 @@ def test_object_metrics_on_ray_equal_the_local_ones(local_ray):
     """Label metrics as Ray tasks over partitions of whole images: every value the local engine's."""
     import numpy as np
 
-    from metrics.ray_objects import PER_IMAGE_METRICS, ray_table_values
+    from metrics.label_partitions import PER_IMAGE_METRICS
+    from metrics.ray_objects import ray_table_values
     from tests.metrics.test_objects import run_all
     from tests.metrics.test_ray_objects import generated_tables
 

@@ -12,14 +12,8 @@ import pyarrow as pa
 import pytest
 
 from metrics import geometry, registry
-from metrics.ray_objects import (
-    PER_IMAGE_METRICS,
-    frame_from_ipc,
-    frame_to_ipc,
-    image_partitions,
-    partition_values,
-    partitionable,
-)
+from metrics.label_partitions import PER_IMAGE_METRICS, image_partitions, partitionable
+from metrics.ray_objects import frame_from_ipc, frame_to_ipc, partition_values
 from tests.metrics.test_objects import EDGE_SEGMENTATIONS, frames, run_all
 
 
