@@ -112,6 +112,13 @@ def imported_small(folder: Path, n_images: int, *extra: str) -> Path:
 
 
 @pytest.fixture(scope="module")
+def small_coco_document(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """:func:`write_small_coco`'s annotations as a dict (4 images), for tests that mutate a deep copy."""
+    _, ann = write_small_coco(tmp_path_factory.mktemp("small_coco"))
+    return json.loads(ann.read_text())
+
+
+@pytest.fixture(scope="module")
 def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Dataset ``small`` (5 images, 10 objects) imported through the CLI; shared by a module: read only."""
     return imported_small(tmp_path_factory.mktemp("small_project"), 5)

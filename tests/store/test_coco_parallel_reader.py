@@ -17,7 +17,6 @@ import pytest
 from metrics import geometry
 from store import coco_parallel_reader, coco_reader
 from store.errors import InputError
-from tests.conftest import write_small_coco
 from tests.store.test_malformed_coco import CASES, RAW_CASES
 
 STRANGE = 'brace } bracket ] quote " comma , colon : backslash \\ open { [ \u00e9\u65e5\U0001f600 \\u'
@@ -160,17 +159,11 @@ def test_valid_variants(tmp_path, monkeypatch):
         _assert_same(parallel, _read(path, monkeypatch, parallel=False)[0])
 
 
-@pytest.fixture(scope="module")
-def small_coco(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    _, ann = write_small_coco(tmp_path_factory.mktemp("parallel"))
-    return json.loads(ann.read_text())
-
-
 @pytest.mark.parametrize("case_id, mutate, fragments", CASES, ids=[c[0] for c in CASES])
 def test_every_malformed_case_gives_the_same_one_line_error(
-    small_coco, tmp_path, monkeypatch, case_id, mutate, fragments
+    small_coco_document, tmp_path, monkeypatch, case_id, mutate, fragments
 ):
-    document = copy.deepcopy(small_coco)
+    document = copy.deepcopy(small_coco_document)
     mutate(document)
     path = _write(tmp_path / "bad.json", document)
     parallel, _ = _read(path, monkeypatch, parallel=True, chunk=64)

@@ -17,7 +17,7 @@ import pytest
 
 from store import coco_reader
 from store.errors import InputError
-from tests.conftest import REPO, shared, write_small_coco
+from tests.conftest import REPO, shared
 from tests.store.test_malformed_coco import CASES, RAW_CASES
 
 STREAMED, LOADED = 0, 10**15
@@ -40,17 +40,11 @@ def _assert_same(a, b) -> None:
     assert (a.info, a.warnings) == (b.info, b.warnings)
 
 
-@pytest.fixture(scope="module")
-def base_coco(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    _, ann = write_small_coco(tmp_path_factory.mktemp("stream"))
-    return json.loads(ann.read_text())
-
-
 @pytest.mark.parametrize("case_id, mutate, fragments", CASES, ids=[c[0] for c in CASES])
 def test_every_malformed_case_gives_the_same_one_line_error(
-    base_coco, tmp_path, monkeypatch, case_id, mutate, fragments
+    small_coco_document, tmp_path, monkeypatch, case_id, mutate, fragments
 ):
-    coco = copy.deepcopy(base_coco)
+    coco = copy.deepcopy(small_coco_document)
     mutate(coco)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(coco))
@@ -69,9 +63,9 @@ def test_unparseable_files_give_the_same_error(tmp_path, monkeypatch, case_id, r
     assert fragment in streamed
 
 
-def test_first_error_follows_section_order_not_file_order(base_coco, tmp_path, monkeypatch):
+def test_first_error_follows_section_order_not_file_order(small_coco_document, tmp_path, monkeypatch):
     """Categories are validated before images whatever their place in the file (COCO puts them last)."""
-    coco = copy.deepcopy(base_coco)
+    coco = copy.deepcopy(small_coco_document)
     coco["images"][1]["width"] = -1
     coco["categories"][1]["name"] = ""
     reordered = {
@@ -91,18 +85,18 @@ def test_first_error_follows_section_order_not_file_order(base_coco, tmp_path, m
     assert "invalid JSON" in streamed
 
 
-def test_valid_variants_give_equal_tables(base_coco, tmp_path, monkeypatch):
+def test_valid_variants_give_equal_tables(small_coco_document, tmp_path, monkeypatch):
     variants = {
         "keys-reordered-with-info": {
-            "categories": base_coco["categories"],
+            "categories": small_coco_document["categories"],
             "info": {"year": 2024, "nested": {"a": [1, 2]}},
-            "annotations": base_coco["annotations"],
-            "images": base_coco["images"],
+            "annotations": small_coco_document["annotations"],
+            "images": small_coco_document["images"],
         },
-        "no-annotations": {k: v for k, v in base_coco.items() if k != "annotations"},
-        "info-not-an-object": {**base_coco, "info": "text"},
+        "no-annotations": {k: v for k, v in small_coco_document.items() if k != "annotations"},
+        "info-not-an-object": {**small_coco_document, "info": "text"},
     }
-    rle = copy.deepcopy(base_coco)
+    rle = copy.deepcopy(small_coco_document)
     rle["annotations"][0]["segmentation"] = {"size": [120, 160], "counts": [19200]}
     rle["annotations"][1].update(bbox=[1.5, 2.0, 3, 4e0], area=2.5)
     variants["rle-and-floats"] = rle
