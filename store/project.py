@@ -261,7 +261,8 @@ def _tmp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder by path (a folder's fsync makes its entries durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -292,12 +293,10 @@ def fsyncs_at_end() -> Iterator[None]:
     """
     global _owed_fsyncs
     with _owed_lock:
-        if _owed_fsyncs is not None:
-            joined = True
-        else:
-            joined = False
+        outermost = _owed_fsyncs is None
+        if outermost:
             _owed_fsyncs = set()
-    if joined:
+    if not outermost:
         yield
         return
     try:
@@ -317,7 +316,7 @@ def _fsync_all(paths: list[Path]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(_FSYNC_THREADS, len(paths))) as pool:
-        list(pool.map(_fsync_dir, paths))  # os.open + fsync: files and folders alike
+        list(pool.map(_fsync_path, paths))
 
 
 def _owe_fsync(path: Path) -> bool:
@@ -343,7 +342,7 @@ def _replacing(path: Path) -> Iterator[Path]:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
         if not deferred:
-            _fsync_dir(path.parent)
+            _fsync_path(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -373,4 +372,4 @@ def replace_dir_atomic(staged: Path, final: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(staged, final)
-    _fsync_dir(final.parent)
+    _fsync_path(final.parent)
