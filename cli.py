@@ -29,8 +29,11 @@ def _progress_printer() -> Callable[[str, int, int], None]:
 def cmd_import_coco(args: argparse.Namespace) -> int:
     from metrics import pipeline
 
-    if args.engine in (None, "local"):  # their imports overlap ours (a project set to Ray drops them)
+    if args.engine in (None, "local"):  # they work while we import (a project set to Ray drops them)
         pipeline.start_workers_early(args.workers)
+        from store.early_image_pass import queue_image_pass
+
+        queue_image_pass(args.images, args.annotations, args.project)
     try:
         from store.coco_import import import_coco
 

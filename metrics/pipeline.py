@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -58,54 +59,116 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _new_pool(workers: int, plugins: Sequence[str]) -> Any:
+def _new_pool(workers: int, plugins: Sequence[str], start_method: str = "spawn") -> Any:
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=multiprocessing.get_context(start_method),
         initializer=_init_worker,
         initargs=(list(plugins), os.getpid()),
     )
 
 
-# A pool spawned ahead of its pass by start_workers_early: (pool, workers, plugins).
+def _early_start_method() -> str:
+    """'fork' where forking this process now is safe, else 'spawn'.
+
+    A forked worker starts with numpy, Pillow, OpenCV and the pixel metrics already imported by
+    this process; a spawned one imports them again (~0.2 CPU-s each: a fifth of a 200-photo
+    import's CPU on two cores went to the two workers' imports). Safe means Linux (macOS system
+    libraries are not fork-safe) and no other Python thread (one could hold a lock the child
+    would inherit locked). The native threads left are OpenBLAS's idle pool, which re-creates
+    itself in the child through its fork handlers, and OpenCV has run nothing in parallel yet.
+    """
+    import threading
+
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+# A pool started ahead of its pass by start_workers_early: (pool, workers, plugins).
 _early_pool: tuple[Any, int, tuple[str, ...]] | None = None
+# Chunks queued on that pool by queue_early, by chunk key (_chunk_key): Future of _compute_chunk.
+_early_chunks: dict[tuple, Any] = {}
 
 
 def start_workers_early(workers: int, plugins: Sequence[str] = ()) -> None:
-    """Spawn the image pass's worker processes now, before the caller's own imports and validation.
+    """Start the image pass's worker processes now, before the caller's own imports and validation.
 
-    A spawned worker spends ~0.2 CPU-s importing numpy, Pillow and OpenCV before its first image;
-    started first, that overlaps the parent's ~0.5 s of imports and COCO validation on the other
-    core instead of following them. The next :func:`run_image_pass` with the same ``workers`` and
-    ``plugins`` takes this pool; call :func:`discard_early_workers` when no pass may follow.
+    Forked where that is safe (:func:`_early_start_method`), they begin with the pixel modules
+    this process has just imported; spawned, each spends ~0.2 CPU-s importing them, which then
+    overlaps the parent's ~0.5 s of imports and COCO validation instead of following them. The
+    next :func:`run_image_pass` with the same ``workers`` and ``plugins`` takes this pool; call
+    :func:`discard_early_workers` when no pass may follow.
     """
     global _early_pool
     if workers <= 1 or _early_pool is not None:
         return
-    pool = _new_pool(workers, plugins)
+    import cv2  # noqa: F401  (here, so that forked workers inherit it)
+
+    registry.ensure_builtin_loaded(registry.PIXEL_MODULES)
+    pool = _new_pool(workers, plugins, _early_start_method())
     for _ in range(workers):  # the executor spawns a process per task it cannot hand to an idle one
         pool.submit(int)
     _early_pool = (pool, workers, tuple(plugins))
 
 
+def queue_early(records: list[dict[str, Any]], chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Have the early pool compute ``records`` now, ahead of the :func:`run_image_pass` expected for them.
+
+    The records are a guess made before the caller has validated its input. The pass adopts a
+    queued chunk only when its records and their indices are exactly the ones it is given (the
+    results are a pure function of the record and the file), and cancels the rest. Returns the
+    number of chunks queued (0 without an early pool, or when the pass would not use a pool).
+    """
+    if _early_pool is None or len(records) <= chunk_size:
+        return 0
+    pool = _early_pool[0]
+    for chunk in _chunks(records, chunk_size):
+        key = _chunk_key(chunk)
+        if key is not None and key not in _early_chunks:
+            _early_chunks[key] = pool.submit(_compute_chunk, chunk)
+    return len(_early_chunks)
+
+
 def discard_early_workers() -> None:
     """Stop a pool from :func:`start_workers_early` that no pass took (no-op otherwise)."""
     global _early_pool
+    _early_chunks.clear()
     if _early_pool is not None:
         _early_pool[0].shutdown(wait=False, cancel_futures=True)
         _early_pool = None
 
 
-def _take_pool(workers: int, plugins: Sequence[str]) -> Any:
-    """The early pool when it was started for this pass, else a new one."""
+def _take_pool(workers: int, plugins: Sequence[str]) -> tuple[Any, dict[tuple, Any]]:
+    """The early pool and its queued chunks when it was started for this pass, else a new pool."""
     global _early_pool
     if _early_pool is not None and _early_pool[1:] == (workers, tuple(plugins)):
         pool, _early_pool = _early_pool[0], None
-        return pool
+        queued = dict(_early_chunks)
+        _early_chunks.clear()
+        return pool, queued
     discard_early_workers()
-    return _new_pool(workers, plugins)
+    return _new_pool(workers, plugins), {}
+
+
+def _chunks(records: list[dict[str, Any]], chunk_size: int) -> list[list[tuple[int, dict[str, Any]]]]:
+    total = len(records)
+    return [
+        [(index, records[index]) for index in range(start, min(start + chunk_size, total))]
+        for start in range(0, total, max(1, chunk_size))
+    ]
+
+
+def _chunk_key(chunk: list[tuple[int, dict[str, Any]]]) -> tuple | None:
+    """What a chunk's results depend on: its indices and records (None when a value is unhashable)."""
+    try:
+        key = tuple((index, tuple(sorted(record.items()))) for index, record in chunk)
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _compute_chunk(chunk: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
@@ -122,17 +185,15 @@ def run_image_pass(
     """Yield ``(index into records, compute_image(record))`` for every record, as results arrive.
 
     ``workers=1``, or records fitting one chunk, run in this process (no pool start-up; plugins
-    are loaded here). Otherwise ``workers`` spawned processes take chunks from the front of the
-    queue, and this process, rather than wait, computes chunks from the back whenever no result is
-    ready: on a 200-photo folder the workers' start-up (~1 s of imports each, both cores busy) was
-    a third of the pass with nothing computed. ``progress(done, total)`` is called after each
-    chunk. Order of results is not the order of ``records``: use the index.
+    are loaded here). Otherwise ``workers`` processes take chunks from the front of the queue
+    (those :func:`queue_early` computed ahead are adopted), and this process, rather than wait,
+    computes chunks from the back whenever no result is ready: on a 200-photo folder the workers'
+    start-up (~1 s of imports each when spawned, both cores busy) was a third of the pass with
+    nothing computed. ``progress(done, total)`` is called after each chunk. Order of results is
+    not the order of ``records``: use the index.
     """
     total = len(records)
-    chunks = [
-        [(index, records[index]) for index in range(start, min(start + chunk_size, total))]
-        for start in range(0, total, max(1, chunk_size))
-    ]
+    chunks = _chunks(records, chunk_size)
     done = 0
     if workers <= 1 or total <= chunk_size:
         _load_here(plugins)
@@ -149,22 +210,29 @@ def run_image_pass(
     # hang the import: multiprocessing.Pool respawns them and waits forever for the lost chunk, while
     # ProcessPoolExecutor says BrokenProcessPool; the chunks not done then run in this process.
     remaining = set(range(len(chunks)))
-    queue = deque(range(len(chunks)))
-    pool = _take_pool(workers, plugins)
+    pool, queued_early = _take_pool(workers, plugins)
+    in_flight: dict[Any, int] = {}  # in chunk order for the early ones (see _take_from_back)
+    queue: deque[int] = deque()
+    for index, chunk in enumerate(chunks):
+        future = queued_early.pop(_chunk_key(chunk), None) if queued_early else None
+        if future is not None:
+            in_flight[future] = index
+        else:
+            queue.append(index)
+    for future in queued_early.values():  # queued for records this pass was not given
+        future.cancel()
     _load_here(plugins)
     try:
-        in_flight: dict[Any, int] = {}
         while queue or in_flight:
             while queue and len(in_flight) < 2 * workers:  # a little ahead, so no worker waits
                 index = queue.popleft()
                 in_flight[pool.submit(_compute_chunk, chunks[index])] = index
             finished, _ = wait(in_flight, timeout=0, return_when=FIRST_COMPLETED)
-            if not finished and queue:
-                # Nothing back yet (the spawned workers take ~1 s to import numpy, cv2, Pillow):
-                # this process, idle otherwise, takes a chunk from the far end of the queue.
-                index = queue.pop()
-                results = _compute_chunk_here(chunks[index])
-                finished_here = [(index, results)]
+            index = None if finished else _take_from_back(queue, in_flight)
+            if index is not None:
+                # Nothing back yet (the workers are still starting, or busy): this process, idle
+                # otherwise, computes a chunk no worker has started, from the far end.
+                finished_here = [(index, _compute_chunk_here(chunks[index]))]
             else:
                 if not finished:
                     finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -186,6 +254,20 @@ def run_image_pass(
             done += len(results)
             if progress is not None:
                 progress(done, total)
+
+
+def _take_from_back(queue: deque[int], in_flight: dict[Any, int]) -> int | None:
+    """A chunk for this process to compute: the queue's last, else the last submitted one not started.
+
+    Chunks queued early (:func:`queue_early`) are all submitted at once; one that no worker has
+    taken yet can still be cancelled and computed here instead.
+    """
+    if queue:
+        return queue.pop()
+    for future in reversed(list(in_flight)):
+        if future.cancel():
+            return in_flight.pop(future)
+    return None
 
 
 def _load_here(plugins: Sequence[str]) -> None:

@@ -134,3 +134,101 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _made_records(folder: Path, count: int) -> list[dict]:
+    """``count`` small JPEGs of different colours, with their records."""
+    records = []
+    for k in range(count):
+        path = folder / f"made_{k}.jpg"
+        Image.new("RGB", (48, 32), (20 * k % 256, 90, 200 - 10 * k)).save(path)
+        records.append({"path": str(path), "width": 48, "height": 32})
+    return records
+
+
+def test_a_pass_adopts_the_chunks_queued_early_for_its_records_and_recomputes_a_wrong_guess(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from concurrent.futures import wait
+
+    from metrics import pipeline
+
+    records = _made_records(tmp_path, 6)
+    guess = [dict(records[0], width=49), *records[1:]]  # the first chunk guessed a wrong width
+    pipeline.start_workers_early(2)
+    try:
+        assert pipeline.queue_early(guess, chunk_size=2) == 3
+        wait(list(pipeline._early_chunks.values()))
+        pool = pipeline._early_pool[0]
+        submitted, here = [], []
+        real_submit, real_here = pool.submit, pipeline._compute_chunk_here
+        monkeypatch.setattr(
+            pool, "submit", lambda fn, chunk: submitted.append(chunk) or real_submit(fn, chunk)
+        )
+        monkeypatch.setattr(
+            pipeline, "_compute_chunk_here", lambda chunk: here.append(chunk) or real_here(chunk)
+        )
+        results = dict(run_image_pass(records, workers=2, chunk_size=2))
+    finally:
+        pipeline.discard_early_workers()
+    assert results == {index: compute_image(record) for index, record in enumerate(records)}
+    assert results[0]["error"] == ""  # not the guess's "decoded size differs from the record"
+    # only the wrong chunk was computed again (submitted, or taken back and computed here)
+    assert {chunk[0][0] for chunk in submitted + here} == {0}
+    assert pipeline._early_chunks == {}
+
+
+def test_nothing_is_queued_early_without_an_early_pool_or_for_a_pass_run_in_this_process(
+    tmp_path: Path,
+) -> None:
+    from metrics import pipeline
+
+    records = _made_records(tmp_path, 3)
+    assert pipeline.queue_early(records, chunk_size=2) == 0  # no early pool
+    pipeline.start_workers_early(2)
+    try:
+        assert pipeline.queue_early(records[:2], chunk_size=2) == 0  # one chunk: the pass runs here
+        assert pipeline.queue_early([{"path": "x", "width": [1]}] * 3, chunk_size=2) == 0  # not hashable
+    finally:
+        pipeline.discard_early_workers()
+
+
+_FORKED_POOL = """
+import sys
+sys.path.insert(0, {repo!r})
+from metrics import pipeline
+from metrics.image import compute_image
+records = [{{"path": p, "width": 48, "height": 32}} for p in sys.argv[1:]]
+pipeline.start_workers_early(2)
+print(pipeline._early_pool[0]._mp_context.get_start_method())
+pipeline.queue_early(records, chunk_size=2)
+results = dict(pipeline.run_image_pass(records, workers=2, chunk_size=2))
+print(results == {{i: compute_image(r) for i, r in enumerate(records)}})
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_single_threaded_importer_forks_its_workers_and_they_compute_what_this_process_does(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from metrics import pipeline
+
+    repo = str(Path(__file__).resolve().parents[2])
+    paths = [record["path"] for record in _made_records(tmp_path, 5)]
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED_POOL.format(repo=repo), *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["fork", "True"], done.stderr
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:  # another thread could hold a lock a forked child would inherit locked
+        assert pipeline._early_start_method() == "spawn"
+    finally:
+        release.set()
+        other.join()

@@ -88,7 +88,9 @@ def test_images_known_missing_from_a_listing_get_the_rows_the_per_file_path_give
     def per_file(root: Path, file_names: list[str]):
         import numpy as np
 
-        return [coco_import.resolve_image_path(root, n) for n in file_names], np.zeros(len(file_names), bool)
+        from store.image_paths import resolve_image_path
+
+        return [resolve_image_path(root, n) for n in file_names], np.zeros(len(file_names), bool)
 
     monkeypatch.setattr(coco_import, "resolve_image_paths", per_file)
     coco_import.import_coco(images, ann, tmp_path / "slow", dataset="d", workers=2, prewarm=False)

@@ -1,0 +1,75 @@
+"""Decode images while ``cocolens import coco`` is still importing pandas and validating its input.
+
+On a 200-photo folder the importer's first ~0.5 s went to importing pandas and pyarrow and reading
+the COCO file, while the worker processes started at once (metrics.pipeline.start_workers_early)
+had nothing to do: a quarter of the import with one core idle. This reads just the ``images``
+section of a small annotations file, builds the records ``import_coco`` will build (same
+functions: store/image_paths.py) and queues them on those workers.
+
+It is a guess made before validation, so it writes nothing and decides nothing: the image pass
+adopts a queued chunk only when its records are exactly the pass's own
+(metrics.pipeline.queue_early), and input that later fails validation costs some CPU, never a
+result or a changed project.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from metrics.pipeline import queue_early
+from store.image_paths import image_pass_records, resolve_image_paths
+
+# Larger inputs are not guessed at: parsing them twice costs more than the ~0.5 s head start saves.
+MAX_ANNOTATIONS_BYTES = 32 * 1024**2
+MAX_IMAGES = 5_000
+
+
+def queue_image_pass(images_dir: str | Path, annotations: str | Path, project_dir: str | Path) -> int:
+    """Queue the image pass of this import on the early workers; the number of chunks queued.
+
+    0 when there is nothing safe to guess: a large or unreadable file, a record that is not plain,
+    images in object storage, or a project whose settings send the pass elsewhere (Ray) or add
+    custom metrics (the early workers have none).
+    """
+    try:
+        if _project_runs_pass_elsewhere(Path(project_dir)):
+            return 0
+        path = Path(annotations)
+        if path.stat().st_size > MAX_ANNOTATIONS_BYTES:
+            return 0
+        images = json.loads(path.read_bytes()).get("images")
+        if not isinstance(images, list) or len(images) > MAX_IMAGES:
+            return 0
+        names, widths, heights = [], [], []
+        for record in images:
+            name, width, height = record.get("file_name"), record.get("width"), record.get("height")
+            if not (isinstance(name, str) and _plain_int(width) and _plain_int(height)):
+                return 0  # the reader will say what is wrong
+            names.append(name)
+            widths.append(width)
+            heights.append(height)
+        root = Path(images_dir).expanduser()
+        if not root.is_dir():
+            return 0
+        resolved, known_missing = resolve_image_paths(root.resolve(), names)
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return 0
+    records = image_pass_records(resolved, widths, heights, known_missing.tolist())
+    return queue_early([record for record in records if not record["known_missing"]])
+
+
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _project_runs_pass_elsewhere(project_dir: Path) -> bool:
+    settings_file = project_dir / "project.json"
+    if not settings_file.is_file():
+        return False
+    meta = json.loads(settings_file.read_bytes())
+    if not isinstance(meta, dict):
+        return True
+    engine = (meta.get("settings") or {}).get("engine") or "local"
+    return engine != "local" or bool(meta.get("plugins"))
