@@ -7,6 +7,7 @@ project is left as it was), 3 the project is busy with another writer.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -507,5 +508,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``cocolens`` command: :func:`main` on this process's arguments, then exit without a last sweep.
+
+    Every object still alive is frozen out of the garbage collector first: the interpreter's final
+    collection otherwise traverses everything pandas, pyarrow and DuckDB built, ~0.09 s of a 1.6 s
+    photo import (2 vCPU, bench/pixel_vs_cleanvision.py). The memory goes back with the process.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
