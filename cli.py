@@ -18,6 +18,8 @@ from typing import Any
 import metrics.passive_openmp  # noqa: F401  (before any command loads torch or faiss: OpenMP threads sleep, not spin)
 
 DEFAULT_PORT = 8501
+# True when this process is the command (run), not a caller of main that goes on (tests).
+_whole_process = False
 
 
 def _progress_printer() -> Callable[[str, int, int], None]:
@@ -27,16 +29,24 @@ def _progress_printer() -> Callable[[str, int, int], None]:
     return ProgressReport()
 
 
-def cmd_import_coco(args: argparse.Namespace) -> int:
+def _start_image_pass_early(args: argparse.Namespace) -> None:
+    """Worker processes, and the pass's records guessed from the raw JSON, before pandas is imported."""
+    if args.engine not in (None, "local"):
+        return  # Ray runs the pass on its own workers
     from metrics import pipeline
+    from store.early_image_pass import queue_image_pass
 
-    if args.engine in (None, "local"):  # they work while we import (a project set to Ray drops them)
-        pipeline.start_workers_early(args.workers)
-        from store.early_image_pass import queue_image_pass
+    pipeline.start_workers_early(args.workers)
+    queue_image_pass(args.images, args.annotations, args.project)
 
-        queue_image_pass(args.images, args.annotations, args.project)
+
+def cmd_import_coco(args: argparse.Namespace) -> int:
+    from metrics.gc_tuning import long_lived_imports
+
     try:
-        from store.coco_import import import_coco
+        with long_lived_imports(_whole_process):  # numpy, OpenCV, pandas...: alive to the end
+            _start_image_pass_early(args)
+            from store.coco_import import import_coco
 
         summary = import_coco(
             args.images,
@@ -49,6 +59,8 @@ def cmd_import_coco(args: argparse.Namespace) -> int:
             prewarm=not args.embeddings,
         )
     finally:
+        from metrics import pipeline
+
         pipeline.discard_early_workers()
     if args.embeddings:
         from store import page_summaries
@@ -515,6 +527,8 @@ def run() -> None:
     collection otherwise traverses everything pandas, pyarrow and DuckDB built, ~0.09 s of a 1.6 s
     photo import (2 vCPU, bench/pixel_vs_cleanvision.py). The memory goes back with the process.
     """
+    global _whole_process
+    _whole_process = True
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -8,6 +8,7 @@ metrics registered there run in the workers exactly as in the parent.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -29,6 +30,7 @@ def _init_worker(plugins: Sequence[str], parent: int | None = None) -> None:
     # Ctrl-C reaches every process of the terminal's group: the parent stops the pool and says so
     # in one line; workers printing their own KeyboardInterrupt tracebacks only buried it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.enable()  # forked while the parent imported with collection paused (metrics.gc_tuning)
     if parent is not None:
         _exit_with_parent(parent)
     import cv2

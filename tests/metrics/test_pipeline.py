@@ -198,9 +198,12 @@ import sys
 sys.path.insert(0, {repo!r})
 from metrics import pipeline
 from metrics.image import compute_image
+import gc
 records = [{{"path": p, "width": 48, "height": 32}} for p in sys.argv[1:]]
+gc.disable()  # as cli's import does while it starts them (metrics.gc_tuning)
 pipeline.start_workers_early(2)
 print(pipeline._early_pool[0]._mp_context.get_start_method())
+print(pipeline._early_pool[0].submit(gc.isenabled).result())
 pipeline.queue_early(records, chunk_size=2)
 results = dict(pipeline.run_image_pass(records, workers=2, chunk_size=2))
 print(results == {{i: compute_image(r) for i, r in enumerate(records)}})
@@ -223,7 +226,7 @@ def test_a_single_threaded_importer_forks_its_workers_and_they_compute_what_this
         text=True,
         timeout=120,
     )
-    assert done.stdout.split() == ["fork", "True"], done.stderr
+    assert done.stdout.split() == ["fork", "True", "True"], done.stderr  # method, collector on, results
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
