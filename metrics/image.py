@@ -166,8 +166,9 @@ class ImageContext:
     Metrics receive this object. Attributes without a file: ``record``, ``path``, ``width``,
     ``height`` (annotated). With a file: ``raw_bytes``, ``file_size``, ``content_hash``; after
     decoding: ``decoded_width/height`` (of the frame used), ``exif_orientation``,
-    ``orientation_applied``, ``rgb`` (uint8 H×W×3, reduced), ``gray`` (uint8, reduced),
-    ``gray_analysis`` (grey at ≤ 512 px longest side, for scale-dependent measures).
+    ``orientation_applied``, ``rgb`` (uint8 H×W×3, reduced), ``channels`` (its R, G, B planes),
+    ``gray`` (uint8, reduced), ``gray_analysis`` (grey at ≤ 512 px longest side, for
+    scale-dependent measures).
     """
 
     def __init__(self, record: dict[str, Any]):
@@ -221,6 +222,14 @@ class ImageContext:
             self._decode()
         assert self._rgb is not None
         return self._rgb
+
+    @cached_property
+    def channels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The R, G and B planes of :attr:`rgb`, split once for the colour metrics that read them."""
+        import cv2
+
+        red, green, blue = cv2.split(self.rgb)
+        return red, green, blue
 
     @cached_property
     def gray(self) -> np.ndarray:
@@ -654,7 +663,7 @@ def entropy(ctx: ImageContext) -> float:
 def colourfulness(ctx: ImageContext) -> float:
     import cv2
 
-    red, green, blue = cv2.split(ctx.rgb)
+    red, green, blue = ctx.channels
     rg_mean, rg_std = cv2.meanStdDev(cv2.subtract(red, green, dtype=cv2.CV_16S))
     # yb = (R + G) / 2 − B, kept in integers as 2·yb and halved after the statistics.
     yb2 = cv2.subtract(cv2.add(red, green, dtype=cv2.CV_16S), cv2.add(blue, blue, dtype=cv2.CV_16S))
@@ -667,7 +676,7 @@ def colourfulness(ctx: ImageContext) -> float:
 def _channel_fraction(ctx: ImageContext, channel: int) -> float:
     import cv2
 
-    means = cv2.mean(ctx.rgb)[:3]
+    means = ctx.cached("channel_means", lambda: cv2.mean(ctx.rgb)[:3])  # one pass for the three
     total = float(sum(means))
     return float(means[channel] / total) if total > 0 else 1.0 / 3.0
 
@@ -706,6 +715,6 @@ for _channel, _colour in enumerate(("red", "green", "blue")):
 def grayscale(ctx: ImageContext) -> float:
     import cv2
 
-    red, green, blue = cv2.split(ctx.rgb)
+    red, green, blue = ctx.channels
     spread = cv2.subtract(cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue))
     return float(np.count_nonzero(spread <= GREY_TOLERANCE)) / spread.size
