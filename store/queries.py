@@ -121,10 +121,14 @@ class ProjectReader:
             cur.close()
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        row = self.row(sql, params)
+        return None if row is None else row[0]
+
+    def row(self, sql: str, params: list[Any] | None = None) -> tuple | None:
+        """The first row of a query (None when it has none)."""
         cur = self.cursor()
         try:
-            row = cur.execute(sql, params or []).fetchone()
-            return None if row is None else row[0]
+            return cur.execute(sql, params or []).fetchone()
         finally:
             cur.close()
 

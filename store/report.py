@@ -32,34 +32,55 @@ def _summary_dict(row: Any) -> dict[str, Any]:
 
 def issue_counts(reader: ProjectReader, datasets: list[str] | None = None) -> dict[str, int]:
     """Counts of each issue of the catalogue, in its order; every one is a filter the app can open as
-    a gallery. ``datasets`` None counts over the whole project."""
+    a gallery. ``datasets`` None counts over the whole project.
+
+    The metric issues are counted in one scan of the metric values (one ``count(*) FILTER`` each):
+    a query per issue read every metric file nine times (~4 ms each on a 200-image project, far
+    more at 1M objects). The others, each a small query of its own table, share a second query.
+    """
     where = ""
     params: list[Any] = []
     if datasets:
         where = f" AND dataset IN ({', '.join('?' for _ in datasets)})"
         params = list(datasets)
-    return {issue.name: int(_count(reader, issue, where, params) or 0) for issue in catalogue.CATALOGUE}
+    counts: dict[str, int] = {}
+    metric_issues = [issue for issue in catalogue.CATALOGUE if issue.rule == "metric"]
+    if metric_issues:
+        filters = ", ".join(
+            f"count(*) FILTER (WHERE metric = ? AND value {i.operator} ?)" for i in metric_issues
+        )
+        row = reader.row(
+            f"SELECT {filters} FROM metric_values WHERE true{where}",
+            [value for i in metric_issues for value in (i.metric, i.threshold)] + params,
+        )
+        counts.update(zip((i.name for i in metric_issues), row or (), strict=True))
+    others = [
+        (issue, *_count_sql(issue, where, params)) for issue in catalogue.CATALOGUE if issue.rule != "metric"
+    ]
+    if others:
+        row = reader.row(
+            "SELECT " + ", ".join(f"({sql})" for _, sql, _ in others),
+            [value for _, _, values in others for value in values],
+        )
+        counts.update(zip((issue.name for issue, _, _ in others), row or (), strict=True))
+    return {issue.name: int(counts.get(issue.name) or 0) for issue in catalogue.CATALOGUE}
 
 
-def _count(reader: ProjectReader, issue: catalogue.Issue, where: str, params: list[Any]) -> Any:
-    """One issue's count: its items (metric rows, image records, duplicate rows) or its groups."""
+def _count_sql(issue: catalogue.Issue, where: str, params: list[Any]) -> tuple[str, list[Any]]:
+    """The count query of an issue that is not a metric threshold, and its parameters: duplicate
+    rows or groups, image records of a status, classes with few objects."""
     if issue.rule == "duplicates":
         counted = "count(DISTINCT (dataset, group_id))" if issue.counts == "groups" else "count(*)"
-        return reader.scalar(
-            f"SELECT {counted} FROM duplicates WHERE kind = ?{where}", [issue.value, *params]
-        )
+        return f"SELECT {counted} FROM duplicates WHERE kind = ?{where}", [issue.value, *params]
     if issue.rule == "status":
-        return reader.scalar(f"SELECT count(*) FROM images WHERE status = ?{where}", [issue.value, *params])
+        return f"SELECT count(*) FROM images WHERE status = ?{where}", [issue.value, *params]
     if issue.rule == "small_class":
-        return reader.scalar(
+        return (
             f"SELECT count(*) FROM (SELECT dataset, category_id FROM objects WHERE true{where} "
             "GROUP BY dataset, category_id HAVING count(*) < ?)",
             [*params, catalogue.SMALL_CLASS_OBJECTS],
         )
-    return reader.scalar(
-        f"SELECT count(*) FROM metric_values WHERE metric = ? AND value {issue.operator} ?{where}",
-        [issue.metric, issue.threshold, *params],
-    )
+    raise ValueError(f"issue {issue.name!r}: no count query for rule {issue.rule!r}")
 
 
 def build_report(project_dir: str | Path) -> dict[str, Any]:
