@@ -36,7 +36,7 @@ def _start_image_pass_early(args: argparse.Namespace) -> None:
     from metrics import pipeline
     from store.early_image_pass import queue_image_pass
 
-    pipeline.start_workers_early(args.workers)
+    pipeline.start_workers_early(args.workers, fork=_whole_process)  # fork: nothing else runs yet
     queue_image_pass(args.images, args.annotations, args.project)
 
 

@@ -72,19 +72,23 @@ def _new_pool(workers: int, plugins: Sequence[str], start_method: str = "spawn")
     )
 
 
-def _early_start_method() -> str:
-    """'fork' where forking this process now is safe, else 'spawn'.
+def _early_start_method(fork: bool) -> str:
+    """'fork' where the caller allows it and forking this process now is safe, else 'spawn'.
 
     A forked worker starts with numpy, Pillow, OpenCV and the pixel metrics already imported by
     this process; a spawned one imports them again (~0.2 CPU-s each: a fifth of a 200-photo
-    import's CPU on two cores went to the two workers' imports). Safe means Linux (macOS system
-    libraries are not fork-safe) and no other Python thread (one could hold a lock the child
-    would inherit locked). The native threads left are OpenBLAS's idle pool, which re-creates
-    itself in the child through its fork handlers, and OpenCV has run nothing in parallel yet.
+    import's CPU on two cores went to the two workers' imports). Safe means: the caller knows this
+    process has started no thread pool of its own (``fork``: a command at its start, cli.run), on
+    Linux (macOS system libraries are not fork-safe), with no other Python thread. A longer-lived
+    process may hold threads Python does not list (OpenCV's pool, a test runner's I/O thread)
+    whose locks a child inherits locked: a worker forked inside the test suite hung in
+    ``cv2.setNumThreads``. At a command's start the only native threads are the two OpenBLAS
+    pools' (numpy's and OpenCV's), which re-create themselves in the child through their fork
+    handlers.
     """
     import threading
 
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
+    if fork and sys.platform.startswith("linux") and threading.active_count() == 1:
         return "fork"
     return "spawn"
 
@@ -95,10 +99,10 @@ _early_pool: tuple[Any, int, tuple[str, ...]] | None = None
 _early_chunks: dict[tuple, Any] = {}
 
 
-def start_workers_early(workers: int, plugins: Sequence[str] = ()) -> None:
+def start_workers_early(workers: int, plugins: Sequence[str] = (), fork: bool = False) -> None:
     """Start the image pass's worker processes now, before the caller's own imports and validation.
 
-    Forked where that is safe (:func:`_early_start_method`), they begin with the pixel modules
+    Forked where allowed and safe (:func:`_early_start_method`), they begin with the pixel modules
     this process has just imported; spawned, each spends ~0.2 CPU-s importing them, which then
     overlaps the parent's ~0.5 s of imports and COCO validation instead of following them. The
     next :func:`run_image_pass` with the same ``workers`` and ``plugins`` takes this pool; call
@@ -110,7 +114,7 @@ def start_workers_early(workers: int, plugins: Sequence[str] = ()) -> None:
     import cv2  # noqa: F401  (here, so that forked workers inherit it)
 
     registry.ensure_builtin_loaded(registry.PIXEL_MODULES)
-    pool = _new_pool(workers, plugins, _early_start_method())
+    pool = _new_pool(workers, plugins, _early_start_method(fork))
     for _ in range(workers):  # the executor spawns a process per task it cannot hand to an idle one
         pool.submit(int)
     _early_pool = (pool, workers, tuple(plugins))

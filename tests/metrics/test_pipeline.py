@@ -201,7 +201,7 @@ from metrics.image import compute_image
 import gc
 records = [{{"path": p, "width": 48, "height": 32}} for p in sys.argv[1:]]
 gc.disable()  # as cli's import does while it starts them (metrics.gc_tuning)
-pipeline.start_workers_early(2)
+pipeline.start_workers_early(2, fork=True)
 print(pipeline._early_pool[0]._mp_context.get_start_method())
 print(pipeline._early_pool[0].submit(gc.isenabled).result())
 pipeline.queue_early(records, chunk_size=2)
@@ -214,6 +214,7 @@ print(results == {{i: compute_image(r) for i, r in enumerate(records)}})
 def test_a_single_threaded_importer_forks_its_workers_and_they_compute_what_this_process_does(
     tmp_path: Path,
 ) -> None:
+    """Forked only when the caller says nothing else runs yet and no other thread is seen."""
     import threading
 
     from metrics import pipeline
@@ -227,11 +228,12 @@ def test_a_single_threaded_importer_forks_its_workers_and_they_compute_what_this
         timeout=120,
     )
     assert done.stdout.split() == ["fork", "True", "True"], done.stderr  # method, collector on, results
+    assert pipeline._early_start_method(fork=False) == "spawn"  # a caller that runs on (tests, the app)
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
     try:  # another thread could hold a lock a forked child would inherit locked
-        assert pipeline._early_start_method() == "spawn"
+        assert pipeline._early_start_method(fork=True) == "spawn"
     finally:
         release.set()
         other.join()
