@@ -123,10 +123,11 @@ def start_workers_early(workers: int, plugins: Sequence[str] = (), fork: bool = 
 def queue_early(records: list[dict[str, Any]], chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
     """Have the early pool compute ``records`` now, ahead of the :func:`run_image_pass` expected for them.
 
-    The records are a guess made before the caller has validated its input. The pass adopts a
-    queued chunk only when its records and their indices are exactly the ones it is given (the
-    results are a pure function of the record and the file), and cancels the rest. Returns the
-    number of chunks queued (0 without an early pool, or when the pass would not use a pool).
+    The records are a guess made before the caller has validated its input. The pass adopts the
+    queued chunks only when every one of them is a chunk of its own, with exactly its records and
+    indices (the results are a pure function of the record and the file); otherwise it stops this
+    pool, the queued work with it, and starts a new one. Returns the number of chunks queued (0
+    without an early pool, or when the pass would not use a pool).
     """
     if _early_pool is None or len(records) <= chunk_size:
         return 0
@@ -147,10 +148,17 @@ def discard_early_workers() -> None:
         _early_pool = None
 
 
-def _take_pool(workers: int, plugins: Sequence[str]) -> tuple[Any, dict[tuple, Any]]:
-    """The early pool and its queued chunks when it was started for this pass, else a new pool."""
+def _take_pool(workers: int, plugins: Sequence[str], keys: set[tuple | None]) -> tuple[Any, dict[tuple, Any]]:
+    """The early pool and its queued chunks when both were made for this pass, else a new pool.
+
+    ``keys`` are the pass's chunk keys. Queued chunks that are not all among them (a wrong guess,
+    a resumed import) stop the early pool with its queue: cancelling single queued futures of a
+    live pool instead can leave them in its work table, where a later broken pool fails to set
+    their exception and leaves the other futures waiting forever (CPython 3.11).
+    """
     global _early_pool
-    if _early_pool is not None and _early_pool[1:] == (workers, tuple(plugins)):
+    matches = _early_pool is not None and _early_pool[1:] == (workers, tuple(plugins))
+    if matches and _early_chunks.keys() <= keys:
         pool, _early_pool = _early_pool[0], None
         queued = dict(_early_chunks)
         _early_chunks.clear()
@@ -192,10 +200,10 @@ def run_image_pass(
 
     ``workers=1``, or records fitting one chunk, run in this process (no pool start-up; plugins
     are loaded here). Otherwise ``workers`` processes take chunks from the front of the queue
-    (those :func:`queue_early` computed ahead are adopted), and this process, rather than wait,
-    computes chunks from the back whenever no result is ready: on a 200-photo folder the workers'
-    start-up (~1 s of imports each when spawned, both cores busy) was a third of the pass with
-    nothing computed. ``progress(done, total)`` is called after each chunk. Order of results is
+    (the chunks :func:`queue_early` submitted ahead are adopted instead), and this process, rather
+    than wait, computes chunks from the back of the queue whenever no result is ready: on a
+    200-photo folder the spawned workers' start-up (~1 s of imports each, both cores busy) was a
+    third of the pass with nothing computed. ``progress(done, total)`` is called after each chunk. Order of results is
     not the order of ``records``: use the index.
     """
     total = len(records)
@@ -216,17 +224,16 @@ def run_image_pass(
     # hang the import: multiprocessing.Pool respawns them and waits forever for the lost chunk, while
     # ProcessPoolExecutor says BrokenProcessPool; the chunks not done then run in this process.
     remaining = set(range(len(chunks)))
-    pool, queued_early = _take_pool(workers, plugins)
-    in_flight: dict[Any, int] = {}  # in chunk order for the early ones (see _take_from_back)
+    keys = [_chunk_key(chunk) for chunk in chunks]
+    pool, queued_early = _take_pool(workers, plugins, set(keys))
+    in_flight: dict[Any, int] = {}
     queue: deque[int] = deque()
-    for index, chunk in enumerate(chunks):
-        future = queued_early.pop(_chunk_key(chunk), None) if queued_early else None
+    for index, key in enumerate(keys):
+        future = queued_early.get(key) if key is not None else None
         if future is not None:
             in_flight[future] = index
         else:
             queue.append(index)
-    for future in queued_early.values():  # queued for records this pass was not given
-        future.cancel()
     _load_here(plugins)
     try:
         while queue or in_flight:
@@ -234,10 +241,10 @@ def run_image_pass(
                 index = queue.popleft()
                 in_flight[pool.submit(_compute_chunk, chunks[index])] = index
             finished, _ = wait(in_flight, timeout=0, return_when=FIRST_COMPLETED)
-            index = None if finished else _take_from_back(queue, in_flight)
-            if index is not None:
-                # Nothing back yet (the workers are still starting, or busy): this process, idle
-                # otherwise, computes a chunk no worker has started, from the far end.
+            if not finished and queue:
+                # Nothing back yet (the spawned workers take ~1 s to import numpy, cv2, Pillow):
+                # this process, idle otherwise, takes a chunk from the far end of the queue.
+                index = queue.pop()
                 finished_here = [(index, _compute_chunk_here(chunks[index]))]
             else:
                 if not finished:
@@ -260,20 +267,6 @@ def run_image_pass(
             done += len(results)
             if progress is not None:
                 progress(done, total)
-
-
-def _take_from_back(queue: deque[int], in_flight: dict[Any, int]) -> int | None:
-    """A chunk for this process to compute: the queue's last, else the last submitted one not started.
-
-    Chunks queued early (:func:`queue_early`) are all submitted at once; one that no worker has
-    taken yet can still be cancelled and computed here instead.
-    """
-    if queue:
-        return queue.pop()
-    for future in reversed(list(in_flight)):
-        if future.cancel():
-            return in_flight.pop(future)
-    return None
 
 
 def _load_here(plugins: Sequence[str]) -> None:

@@ -146,18 +146,15 @@ def _made_records(folder: Path, count: int) -> list[dict]:
     return records
 
 
-def test_a_pass_adopts_the_chunks_queued_early_for_its_records_and_recomputes_a_wrong_guess(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_a_pass_adopts_the_chunks_queued_early_for_its_records(tmp_path: Path, monkeypatch) -> None:
     from concurrent.futures import wait
 
     from metrics import pipeline
 
     records = _made_records(tmp_path, 6)
-    guess = [dict(records[0], width=49), *records[1:]]  # the first chunk guessed a wrong width
     pipeline.start_workers_early(2)
     try:
-        assert pipeline.queue_early(guess, chunk_size=2) == 3
+        assert pipeline.queue_early(records, chunk_size=2) == 3
         wait(list(pipeline._early_chunks.values()))
         pool = pipeline._early_pool[0]
         submitted, here = [], []
@@ -172,10 +169,25 @@ def test_a_pass_adopts_the_chunks_queued_early_for_its_records_and_recomputes_a_
     finally:
         pipeline.discard_early_workers()
     assert results == {index: compute_image(record) for index, record in enumerate(records)}
-    assert results[0]["error"] == ""  # not the guess's "decoded size differs from the record"
-    # only the wrong chunk was computed again (submitted, or taken back and computed here)
-    assert {chunk[0][0] for chunk in submitted + here} == {0}
+    assert submitted == [] and here == []  # every chunk came from the early queue
     assert pipeline._early_chunks == {}
+
+
+def test_a_wrong_guess_stops_the_early_pool_and_the_pass_computes_everything_anew(tmp_path: Path) -> None:
+    from metrics import pipeline
+
+    records = _made_records(tmp_path, 6)
+    guess = [dict(records[0], width=49), *records[1:]]  # the first chunk guessed a wrong width
+    pipeline.start_workers_early(2)
+    try:
+        assert pipeline.queue_early(guess, chunk_size=2) == 3
+        early = pipeline._early_pool[0]
+        results = dict(run_image_pass(records, workers=2, chunk_size=2))
+    finally:
+        pipeline.discard_early_workers()
+    assert results == {index: compute_image(record) for index, record in enumerate(records)}
+    assert results[0]["error"] == ""  # not the guess's "decoded size differs from the record"
+    assert early._shutdown_thread and pipeline._early_pool is None and pipeline._early_chunks == {}
 
 
 def test_nothing_is_queued_early_without_an_early_pool_or_for_a_pass_run_in_this_process(

@@ -38,8 +38,8 @@ def adopted(monkeypatch) -> list[int]:
     counts: list[int] = []
     real = pipeline._take_pool
 
-    def take_pool(workers, plugins):
-        pool, queued = real(workers, plugins)
+    def take_pool(workers, plugins, keys):
+        pool, queued = real(workers, plugins, keys)
         counts.append(len(queued))
         return pool, queued
 
