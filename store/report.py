@@ -34,9 +34,10 @@ def issue_counts(reader: ProjectReader, datasets: list[str] | None = None) -> di
     """Counts of each issue of the catalogue, in its order; every one is a filter the app can open as
     a gallery. ``datasets`` None counts over the whole project.
 
-    The metric issues are counted in one scan of the metric values (one ``count(*) FILTER`` each):
-    a query per issue read every metric file nine times (~4 ms each on a 200-image project, far
-    more at 1M objects). The others, each a small query of its own table, share a second query.
+    The metric issues are counted in one scan of their metrics' files (one ``count(*) FILTER``
+    each), where a query per issue paid DuckDB's ~4 ms of fixed cost nine times (a 200-image
+    project: 41 -> 12 ms; 100k images / 1M objects: 0.083 s either way). The others, each a small
+    query of its own table, share a second query.
     """
     where = ""
     params: list[Any] = []
@@ -49,9 +50,11 @@ def issue_counts(reader: ProjectReader, datasets: list[str] | None = None) -> di
         filters = ", ".join(
             f"count(*) FILTER (WHERE metric = ? AND value {i.operator} ?)" for i in metric_issues
         )
+        names = sorted({i.metric for i in metric_issues})
+        # the IN list lets DuckDB skip the other metrics' files (one metric per file) by their statistics
         row = reader.row(
-            f"SELECT {filters} FROM metric_values WHERE true{where}",
-            [value for i in metric_issues for value in (i.metric, i.threshold)] + params,
+            f"SELECT {filters} FROM metric_values WHERE metric IN ({', '.join('?' for _ in names)}){where}",
+            [value for i in metric_issues for value in (i.metric, i.threshold)] + names + params,
         )
         counts.update(zip((i.name for i in metric_issues), row or (), strict=True))
     others = [
