@@ -203,8 +203,8 @@ def run_image_pass(
     (the chunks :func:`queue_early` submitted ahead are adopted instead), and this process, rather
     than wait, computes chunks from the back of the queue whenever no result is ready: on a
     200-photo folder the spawned workers' start-up (~1 s of imports each, both cores busy) was a
-    third of the pass with nothing computed. ``progress(done, total)`` is called after each chunk. Order of results is
-    not the order of ``records``: use the index.
+    third of the pass with nothing computed. ``progress(done, total)`` is called after each chunk.
+    Order of results is not the order of ``records``: use the index.
     """
     total = len(records)
     chunks = _chunks(records, chunk_size)

@@ -7,9 +7,9 @@ section of a small annotations file, builds the records ``import_coco`` will bui
 functions: store/image_paths.py) and queues them on those workers.
 
 It is a guess made before validation, so it writes nothing and decides nothing: the image pass
-adopts a queued chunk only when its records are exactly the pass's own
-(metrics.pipeline.queue_early), and input that later fails validation costs some CPU, never a
-result or a changed project.
+adopts the queued chunks only when all of them are exactly chunks of its own (otherwise it stops
+these workers and starts others: metrics.pipeline.queue_early), and input that later fails
+validation costs some CPU, never a result or a changed project.
 """
 
 from __future__ import annotations
