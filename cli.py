@@ -31,13 +31,12 @@ def _progress_printer() -> Callable[[str, int, int], None]:
 
 def _start_image_pass_early(args: argparse.Namespace) -> None:
     """Worker processes, and the pass's records guessed from the raw JSON, before pandas is imported."""
-    if args.engine not in (None, "local"):
-        return  # Ray runs the pass on its own workers
-    from metrics import pipeline
-    from store.early_image_pass import queue_image_pass
+    from store.early_image_pass import start_image_pass_early
 
-    pipeline.start_workers_early(args.workers, fork=_whole_process)  # fork: nothing else runs yet
-    queue_image_pass(args.images, args.annotations, args.project)
+    # fork: as the whole process, nothing else runs yet (metrics.pipeline._early_start_method)
+    start_image_pass_early(
+        args.images, args.annotations, args.project, args.engine, args.workers, fork=_whole_process
+    )
 
 
 def cmd_import_coco(args: argparse.Namespace) -> int:

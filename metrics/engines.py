@@ -50,6 +50,11 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
+def chosen_engine(asked: str | None, project_meta: dict[str, Any]) -> str:
+    """The engine asked for, else the project's ``settings.engine``, else 'local' (not yet checked)."""
+    return asked or (project_meta.get("settings") or {}).get("engine") or "local"
+
+
 def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")

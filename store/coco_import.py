@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metrics.engines import IMAGE_RESULT_COLUMNS, IMAGE_ROW_COLUMNS, check_engine, image_rows, is_url
+from metrics.engines import (
+    IMAGE_RESULT_COLUMNS,
+    IMAGE_ROW_COLUMNS,
+    check_engine,
+    chosen_engine,
+    image_rows,
+    is_url,
+)
 from metrics.image import SIZE_MISMATCH
 from store.coco_reader import CocoTables, read_coco
 from store.errors import InputError
@@ -60,9 +67,8 @@ def remote_image_path(root_url: str, file_name: str) -> tuple[str, str]:
 
 def resolve_engine(project: Project, engine: str | None) -> str:
     """The engine asked for, else the project's ``settings.engine``, else 'local'."""
-    chosen = engine or project.meta().get("settings", {}).get("engine") or "local"
     try:
-        return check_engine(chosen)
+        return check_engine(chosen_engine(engine, project.meta()))
     except ValueError as exc:
         raise InputError(str(project.meta_path) if not engine else "--engine", str(exc)) from exc
 

@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from metrics.pipeline import queue_early
+from metrics import pipeline
+from metrics.engines import chosen_engine
 from store.image_paths import image_pass_records, resolve_image_paths
 
 # Larger inputs are not guessed at: parsing them twice costs more than the ~0.5 s head start saves.
@@ -26,16 +27,33 @@ MAX_ANNOTATIONS_BYTES = 32 * 1024**2
 MAX_IMAGES = 5_000
 
 
-def queue_image_pass(images_dir: str | Path, annotations: str | Path, project_dir: str | Path) -> int:
+def start_image_pass_early(
+    images_dir: str | Path,
+    annotations: str | Path,
+    project_dir: str | Path,
+    engine: str | None,
+    workers: int,
+    fork: bool = False,
+) -> int:
+    """Start the pass's workers (metrics.pipeline.start_workers_early) and queue its chunks on them.
+
+    Nothing starts when the pass will not run on this machine's plain workers: ``engine`` or the
+    project's settings send it to Ray, or the project adds custom metrics (the early workers have
+    none). Returns the number of chunks queued.
+    """
+    if not _pass_runs_on_plain_workers(Path(project_dir), engine):
+        return 0
+    pipeline.start_workers_early(workers, fork=fork)
+    return queue_image_pass(images_dir, annotations)
+
+
+def queue_image_pass(images_dir: str | Path, annotations: str | Path) -> int:
     """Queue the image pass of this import on the early workers; the number of chunks queued.
 
     0 when there is nothing safe to guess: a large or unreadable file, a record that is not plain,
-    images in object storage, or a project whose settings send the pass elsewhere (Ray) or add
-    custom metrics (the early workers have none).
+    images in object storage.
     """
     try:
-        if _project_runs_pass_elsewhere(Path(project_dir)):
-            return 0
         path = Path(annotations)
         if path.stat().st_size > MAX_ANNOTATIONS_BYTES:
             return 0
@@ -57,19 +75,19 @@ def queue_image_pass(images_dir: str | Path, annotations: str | Path, project_di
     except (OSError, ValueError, AttributeError, RecursionError):
         return 0
     records = image_pass_records(resolved, widths, heights, known_missing.tolist())
-    return queue_early([record for record in records if not record["known_missing"]])
+    return pipeline.queue_early([record for record in records if not record["known_missing"]])
 
 
 def _plain_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _project_runs_pass_elsewhere(project_dir: Path) -> bool:
+def _pass_runs_on_plain_workers(project_dir: Path, engine: str | None) -> bool:
+    """The importer's choice (store.coco_import.resolve_engine, load_project_plugins) read without
+    pandas; False for a settings file it would reject, which it then reports."""
     settings_file = project_dir / "project.json"
-    if not settings_file.is_file():
+    try:
+        meta = json.loads(settings_file.read_bytes()) if settings_file.is_file() else {}
+        return chosen_engine(engine, meta) == "local" and not meta.get("plugins")
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
-    meta = json.loads(settings_file.read_bytes())
-    if not isinstance(meta, dict):
-        return True
-    engine = (meta.get("settings") or {}).get("engine") or "local"
-    return engine != "local" or bool(meta.get("plugins"))

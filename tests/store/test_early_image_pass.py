@@ -10,7 +10,7 @@ from PIL import Image
 
 from metrics import pipeline
 from store.coco_import import import_coco
-from store.early_image_pass import queue_image_pass
+from store.early_image_pass import queue_image_pass, start_image_pass_early
 from store.errors import InputError
 from tests.store.import_reference import REAL_SETS, REFERENCE_DIR, SHARED, snapshot, table_digest
 
@@ -38,8 +38,8 @@ def adopted(monkeypatch) -> list[int]:
     counts: list[int] = []
     real = pipeline._take_pool
 
-    def take_pool(workers, plugins, keys):
-        pool, queued = real(workers, plugins, keys)
+    def take_pool(workers, plugins, chunks):
+        pool, queued = real(workers, plugins, chunks)
         counts.append(len(queued))
         return pool, queued
 
@@ -54,7 +54,7 @@ def test_an_import_with_its_pass_queued_early_writes_the_tables_a_plain_import_w
     images, ann = _made_coco(tmp_path)
     import_coco(images, ann, tmp_path / "plain", dataset="d", prewarm=False)
     pipeline.start_workers_early(2)
-    assert queue_image_pass(images, ann, tmp_path / "early") == 3  # 40 files with a file: 3 chunks of 16
+    assert queue_image_pass(images, ann) == 3  # 40 files with a file: 3 chunks of 16
     import_coco(images, ann, tmp_path / "early", dataset="d", prewarm=False)
     assert adopted == [0, 3]
     plain = snapshot(tmp_path / "plain" / "datasets" / "d", tmp_path)
@@ -69,7 +69,7 @@ def test_a_real_set_imported_with_its_pass_queued_early_equals_the_reference(tmp
     if not (SHARED / annotations).is_file():
         pytest.skip(f"shared data {SHARED / annotations} is absent")
     pipeline.start_workers_early(2)
-    assert queue_image_pass(SHARED / images, SHARED / annotations, tmp_path / "p") == 2
+    assert queue_image_pass(SHARED / images, SHARED / annotations) == 2
     import_coco(SHARED / images, SHARED / annotations, tmp_path / "p", dataset="fruits_nuts", prewarm=False)
     assert adopted == [2]
     actual = snapshot(tmp_path / "p" / "datasets" / "fruits_nuts", SHARED.resolve())
@@ -83,7 +83,7 @@ def test_a_guess_from_input_that_fails_validation_leaves_the_project_as_it_was(t
     coco["annotations"][7]["category_id"] = 99
     ann.write_text(json.dumps(coco))
     pipeline.start_workers_early(2)
-    assert queue_image_pass(images, ann, tmp_path / "p") == 3
+    assert queue_image_pass(images, ann) == 3
     with pytest.raises(InputError, match="category_id"):
         import_coco(images, ann, tmp_path / "p", dataset="d")
     assert adopted == []  # no pass ran
@@ -93,8 +93,6 @@ def test_a_guess_from_input_that_fails_validation_leaves_the_project_as_it_was(t
 @pytest.mark.parametrize(
     "change",
     [
-        "ray project",
-        "plugin project",
         "too large",
         "not json",
         "images not a list",
@@ -104,14 +102,8 @@ def test_a_guess_from_input_that_fails_validation_leaves_the_project_as_it_was(t
 )
 def test_nothing_is_guessed_where_the_guess_could_not_be_used(tmp_path: Path, monkeypatch, change: str):
     images, ann = _made_coco(tmp_path)
-    project = tmp_path / "p"
-    project.mkdir()
     coco = json.loads(ann.read_text())
-    if change == "ray project":
-        (project / "project.json").write_text(json.dumps({"settings": {"engine": "ray"}, "plugins": []}))
-    elif change == "plugin project":
-        (project / "project.json").write_text(json.dumps({"settings": {}, "plugins": ["my_metrics.py"]}))
-    elif change == "too large":
+    if change == "too large":
         monkeypatch.setattr("store.early_image_pass.MAX_ANNOTATIONS_BYTES", 100)
     elif change == "not json":
         ann.write_text('{"images": [')
@@ -124,7 +116,38 @@ def test_nothing_is_guessed_where_the_guess_could_not_be_used(tmp_path: Path, mo
         images = tmp_path / "elsewhere"
     pipeline.start_workers_early(2)
     try:
-        assert queue_image_pass(images, ann, project) == 0
+        assert queue_image_pass(images, ann) == 0
         assert pipeline._early_chunks == {}
+    finally:
+        pipeline.discard_early_workers()
+
+
+@pytest.mark.parametrize(
+    ("settings", "engine"),
+    [
+        ({"settings": {"engine": "ray"}, "plugins": []}, None),
+        ({"settings": {}, "plugins": ["my_metrics.py"]}, None),
+        ({"settings": {}, "plugins": []}, "ray"),
+        (["not", "a", "settings", "object"], None),
+    ],
+    ids=["ray project", "plugin project", "--engine ray", "damaged project.json"],
+)
+def test_no_worker_starts_early_where_the_pass_runs_elsewhere(tmp_path: Path, settings, engine) -> None:
+    images, ann = _made_coco(tmp_path)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "project.json").write_text(json.dumps(settings))
+    try:
+        assert start_image_pass_early(images, ann, project, engine, workers=2) == 0
+        assert pipeline._early_pool is None and pipeline._early_chunks == {}
+    finally:
+        pipeline.discard_early_workers()
+
+
+def test_a_plain_project_gets_its_workers_and_chunks_early(tmp_path: Path) -> None:
+    images, ann = _made_coco(tmp_path)
+    try:
+        assert start_image_pass_early(images, ann, tmp_path / "new project", "local", workers=2) == 3
+        assert pipeline._early_pool is not None
     finally:
         pipeline.discard_early_workers()
